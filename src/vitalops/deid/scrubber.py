@@ -1,0 +1,204 @@
+"""The scrubber: one FHIR resource in, its de-identified form (or nothing) out.
+
+Walks the resource against the rules, keeping only listed elements and applying each one's
+action; see ``rules.toml`` for the actions and ``README.md`` beside it for the Safe Harbor
+decisions (date offsets, ages over 89, display strings, ZIP codes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from vitalops.deid.dates import age_in_years, earliest_birthday, shift_date, truncate_to_year
+from vitalops.deid.pseudonyms import date_shift_days, parse_reference, pseudonym
+from vitalops.deid.report import DeidReport
+from vitalops.deid.rules import ElementSpec, ScrubRules
+from vitalops.errors import InvalidInput
+
+DATE_MODES = ("shift", "year")
+#: UCUM age units and how many of each make a year.
+_UCUM_PER_YEAR = {"a": 1.0, "mo": 12.0, "wk": 52.1775, "d": 365.25, "h": 8766.0, "min": 525960.0}
+
+
+class _Dropped:
+    """Marks a value that an action removed."""
+
+
+DROPPED: Any = _Dropped()
+
+
+@dataclass
+class _Visit:
+    """What the actions need to know about the resource being scrubbed."""
+
+    resource_type: str
+    shift_days: int | None  # None: no patient known, dates are truncated to the year
+
+
+class Scrubber:
+    """De-identifies resources one at a time, counting every action into ``report``."""
+
+    def __init__(
+        self, rules: ScrubRules, *, key: bytes, dates: str = "shift", as_of: date, report: DeidReport
+    ) -> None:
+        if dates not in DATE_MODES:
+            raise InvalidInput(f"dates must be one of {', '.join(DATE_MODES)}")
+        if not key:
+            raise InvalidInput("the pseudonymization key is empty")
+        self.rules = rules
+        self.key = key
+        self.dates = dates
+        self.as_of = as_of
+        self.report = report
+        self._actions: dict[str, Callable[[Any, dict[str, Any], _Visit], Any]] = {
+            "keep": self._keep,
+            "date": self._date,
+            "birth-date": self._birth_date,
+            "zip3": self._zip3,
+            "hash-id": self._hash_id,
+            "reference": self._reference,
+            "coded-text": self._coded_text,
+            "age": self._age,
+        }
+
+    def scrub(self, resource: dict[str, Any]) -> dict[str, Any] | None:
+        """The de-identified resource, or None when the whole resource must be left out (counted)."""
+        resource_type = resource.get("resourceType")
+        spec = self.rules.resources.get(resource_type) if isinstance(resource_type, str) else None
+        if spec is None:
+            self.report.skipped["unlisted-resource-type"] += 1
+            return None
+        if "implicitRules" in resource or self._has_unknown_modifier(resource):
+            self.report.skipped["unknown-modifier-extension"] += 1
+            return None
+        visit = _Visit(resource_type, self._patient_shift(resource))
+        scrubbed = self._walk(resource, spec, resource_type, visit, top=True)
+        return {"resourceType": resource_type, **scrubbed}
+
+    # ------------------------------------------------------------------ walking
+    def _walk(self, node: dict[str, Any], spec: ElementSpec, path: str, visit: _Visit, *, top: bool = False
+              ) -> dict[str, Any]:
+        kept: dict[str, Any] = {}
+        for name, value in node.items():
+            if top and name == "resourceType":
+                continue
+            element = f"{path}.{name}"
+            rule = spec.get(name)
+            if rule is None:
+                self.report.count(visit.resource_type, element, "drop")
+                continue
+            if isinstance(value, list):
+                items = [self._apply(item, rule, element, node, visit) for item in value]
+                result: Any = [item for item in items if item is not DROPPED] or DROPPED
+            else:
+                result = self._apply(value, rule, element, node, visit)
+            if result is not DROPPED:
+                kept[name] = result
+        return kept
+
+    def _apply(self, value: Any, rule: Any, element: str, siblings: dict[str, Any], visit: _Visit) -> Any:
+        if isinstance(rule, dict) or rule[:1].isupper():
+            spec = rule if isinstance(rule, dict) else self.rules.datatypes[rule]
+            if not isinstance(value, dict):
+                self.report.count(visit.resource_type, element, "drop-malformed")
+                return DROPPED
+            return self._walk(value, spec, element, visit) or DROPPED
+        if isinstance(value, dict | list):
+            self.report.count(visit.resource_type, element, "drop-malformed")
+            return DROPPED
+        result = self._actions[rule](value, siblings, visit)
+        self.report.count(visit.resource_type, element, rule if result is not DROPPED else f"{rule}:dropped")
+        return result
+
+    def _has_unknown_modifier(self, node: Any) -> bool:
+        if isinstance(node, list):
+            return any(self._has_unknown_modifier(item) for item in node)
+        if not isinstance(node, dict):
+            return False
+        allowed = self.rules.allowed_modifier_extensions
+        for extension in node.get("modifierExtension") or []:
+            if not isinstance(extension, dict) or extension.get("url") not in allowed:
+                return True
+        return any(self._has_unknown_modifier(v) for v in node.values() if isinstance(v, dict | list))
+
+    def _patient_shift(self, resource: dict[str, Any]) -> int | None:
+        """The date offset of the patient this resource belongs to, or None when there is none."""
+        if self.dates != "shift":
+            return None
+        if resource.get("resourceType") == "Patient":
+            patient_id = resource.get("id")
+            if isinstance(patient_id, str) and patient_id:
+                return date_shift_days(self.key, patient_id)
+            return None
+        for name in self.rules.patient_reference_elements:
+            value = resource.get(name)
+            reference = value[0] if isinstance(value, list) and value else value
+            if isinstance(reference, dict):
+                target = parse_reference(reference.get("reference"), reference.get("type"))
+                if target and target[0] == "Patient":
+                    return date_shift_days(self.key, target[1])
+        return None
+
+    # ------------------------------------------------------------------ actions
+    def _keep(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        return value
+
+    def _date(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        if not isinstance(value, str):
+            return DROPPED
+        if visit.shift_days is None:
+            moved = truncate_to_year(value)
+        else:
+            moved = shift_date(value, visit.shift_days)
+        return DROPPED if moved is None else moved
+
+    def _birth_date(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        if not isinstance(value, str):
+            return DROPPED
+        born = earliest_birthday(value)
+        if born is None:
+            return DROPPED
+        if age_in_years(born, self.as_of) >= self.rules.age_group_years:
+            # Grouped: every patient aged 90 or more gets the same birth year, the one that makes them 90.
+            return f"{self.as_of.year - self.rules.age_group_years:04d}"
+        return self._date(value, siblings, visit)
+
+    def _zip3(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        country = siblings.get("country")
+        if country not in (None, "US", "USA", "United States"):
+            return DROPPED
+        digits = value.strip() if isinstance(value, str) else ""
+        if len(digits) not in (5, 9, 10) or not digits[:5].isdigit():
+            return DROPPED
+        prefix = digits[:3]
+        return "000" if prefix in self.rules.restricted_zip3 else prefix
+
+    def _hash_id(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        if not isinstance(value, str) or not value:
+            return DROPPED
+        return pseudonym(self.key, visit.resource_type, value)
+
+    def _reference(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        target = parse_reference(value, siblings.get("type"))
+        if target is None:
+            return DROPPED
+        return f"{target[0]}/{pseudonym(self.key, target[0], target[1])}"
+
+    def _coded_text(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        if isinstance(value, str) and self.rules.is_terminology(siblings.get("system")):
+            return value
+        return DROPPED
+
+    def _age(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return DROPPED
+        per_year = _UCUM_PER_YEAR.get(siblings.get("code"))  # type: ignore[arg-type]
+        if per_year is None:
+            return DROPPED
+        if value / per_year < self.rules.age_group_years:
+            return value
+        # Grouped at 90 years; an age in other units that large is dropped rather than re-unitized.
+        return self.rules.age_group_years if per_year == 1 else DROPPED
