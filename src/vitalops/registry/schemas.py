@@ -1,0 +1,113 @@
+"""What the registry hands out and takes in: pydantic shapes, never ORM rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RiskClass = Literal["low", "moderate", "high"]
+
+
+class FeatureColumn(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    dtype: str = "float64"
+
+
+class Signature(BaseModel):
+    """The input columns a version scores, in order, and what its output means."""
+
+    model_config = ConfigDict(frozen=True)
+
+    inputs: list[FeatureColumn]
+    output: str = "probability of the positive outcome"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [column.name for column in self.inputs]
+
+    @classmethod
+    def of(cls, feature_names: list[str] | tuple[str, ...], output: str | None = None) -> Signature:
+        columns = [FeatureColumn(name=name) for name in feature_names]
+        return cls(inputs=columns) if output is None else cls(inputs=columns, output=output)
+
+
+class ModelCreate(BaseModel):
+    """A model's identity: what it is for and who owns it. Locked once versions exist."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]{1,63}$")
+    intended_use: str = Field(min_length=1)
+    clinical_owner: str = Field(min_length=1)
+    risk_class: RiskClass = "moderate"
+    target_population: str = Field(min_length=1)
+    output_meaning: str = "probability of the positive outcome"
+    approvals_required: Literal[1, 2] = 2
+
+
+class Model(ModelCreate):
+    model_config = ConfigDict(extra="ignore")
+
+    id: int
+    created_at: datetime
+    created_by: str
+
+
+class VersionCreate(BaseModel):
+    """Everything a new version records: lineage, the artifact and its validation."""
+
+    source: Literal["trained", "registered"]
+    state: Literal["draft", "validated"]
+    dataset_uri: str | None = None
+    dataset_fingerprint: str
+    definitions_version: str
+    code_version: str
+    estimator: str
+    flavor: str
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    signature: Signature
+    artifact_sha256: str
+    threshold: float
+    report: dict[str, Any]
+    report_hash: str
+    lineage: dict[str, Any] = Field(default_factory=dict)
+    reason: str = "registered"
+
+
+class ModelVersion(BaseModel):
+    id: int
+    model: str
+    number: int
+    state: str
+    source: str
+    submitter: str
+    created_at: datetime
+    updated_at: datetime
+    dataset_uri: str | None
+    dataset_fingerprint: str
+    definitions_version: str
+    code_version: str
+    estimator: str
+    flavor: str
+    hyperparameters: dict[str, Any]
+    signature: Signature
+    artifact_sha256: str
+    threshold: float
+    report_hash: str
+    lineage: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model} v{self.number}"
+
+
+class Transition(BaseModel):
+    from_state: str | None
+    to_state: str
+    actor: str
+    reason: str
+    at: datetime
