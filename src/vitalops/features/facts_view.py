@@ -1,0 +1,68 @@
+"""How the features engine sees facts: the point-in-time validity of each fact, in DuckDB.
+
+A fact is visible at time T when ``effective_at <= T``, ``known_at <= T`` and no newer version of
+the same source resource (same ``source_type`` + ``source_id``, larger ``known_at``) was known by T.
+Each fact therefore gets a validity interval ``[known_us, superseded_us)`` in epoch microseconds,
+so one integer comparison per fact applies the superseding rule for any number of index times.
+
+Encounter facts follow the ingest conventions: ``kind = 'encounter'``, ``value_code`` the
+HL7 v3 ActCode class (``IMP``, ``EMER``, ``AMB``), ``encounter_key`` the encounter's own key,
+``effective_at``/``effective_end`` its period, and concept ``icu_stay`` for ICU stays.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+#: Statuses whose facts never count (a record entered by mistake).
+EXCLUDED_STATUSES = ("entered-in-error",)
+ICU_CONCEPT = "icu_stay"
+US_PER_HOUR = 3_600_000_000.0
+#: Average Gregorian year, the unit of ``age``.
+US_PER_YEAR = 365.25 * 24 * US_PER_HOUR
+
+#: Columns of FACTS_SCHEMA the engine reads; callers may project facts to these.
+ENGINE_COLUMNS = (
+    "fact_id", "patient_key", "site", "kind", "concept", "value_num", "value_code", "status",
+    "encounter_key", "effective_at", "effective_end", "known_at", "source_type", "source_id",
+)
+
+
+def register_facts(con: duckdb.DuckDBPyConnection, facts: pa.Table, name: str = "f") -> None:
+    """Register ``facts`` as view ``name`` with integer times and each fact's validity interval."""
+    con.register("facts_in", facts.select(list(ENGINE_COLUMNS)))
+    excluded = ", ".join(f"'{status}'" for status in EXCLUDED_STATUSES)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {name} AS
+        WITH versions AS (
+            SELECT source_type, source_id, known_at,
+                   lead(known_at) OVER (PARTITION BY source_type, source_id ORDER BY known_at)
+                       AS superseded_at
+            FROM (SELECT DISTINCT source_type, source_id, known_at FROM facts_in)
+        )
+        SELECT fi.fact_id, fi.patient_key, fi.site, fi.kind, fi.concept, fi.value_num, fi.value_code,
+               fi.status,
+               fi.encounter_key, fi.source_id,
+               epoch_us(fi.effective_at) AS eff_us,
+               epoch_us(fi.effective_end) AS end_us,
+               epoch_us(fi.known_at) AS known_us,
+               coalesce(epoch_us(v.superseded_at), 9223372036854775807) AS superseded_us
+        FROM facts_in fi JOIN versions v USING (source_type, source_id, known_at)
+        WHERE fi.status IS NULL OR fi.status NOT IN ({excluded})
+        """
+    )
+    con.unregister("facts_in")
+
+
+def visible_at(fact: str, moment: str) -> str:
+    """SQL predicate: fact alias ``fact`` is visible at the epoch-microsecond expression ``moment``."""
+    return (
+        f"{fact}.eff_us <= {moment} AND {fact}.known_us <= {moment} AND {fact}.superseded_us > {moment}"
+    )
+
+
+def known_by(fact: str, moment: str) -> str:
+    """SQL predicate: the version of ``fact`` is the one current at ``moment`` (any effective time)."""
+    return f"{fact}.known_us <= {moment} AND {fact}.superseded_us > {moment}"
