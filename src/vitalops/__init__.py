@@ -1,0 +1,3 @@
+"""VitalOps: clinical AI operations."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,49 @@
+"""The FastAPI application factory. Nothing is created at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from vitalops import __version__
+from vitalops.api.middleware import ApiMetrics, RequestContextMiddleware
+from vitalops.api.problems import install_problem_handlers
+from vitalops.api.routes import audit, health, users
+from vitalops.core.logging import configure_logging
+from vitalops.core.settings import Settings, get_settings
+from vitalops.db import Database
+from vitalops.db.migrate import upgrade
+
+ROUTERS = (health.router, audit.router, users.router)
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """Build the API. Migrations are applied at start-up (serialized across workers on PostgreSQL)."""
+    settings = settings or get_settings()
+    owns_database = database is None
+    database = database or Database(settings.db_url)
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        upgrade(database)
+        yield
+        if owns_database:
+            database.dispose()
+
+    app = FastAPI(
+        title="VitalOps",
+        version=__version__,
+        description="Clinical AI operations: governed models from FHIR to the clinician's screen.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.metrics = ApiMetrics()
+    install_problem_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    return app

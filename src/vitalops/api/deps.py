@@ -1,0 +1,62 @@
+"""FastAPI dependencies: the database, the settings, and the authenticated principal.
+
+``require(permission)`` is the one dependency that enforces the permission matrix on a route:
+401 without a valid key, 403 without the permission, every denial audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from vitalops.auth import Permission, Principal, authorize, record_denial
+from vitalops.auth.users import authenticate_key
+from vitalops.core.settings import Settings
+from vitalops.db import Database
+from vitalops.errors import Unauthenticated
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.database  # type: ignore[no-any-return]
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def current_principal(request: Request, database: DatabaseDep) -> Principal:
+    """The principal behind the request's ``Authorization: Bearer <key>``; 401 otherwise (audited)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    route = getattr(request.scope.get("route"), "path", "unmatched")
+    if scheme.lower() != "bearer" or not credentials:
+        record_denial(database, "anonymous", "auth.failed", object_type="route", object_id=route,
+                      payload={"reason": "missing_credentials"})
+        raise Unauthenticated("send 'Authorization: Bearer <API key>'")
+    try:
+        with database.session() as session:
+            return authenticate_key(session, credentials)
+    except Unauthenticated as exc:
+        record_denial(database, "anonymous", "auth.failed", object_type="route", object_id=route,
+                      payload={"reason": str(exc.details.get("reason", "malformed"))})
+        raise
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require(permission: Permission) -> Callable[..., Principal]:
+    """A dependency that returns the principal when it holds ``permission`` (403, audited, otherwise)."""
+
+    def dependency(request: Request, principal: PrincipalDep, database: DatabaseDep) -> Principal:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        authorize(database, principal, permission, object_type="route", object_id=route)
+        return principal
+
+    return dependency

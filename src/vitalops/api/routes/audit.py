@@ -1,0 +1,39 @@
+"""``/v1/audit``: read the audit trail (auditors), and verify the chain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from vitalops.api.deps import DatabaseDep, require
+from vitalops.audit import list_events, verify_chain
+from vitalops.auth import Permission, Principal
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+AuditReader = Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
+
+
+@router.get("")
+def read_events(
+    database: DatabaseDep,
+    _: AuditReader,
+    since: datetime | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    action: str | None = None,
+    after_seq: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Events, newest first (or oldest first after ``after_seq`` for paging forward)."""
+    with database.session() as session:
+        events = list_events(session, since=since, object_type=object_type, object_id=object_id, action=action,
+                             after_seq=after_seq, limit=limit, newest_first=after_seq is None)
+    return {"events": [event.to_dict() for event in events]}
+
+
+@router.get("/verify")
+def verify(database: DatabaseDep, _: AuditReader) -> dict[str, object]:
+    """Walk the chain; ``ok`` false names the first broken event."""
+    return verify_chain(database.engine).to_dict()

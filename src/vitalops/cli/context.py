@@ -1,0 +1,56 @@
+"""What every command needs: the settings, a migrated database, and who is acting.
+
+The command line acts as the user named by ``VITALOPS_USER``. Without it, in development only,
+it acts as the local installation owner (roles admin, data_scientist, operator, auditor: never
+approver, so governance decisions always carry a named approver). In production ``VITALOPS_USER``
+is required. See docs/security.md.
+"""
+
+from __future__ import annotations
+
+import getpass
+
+from vitalops.auth import Principal, Role
+from vitalops.auth.users import get_user
+from vitalops.core.logging import configure_logging
+from vitalops.core.settings import Settings, get_settings
+from vitalops.db import Database
+from vitalops.db.migrate import is_current, upgrade
+from vitalops.errors import ConfigError, NotFound, Unauthenticated
+
+LOCAL_OWNER_ROLES = frozenset({Role.ADMIN, Role.DATA_SCIENTIST, Role.OPERATOR, Role.AUDITOR})
+
+
+def cli_settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    return settings
+
+
+def open_database(settings: Settings | None = None, *, migrate: bool = True) -> Database:
+    """The metadata database, reachable and migrated to the current revision."""
+    settings = settings or cli_settings()
+    if settings.database_url is None and not settings.home.exists():
+        raise ConfigError(f"no VitalOps home at {settings.home}; run 'vitalops init' first")
+    database = Database(settings.db_url)
+    database.ping()
+    if migrate and not is_current(database):
+        upgrade(database)
+    return database
+
+
+def cli_principal(database: Database, settings: Settings | None = None) -> Principal:
+    """Who this command acts as (see the module docstring)."""
+    settings = settings or get_settings()
+    if settings.user:
+        with database.session() as session:
+            try:
+                user = get_user(session, settings.user)
+            except NotFound:
+                raise Unauthenticated(f"VITALOPS_USER names '{settings.user}', who is not a user here") from None
+        if user.disabled:
+            raise Unauthenticated(f"user '{settings.user}' is disabled")
+        return user.principal()
+    if settings.environment == "production":
+        raise Unauthenticated("set VITALOPS_USER to the user this command acts as")
+    return Principal(name=f"local:{getpass.getuser()}", roles=LOCAL_OWNER_ROLES, kind="user")

@@ -1,0 +1,105 @@
+"""``vitalops users ...`` and ``vitalops keys ...``: people, roles and API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlalchemy import func, select
+
+from vitalops.auth import SYSTEM, Permission, authorize
+from vitalops.auth.users import create_key, create_user, disable_user, list_keys, list_users, parse_role, revoke_key
+from vitalops.cli.context import cli_principal, open_database
+from vitalops.cli.output import JsonOption, console, emit, rows_table
+from vitalops.db.tables.identity import UserRow
+
+users_app = typer.Typer(help="Manage users and their roles.", no_args_is_help=True)
+keys_app = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    role: Annotated[str, typer.Option("--role", help="admin, data_scientist, approver, operator, clinician, auditor, ehr")],
+    as_json: JsonOption = False,
+) -> None:
+    """Add a user with a role. The very first user of an installation may be added as admin by anyone
+    with access to the database (bootstrap); after that, only admins add users."""
+    parse_role(role)
+    database = open_database()
+    with database.session() as session:
+        bootstrap = session.scalar(select(func.count()).select_from(UserRow)) == 0 and role == "admin"
+    actor = SYSTEM if bootstrap else cli_principal(database)
+    if not bootstrap:
+        authorize(database, actor, Permission.USERS_MANAGE, object_type="user", object_id=name)
+    with database.session() as session:
+        user = create_user(session, actor, name, role)
+    emit(user.to_dict() | {"bootstrap": bootstrap}, as_json)
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOption = False) -> None:
+    """List users and their roles."""
+    database = open_database()
+    authorize(database, cli_principal(database), Permission.USERS_MANAGE, object_type="user", object_id="*")
+    with database.session() as session:
+        users = [user.to_dict() for user in list_users(session)]
+    emit(users, as_json, lambda rows: console.print(rows_table(rows, ["name", "role", "created_at", "disabled"])))
+
+
+@users_app.command("disable")
+def users_disable(name: str, reason: Annotated[str, typer.Option("--reason")], as_json: JsonOption = False) -> None:
+    """Disable a user; their keys stop working at once."""
+    database = open_database()
+    actor = cli_principal(database)
+    authorize(database, actor, Permission.USERS_MANAGE, object_type="user", object_id=name)
+    with database.session() as session:
+        emit(disable_user(session, actor, name, reason).to_dict(), as_json)
+
+
+@keys_app.command("create")
+def keys_create(
+    user: str,
+    days: Annotated[int, typer.Option("--days", help="Lifetime in days.")] = 90,
+    key_name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "default",
+    as_json: JsonOption = False,
+) -> None:
+    """Issue an API key for USER. The key is printed once and never stored."""
+    database = open_database()
+    actor = cli_principal(database)
+    authorize(database, actor, Permission.KEYS_MANAGE, object_type="api_key", object_id=user)
+    with database.session() as session:
+        key, plain = create_key(session, actor, user, key_name=key_name, days=days)
+    result = key.to_dict() | {"key": plain}
+    if as_json:
+        emit(result, True)
+    else:
+        emit({k: v for k, v in result.items() if k != "key"}, False)
+        console.print(f"\n[bold]API key (shown once, store it now):[/] {plain}")
+
+
+@keys_app.command("list")
+def keys_list(user: Annotated[str | None, typer.Option("--user")] = None, as_json: JsonOption = False) -> None:
+    """List API keys (prefixes only; keys themselves are never stored)."""
+    database = open_database()
+    authorize(database, cli_principal(database), Permission.KEYS_MANAGE, object_type="api_key", object_id="*")
+    with database.session() as session:
+        keys = [key.to_dict() for key in list_keys(session, user)]
+    emit(keys, as_json,
+         lambda rows: console.print(rows_table(rows, ["prefix", "user", "name", "expires_at", "revoked"])))
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: str, reason: Annotated[str, typer.Option("--reason")], as_json: JsonOption = False) -> None:
+    """Revoke the API key with PREFIX."""
+    database = open_database()
+    actor = cli_principal(database)
+    authorize(database, actor, Permission.KEYS_MANAGE, object_type="api_key", object_id=prefix)
+    with database.session() as session:
+        revoke_key(session, actor, prefix, reason)
+    emit({"prefix": prefix, "revoked": True}, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(users_app, name="users")
+    app.add_typer(keys_app, name="keys")

@@ -1,0 +1,1 @@
+"""Settings, clock, ids and logging: the pieces every other package may import."""

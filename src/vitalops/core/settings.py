@@ -1,0 +1,114 @@
+"""Typed settings from the environment (prefix ``VITALOPS_``) and the home folder's secrets file.
+
+``get_settings()`` is cached; tests and the CLI call ``get_settings.cache_clear()`` after changing
+the environment. Nothing here touches the database or the network.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vitalops.errors import ConfigError
+
+#: The value a secret has until ``vitalops init`` generates a real one. Accepted only in development.
+DEVELOPMENT_SECRET = "insecure-development-secret"  # noqa: S105 - the sentinel that is refused in production
+SECRETS_FILE = "secrets.env"
+SECRET_NAMES = ("pseudonym_key", "session_secret")
+
+Environment = Literal["development", "test", "production"]
+
+
+class Settings(BaseSettings):
+    """Everything an installation can configure. See docs/configuration in the README."""
+
+    model_config = SettingsConfigDict(env_prefix="VITALOPS_", extra="ignore")
+
+    environment: Environment = "development"
+    home: Path = Path(".vitalops")
+    database_url: str | None = None
+    lake_uri: str | None = None
+    artifacts_uri: str | None = None
+    pseudonym_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    session_secret: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    log_level: str = "INFO"
+    log_json: bool = True
+    #: The user the command line acts as; see docs/security.md.
+    user: str | None = None
+    api_key_days: int = Field(default=90, ge=1, le=3650)
+    small_group_min: int = Field(default=20, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.environment == "development":
+            return self
+        for name in SECRET_NAMES:
+            if getattr(self, name).get_secret_value() == DEVELOPMENT_SECRET:
+                raise ConfigError(
+                    f"VITALOPS_{name.upper()} is still the development default; "
+                    f"run 'vitalops init' or set it before running with environment={self.environment}"
+                )
+        return self
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL of the metadata database (SQLite in the home folder by default)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'vitalops.db').resolve()}"
+
+    @property
+    def lake_root(self) -> str:
+        """Where the Delta tables live: a local folder or an fsspec URL."""
+        return self.lake_uri or str((self.home / "lake").resolve())
+
+    @property
+    def artifacts_root(self) -> str:
+        return self.artifacts_uri or str((self.home / "artifacts").resolve())
+
+
+def _read_secrets_file(home: Path) -> dict[str, str]:
+    path = home / SECRETS_FILE
+    if not path.exists():
+        return {}
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip().lower() in SECRET_NAMES:
+            values[name.strip().lower()] = value.strip()
+    return values
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The installation's settings: environment first, then the home folder's secrets file."""
+    home = Path(os.environ.get("VITALOPS_HOME", ".vitalops"))
+    from_file = {
+        name: value
+        for name, value in _read_secrets_file(home).items()
+        if f"VITALOPS_{name.upper()}" not in os.environ
+    }
+    return Settings(**from_file)  # type: ignore[arg-type]
+
+
+def write_secrets_file(home: Path) -> bool:
+    """Generate the installation's secrets into ``home/secrets.env`` (mode 0600) unless present.
+
+    Returns True when a new file was written. Existing secrets are never replaced: the
+    pseudonymization key changing would orphan every patient key already in the lake.
+    """
+    path = home / SECRETS_FILE
+    if path.exists():
+        return False
+    home.mkdir(parents=True, exist_ok=True)
+    lines = [f"{name.upper()}={secrets.token_urlsafe(48)}" for name in SECRET_NAMES]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return True

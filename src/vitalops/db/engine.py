@@ -1,0 +1,87 @@
+"""Engine and session factory for SQLite (embedded) and PostgreSQL (production).
+
+A ``Database`` is created by whoever owns the process (the API app factory, a CLI command,
+a test fixture); nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from vitalops.errors import ServiceUnavailable
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Autocommit at the driver level, so that SQLAlchemy's BEGIN below is the only one.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            # A write lock from the start: two processes can never both read the audit chain's
+            # head and then both append (SQLite's deferred BEGIN would let them try).
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Database:
+    """An engine plus a session factory; ``session()`` is one transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on any exception."""
+        session = self._sessions()
+        try:
+            with session.begin():
+                yield session
+        except OperationalError as exc:
+            raise ServiceUnavailable(
+                f"the metadata database at {self.safe_url} could not be used ({type(exc.orig).__name__})"
+            ) from exc
+        finally:
+            session.close()
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, fit for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def ping(self) -> None:
+        """Raise ServiceUnavailable unless the database answers."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            raise ServiceUnavailable(f"the metadata database at {self.safe_url} is unreachable") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,75 @@
+"""The schemas of the lake's Delta tables. One place, so that ingest, features, batch and
+monitoring agree on every column.
+
+Facts are bitemporal: ``effective_at`` is when it happened, ``known_at`` when the platform could
+have known it (the resource's ``meta.lastUpdated``/``issued``, else ingest time). Facts are
+append-only; a newer version of a source resource supersedes the facts of the older version for
+any point in time at or after the newer version's ``known_at`` (see ``vitalops.lake.facts``).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+#: Kinds of fact. ``outcome`` facts (death) are never features; labels read them.
+FACT_KINDS = (
+    "demographic",
+    "encounter",
+    "vital",
+    "lab",
+    "observation",
+    "condition",
+    "medication",
+    "procedure",
+    "outcome",
+)
+
+FACTS_SCHEMA = pa.schema(
+    [
+        pa.field("fact_id", pa.string(), nullable=False),  # sha256 of source + version + ordinal + content
+        pa.field("patient_key", pa.string(), nullable=False),  # HMAC-SHA256 pseudonym, hex
+        pa.field("site", pa.string(), nullable=False),
+        pa.field("month", pa.string(), nullable=False),  # partition: YYYY-MM of effective_at
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("concept", pa.string()),  # None when the code is not mapped to a concept
+        pa.field("code_system", pa.string()),
+        pa.field("code", pa.string()),
+        pa.field("value_num", pa.float64()),  # in ``unit``, the concept's canonical UCUM unit
+        pa.field("value_code", pa.string()),
+        pa.field("unit", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("encounter_key", pa.string()),  # HMAC pseudonym of the encounter, when referenced
+        pa.field("effective_at", TIMESTAMP, nullable=False),
+        pa.field("effective_end", TIMESTAMP),
+        pa.field("known_at", TIMESTAMP, nullable=False),
+        pa.field("source_type", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),  # HMAC pseudonym of the resource id
+        pa.field("source_version", pa.string(), nullable=False),
+        pa.field("batch_id", pa.string(), nullable=False),
+    ]
+)
+FACTS_PARTITIONS = ["site", "month"]
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),  # sha256 of file + line + reason
+        pa.field("batch_id", pa.string(), nullable=False),
+        pa.field("site", pa.string(), nullable=False),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("line", pa.int64()),  # 1-based line in NDJSON, entry index in a Bundle
+        pa.field("resource_type", pa.string()),
+        pa.field("source_id", pa.string()),  # pseudonymized resource id, never the raw one
+        pa.field("rule", pa.string(), nullable=False),  # stable id, e.g. ``unit.unconvertible``
+        pa.field("reason", pa.string(), nullable=False),  # plain words, no PHI
+        pa.field("quarantined_at", TIMESTAMP, nullable=False),
+    ]
+)
+
+#: Columns every training set has, before its feature columns.
+DATASET_KEY_COLUMNS = ("patient_key", "site", "encounter_key", "index_time")
+DATASET_LABEL_COLUMNS = ("label", "label_known_at")
+#: Subgroup attributes for validation and fairness, as of the index time; never model inputs
+#: unless a feature with the same meaning is declared.
+DATASET_ATTRIBUTE_COLUMNS = ("attr_sex", "attr_age", "attr_race", "attr_ethnicity")
