@@ -1,0 +1,191 @@
+"""What every FHIR -> facts extractor shares: the context of one normalization run, the outcomes
+(skip or quarantine) a resource can end in, time and reference parsing, and code selection.
+
+Times are kept as ISO text with a zone until a whole chunk is cast to Arrow timestamps at once
+(``vitalops.ingest.fact_rows``), which is far cheaper than a ``datetime`` per value. FHIR says a
+``dateTime`` with a time SHALL carry a zone, so a time without one is quarantined
+(``date.no_timezone``) rather than guessed; a date-only value (``YYYY``, ``YYYY-MM``,
+``YYYY-MM-DD``) is read as the start of that year, month or day in UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from vitalops.core.ids import sha256_hex
+from vitalops.ingest.pseudonym import Pseudonymizer
+
+if TYPE_CHECKING:
+    from vitalops.terminology import Concept, Terminology
+
+#: The meta.tag system that names the site a resource came from.
+SITE_TAG_SYSTEM = "https://vitalops.dev/fhir/site"
+
+#: One fact before its timestamps are parsed and its id computed; see ``fact_rows.ROW_FIELDS``.
+Row = tuple[Any, ...]
+
+
+class Skipped(Exception):  # noqa: N818 - an outcome, not an error
+    """The resource is valid FHIR that yields no facts by design; ``reason`` is counted."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Rejected(Exception):  # noqa: N818 - an outcome, not an error
+    """The resource breaks a rule and goes to quarantine; ``reason`` names fields, never values."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(reason)
+        self.rule = rule
+        self.reason = reason
+
+
+@dataclass
+class Context:
+    """Everything an extractor needs for one normalization run."""
+
+    default_site: str
+    pseudonyms: Pseudonymizer
+    terminology: Terminology
+    known_at_default: str  # ISO text with zone: ingest time, for resources without meta.lastUpdated
+    concepts: dict[tuple[str | None, str | None], Concept | None] = field(default_factory=dict)
+
+    def concept_for(self, system: str | None, code: str | None) -> Concept | None:
+        key = (system, code)
+        try:
+            return self.concepts[key]
+        except KeyError:
+            found = self.terminology.concept_for(system, code) if system and code else None
+            self.concepts[key] = found
+            return found
+
+
+def instant(value: Any, field_name: str) -> str:
+    """ISO text with a zone for a FHIR date, dateTime or instant; raises Rejected when it has none."""
+    if type(value) is not str:
+        raise Rejected("date.invalid", f"{field_name} is not a date")
+    size = len(value)
+    if size > 10:
+        if value[-1] == "Z" or value[-6] in "+-":
+            return value
+        raise Rejected("date.no_timezone", f"{field_name} has a time but no time zone")
+    if size == 10:
+        return value + "T00:00:00Z"
+    if size == 7:
+        return value + "-01T00:00:00Z"
+    if size == 4:
+        return value + "-01-01T00:00:00Z"
+    raise Rejected("date.invalid", f"{field_name} is not a date")
+
+
+def optional_instant(value: Any, field_name: str) -> str | None:
+    return None if value is None else instant(value, field_name)
+
+
+def site_of(resource: dict[str, Any], default: str) -> str:
+    """The site named in meta.tag, else ``default``."""
+    meta = resource.get("meta")
+    if meta:
+        for tag in meta.get("tag") or ():
+            if tag.get("system") == SITE_TAG_SYSTEM and tag.get("code"):
+                return str(tag["code"])
+    return default
+
+
+def known_at(resource: dict[str, Any], ctx: Context) -> str:
+    """meta.lastUpdated, else the ingest time."""
+    meta = resource.get("meta")
+    if meta:
+        updated = meta.get("lastUpdated")
+        if updated is not None:
+            return instant(updated, "meta.lastUpdated")
+    return ctx.known_at_default
+
+
+def source_version(resource: dict[str, Any]) -> str:
+    """meta.versionId, else meta.lastUpdated, else a hash of the content (so a changed resource
+    without version metadata is still a new version)."""
+    meta = resource.get("meta")
+    if meta:
+        version = meta.get("versionId") or meta.get("lastUpdated")
+        if version:
+            return str(version)
+    return "sha256:" + sha256_hex(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS))[:32]
+
+
+def resource_id(resource: dict[str, Any], resource_type: str) -> str:
+    value = resource.get("id")
+    if not value or type(value) is not str:
+        raise Rejected("required.id", f"{resource_type} has no id")
+    return value
+
+
+def reference_id(reference: Any, expected_type: str) -> str | None:
+    """The id in a reference to ``expected_type``; None when there is no reference.
+
+    Raises Rejected for a contained (``#id``) reference and Skipped when it points to another type.
+    """
+    if not isinstance(reference, dict):
+        return None
+    text = reference.get("reference")
+    if not text or type(text) is not str:
+        return None
+    if text.startswith("#"):
+        raise Rejected("reference.unresolvable", f"contained {expected_type} reference cannot be resolved")
+    if text.startswith("urn:uuid:"):
+        return text[9:]
+    parts = text.split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    if len(parts) < 2:
+        raise Rejected("reference.unresolvable", f"reference to a {expected_type} has no type")
+    if parts[-2] != expected_type:
+        raise Skipped(f"subject is not a {expected_type}")
+    return parts[-1]
+
+
+def patient_key(resource: dict[str, Any], ctx: Context) -> str:
+    """The pseudonymous key of the subject (or patient) of a clinical resource."""
+    subject = resource.get("subject") or resource.get("patient")
+    patient_id = reference_id(subject, "Patient")
+    if patient_id is None:
+        raise Rejected("required.subject", f"{resource.get('resourceType')} has no subject reference")
+    return ctx.pseudonyms.patient_key(patient_id)
+
+
+def encounter_key(resource: dict[str, Any], ctx: Context) -> str | None:
+    reference = resource.get("encounter") or resource.get("context")
+    try:
+        encounter_id = reference_id(reference, "Encounter")
+    except (Skipped, Rejected):
+        return None  # an encounter link is optional context: a bad one is dropped, not fatal
+    return None if encounter_id is None else ctx.pseudonyms.resource_key("Encounter", encounter_id)
+
+
+def pick_coding(concept_field: Any, ctx: Context) -> tuple[str | None, str | None, Concept | None]:
+    """(system, code, concept) of the first coding that maps to a concept, else of the first coding."""
+    if not isinstance(concept_field, dict):
+        return None, None, None
+    codings = concept_field.get("coding") or ()
+    for coding in codings:
+        system, code = coding.get("system"), coding.get("code")
+        concept = ctx.concept_for(system, code)
+        if concept is not None:
+            return system, code, concept
+    if codings:
+        first = codings[0]
+        return first.get("system"), first.get("code"), None
+    return None, None, None
+
+
+def first_code(concept_field: Any) -> tuple[str | None, str | None]:
+    if isinstance(concept_field, dict):
+        for coding in concept_field.get("coding") or ():
+            if coding.get("code"):
+                return coding.get("system"), coding["code"]
+    return None, None

@@ -1,0 +1,167 @@
+"""Observation -> vital, lab or other observation facts: the hot path of bulk ingest.
+
+One fact for the Observation's own value and one per ``component`` with a value (the blood
+pressure panel becomes ``systolic_bp`` and ``diastolic_bp`` facts). Numeric values are stored in
+the concept's canonical unit; a unit that cannot be converted quarantines the resource.
+
+``known_at`` is ``issued`` (when the result was released to clinicians), else meta.lastUpdated,
+else the ingest time. Per the specification an Observation with no value must say why in
+``dataAbsentReason`` (skipped as "data absent"); one with neither is quarantined. A panel that only
+groups other Observations (``hasMember``) is skipped: its members carry the values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vitalops.ingest.extract_common import (
+    Context,
+    Rejected,
+    Row,
+    Skipped,
+    encounter_key,
+    instant,
+    known_at,
+    patient_key,
+    pick_coding,
+    resource_id,
+    site_of,
+    source_version,
+)
+from vitalops.terminology import UnitError, normalize_unit_text, to_canonical
+
+_SKIPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
+_CATEGORY_KINDS = {"vital-signs": "vital", "laboratory": "lab"}
+_NUMERIC_KINDS = frozenset({"vital", "lab", "observation"})
+
+
+def _category_kind(resource: dict[str, Any]) -> str:
+    for category in resource.get("category") or ():
+        for coding in category.get("coding") or ():
+            kind = _CATEGORY_KINDS.get(coding.get("code"))
+            if kind is not None:
+                return kind
+    return "observation"
+
+
+def _quantity(quantity: Any, concept: Any, where: str) -> tuple[float, str | None]:
+    """(value, unit) of a Quantity, in the concept's canonical unit when the code is mapped."""
+    if not isinstance(quantity, dict):
+        raise Rejected("value.invalid", f"{where} is not a Quantity")
+    value = quantity.get("value")
+    if type(value) is not float and type(value) is not int:
+        raise Rejected("value.not_numeric", f"{where}.value is missing or not a number")
+    raw_unit = quantity.get("code") or quantity.get("unit")
+    if concept is None:
+        return float(value), (normalize_unit_text(raw_unit) if type(raw_unit) is str else None)
+    try:
+        return to_canonical(concept, value, raw_unit), concept.canonical_unit
+    except UnitError as exc:
+        raise Rejected(exc.rule, f"{where}: {exc.message}") from None
+
+
+_Value = tuple[float | None, str | None, str | None]
+
+
+def _value(holder: dict[str, Any], concept: Any, where: str) -> _Value | None:
+    """(value_num, value_code, unit) of a value[x], or None when the element has no value."""
+    quantity = holder.get("valueQuantity")
+    if quantity is not None:
+        number, unit = _quantity(quantity, concept, f"{where}valueQuantity")
+        return number, None, unit
+    coded = holder.get("valueCodeableConcept")
+    if coded is not None:
+        for coding in coded.get("coding") or ():
+            if coding.get("code"):
+                return None, str(coding["code"]), None
+        raise Skipped("coded value without a code")
+    if "valueBoolean" in holder:
+        return None, "true" if holder["valueBoolean"] else "false", None
+    if "valueInteger" in holder:
+        number, unit = _quantity({"value": holder["valueInteger"]}, concept, f"{where}valueInteger")
+        return number, None, unit
+    for name in holder:
+        if name.startswith("value") and name[5:6].isupper():
+            # Free text, ranges, ratios, sampled data...: not facts (free text may hold PHI).
+            raise Skipped(f"value type {name} not ingested")
+    return None
+
+
+def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]) -> str:
+    """Append the facts of one Observation to ``rows``; return its site.
+
+    Raises Skipped or Rejected (the resource adds no facts then).
+    """
+    status = resource.get("status")
+    if status in _SKIPPED_STATUSES:
+        raise Skipped(f"status {status}")
+    source_id = ctx.pseudonyms.resource_key("Observation", resource_id(resource, "Observation"))
+    patient = patient_key(resource, ctx)
+    site = site_of(resource, ctx.default_site)
+    end = None
+    effective = resource.get("effectiveDateTime") or resource.get("effectiveInstant")
+    if effective is not None:
+        effective = instant(effective, "effective[x]")
+    else:
+        period = resource.get("effectivePeriod")
+        if isinstance(period, dict) and period.get("start"):
+            effective = instant(period["start"], "effectivePeriod.start")
+            end = instant(period["end"], "effectivePeriod.end") if period.get("end") else None
+        else:
+            raise Rejected("required.effective", "Observation has no effective time")
+    issued = resource.get("issued")
+    known = instant(issued, "issued") if issued is not None else known_at(resource, ctx)
+    version = source_version(resource)
+    encounter = encounter_key(resource, ctx)
+    category_kind = _category_kind(resource)
+    added = absent = 0
+
+    def add(ordinal: int, holder: dict[str, Any], where: str) -> bool:
+        system, code, concept = pick_coding(holder.get("code"), ctx)
+        found = _value(holder, concept, where)
+        if found is None:
+            return False
+        number, coded, unit = found
+        kind = concept.kind if concept is not None and concept.kind in _NUMERIC_KINDS else category_kind
+        rows.append(
+            (
+                site,
+                patient,
+                kind,
+                concept.name if concept is not None else None,
+                system,
+                code,
+                number,
+                coded,
+                unit,
+                status,
+                encounter,
+                effective,
+                end,
+                known,
+                "Observation",
+                source_id,
+                version,
+                ordinal,
+                index,
+            )
+        )
+        return True
+
+    if add(0, resource, ""):
+        added += 1
+    for ordinal, component in enumerate(resource.get("component") or (), start=1):
+        try:
+            if add(ordinal, component, f"component[{ordinal - 1}]."):
+                added += 1
+            elif component.get("dataAbsentReason") is not None:
+                absent += 1
+        except Skipped:
+            continue
+    if added == 0:
+        if absent or resource.get("dataAbsentReason") is not None:
+            raise Skipped("data absent")
+        if resource.get("hasMember"):
+            raise Skipped("panel without its own value")
+        raise Rejected("observation.no_value", "Observation has no value and no dataAbsentReason")
+    return site

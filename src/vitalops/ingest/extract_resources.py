@@ -1,0 +1,348 @@
+"""Patient, Encounter, Condition, MedicationRequest, MedicationAdministration and Procedure -> facts.
+
+``known_at`` of all of these is meta.lastUpdated, else the ingest time. Each extractor appends
+rows (``fact_rows.ROW_FIELDS`` order) and returns the resource's site, or raises Skipped/Rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from vitalops.ingest.extract_common import (
+    Context,
+    Rejected,
+    Row,
+    Skipped,
+    encounter_key,
+    first_code,
+    instant,
+    known_at,
+    optional_instant,
+    patient_key,
+    pick_coding,
+    resource_id,
+    site_of,
+    source_version,
+)
+
+US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+#: NHSN healthcare service location codes of critical care units (CDC NHSN HSLOC code system).
+NHSN_CRITICAL_CARE = frozenset({"1027-2", "1028-0", "1029-8", "1025-6", "1026-4", "1030-6", "1031-4"})
+_ICU_TEXT = re.compile(r"\b(icu|intensive care|critical care)\b", re.IGNORECASE)
+
+
+def _period(resource: dict[str, Any], name: str) -> tuple[str | None, str | None]:
+    period = resource.get(name)
+    if not isinstance(period, dict):
+        return None, None
+    return optional_instant(period.get("start"), f"{name}.start"), optional_instant(
+        period.get("end"), f"{name}.end"
+    )
+
+
+def patient_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]) -> str:
+    """Birth, sex, race and ethnicity (US Core OMB categories) and death as an outcome.
+
+    Demographic facts other than birth take the birth date as ``effective_at`` (they hold from
+    birth), or the known time when the birth date is missing.
+    """
+    key = ctx.pseudonyms.patient_key(resource_id(resource, "Patient"))
+    source_id = ctx.pseudonyms.resource_key("Patient", resource["id"])
+    site = site_of(resource, ctx.default_site)
+    known = known_at(resource, ctx)
+    version = source_version(resource)
+    birth = optional_instant(resource.get("birthDate"), "birthDate")
+    since = birth or known
+    ordinal = 0
+
+    def add(kind: str, concept: str, system: str | None, code: str | None, at: str) -> None:
+        nonlocal ordinal
+        rows.append(
+            (
+                site,
+                key,
+                kind,
+                concept,
+                system,
+                code,
+                None,
+                code,
+                None,
+                None,
+                None,
+                at,
+                None,
+                known,
+                "Patient",
+                source_id,
+                version,
+                ordinal,
+                index,
+            )
+        )
+        ordinal += 1
+
+    if birth is not None:
+        add("demographic", "birth", None, None, birth)
+    gender = resource.get("gender")
+    if gender:
+        add("demographic", "sex", "http://hl7.org/fhir/administrative-gender", str(gender), since)
+    for extension in resource.get("extension") or ():
+        url = extension.get("url")
+        concept = "race" if url == US_CORE_RACE else "ethnicity" if url == US_CORE_ETHNICITY else None
+        if concept is None:
+            continue
+        for part in extension.get("extension") or ():
+            coding = part.get("valueCoding")
+            if part.get("url") == "ombCategory" and isinstance(coding, dict) and coding.get("code"):
+                add("demographic", concept, coding.get("system"), str(coding["code"]), since)
+    died = resource.get("deceasedDateTime")
+    if died is not None:
+        add("outcome", "death", None, None, instant(died, "deceasedDateTime"))
+    return site
+
+
+def _is_icu(concept_field: Any) -> bool:
+    if not isinstance(concept_field, dict):
+        return False
+    for coding in concept_field.get("coding") or ():
+        if coding.get("code") in NHSN_CRITICAL_CARE or _ICU_TEXT.search(str(coding.get("display") or "")):
+            return True
+    return bool(_ICU_TEXT.search(str(concept_field.get("text") or "")))
+
+
+def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]) -> str:
+    """The encounter (class, period, status), ICU stays (service type or ICU locations) and the
+    discharge disposition (at the end of the period)."""
+    status = resource.get("status")
+    if status in ("entered-in-error", "cancelled"):
+        raise Skipped(f"status {status}")
+    source_id = ctx.pseudonyms.resource_key("Encounter", resource_id(resource, "Encounter"))
+    patient = patient_key(resource, ctx)
+    site = site_of(resource, ctx.default_site)
+    start, end = _period(resource, "period")
+    if start is None:
+        raise Rejected("required.period_start", "Encounter has no period.start")
+    known = known_at(resource, ctx)
+    version = source_version(resource)
+    this_encounter = source_id
+    encounter_class = resource.get("class") if isinstance(resource.get("class"), dict) else {}
+    ordinal = 0
+
+    def add(concept: str, system: str | None, code: str | None, at: str, until: str | None) -> None:
+        nonlocal ordinal
+        rows.append(
+            (
+                site,
+                patient,
+                "encounter",
+                concept,
+                system,
+                code,
+                None,
+                code,
+                None,
+                status,
+                this_encounter,
+                at,
+                until,
+                known,
+                "Encounter",
+                source_id,
+                version,
+                ordinal,
+                index,
+            )
+        )
+        ordinal += 1
+
+    add("encounter", encounter_class.get("system"), encounter_class.get("code"), start, end)
+    service = resource.get("serviceType")
+    if _is_icu(service):
+        add("icu_stay", *first_code(service), start, end)
+    for place in resource.get("location") or ():
+        target = place.get("location") if isinstance(place, dict) else None
+        if isinstance(target, dict) and _ICU_TEXT.search(str(target.get("display") or "")):
+            place_start, place_end = _period(place, "period")
+            add("icu_stay", None, None, place_start or start, place_end if place_start else end)
+    hospitalization = resource.get("hospitalization")
+    disposition = hospitalization.get("dischargeDisposition") if isinstance(hospitalization, dict) else None
+    system, code = first_code(disposition)
+    if code is not None and end is not None:
+        add("discharge_disposition", system, code, end, None)
+    return site
+
+
+def condition_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]) -> str:
+    """One condition fact: onset (else recorded date) to abatement, with the clinical status."""
+    _, verification = first_code(resource.get("verificationStatus"))
+    if verification in ("refuted", "entered-in-error"):
+        raise Skipped(f"verification status {verification}")
+    source_id = ctx.pseudonyms.resource_key("Condition", resource_id(resource, "Condition"))
+    patient = patient_key(resource, ctx)
+    site = site_of(resource, ctx.default_site)
+    onset, _ = _period(resource, "onsetPeriod")
+    onset = optional_instant(resource.get("onsetDateTime"), "onsetDateTime") or onset
+    onset = onset or optional_instant(resource.get("recordedDate"), "recordedDate")
+    if onset is None:
+        raise Rejected("required.onset", "Condition has no onset date or recorded date")
+    _, abated = _period(resource, "abatementPeriod")
+    abated = optional_instant(resource.get("abatementDateTime"), "abatementDateTime") or abated
+    _, clinical = first_code(resource.get("clinicalStatus"))
+    system, code, concept = pick_coding(resource.get("code"), ctx)
+    rows.append(
+        (
+            site,
+            patient,
+            "condition",
+            concept.name if concept else None,
+            system,
+            code,
+            None,
+            None,
+            None,
+            clinical,
+            encounter_key(resource, ctx),
+            onset,
+            abated,
+            known_at(resource, ctx),
+            "Condition",
+            source_id,
+            source_version(resource),
+            0,
+            index,
+        )
+    )
+    return site
+
+
+def _medication_coding(resource: dict[str, Any], ctx: Context) -> tuple[str | None, str | None, Any]:
+    coded = resource.get("medicationCodeableConcept")
+    if coded is None:
+        reference = resource.get("medicationReference")
+        target = reference.get("reference") if isinstance(reference, dict) else None
+        if isinstance(target, str) and target.startswith("#"):
+            for contained in resource.get("contained") or ():
+                if contained.get("resourceType") == "Medication" and contained.get("id") == target[1:]:
+                    coded = contained.get("code")
+        if coded is None:
+            raise Skipped("medication given by reference")
+    return pick_coding(coded, ctx)
+
+
+def _medication(
+    resource: dict[str, Any],
+    ctx: Context,
+    index: int,
+    rows: list[Row],
+    *,
+    resource_type: str,
+    start: str | None,
+    end: str | None,
+) -> str:
+    source_id = ctx.pseudonyms.resource_key(resource_type, resource_id(resource, resource_type))
+    patient = patient_key(resource, ctx)
+    site = site_of(resource, ctx.default_site)
+    if start is None:
+        raise Rejected("required.effective", f"{resource_type} has no start time")
+    system, code, concept = _medication_coding(resource, ctx)
+    rows.append(
+        (
+            site,
+            patient,
+            "medication",
+            concept.name if concept else None,
+            system,
+            code,
+            None,
+            None,
+            None,
+            resource.get("status"),
+            encounter_key(resource, ctx),
+            start,
+            end,
+            known_at(resource, ctx),
+            resource_type,
+            source_id,
+            source_version(resource),
+            0,
+            index,
+        )
+    )
+    return site
+
+
+def medication_request_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]) -> str:
+    """An order: authored on (else the first dosage's bounds start) to the bounds or validity end."""
+    status = resource.get("status")
+    if status in ("entered-in-error", "cancelled"):
+        raise Skipped(f"status {status}")
+    start = optional_instant(resource.get("authoredOn"), "authoredOn")
+    end = None
+    for dosage in resource.get("dosageInstruction") or ():
+        repeat = (dosage.get("timing") or {}).get("repeat") or {}
+        bounds_start, end = _period(repeat, "boundsPeriod")
+        start = start or bounds_start
+        break
+    if end is None:
+        _, end = _period(resource.get("dispenseRequest") or {}, "validityPeriod")
+    return _medication(resource, ctx, index, rows, resource_type="MedicationRequest", start=start, end=end)
+
+
+def medication_administration_facts(
+    resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]
+) -> str:
+    """A dose given: effective time or period."""
+    status = resource.get("status")
+    if status in ("entered-in-error", "not-done"):
+        raise Skipped(f"status {status}")
+    start, end = _period(resource, "effectivePeriod")
+    start = optional_instant(resource.get("effectiveDateTime"), "effectiveDateTime") or start
+    return _medication(
+        resource, ctx, index, rows, resource_type="MedicationAdministration", start=start, end=end
+    )
+
+
+def procedure_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]) -> str:
+    """A procedure performed: performed time or period."""
+    status = resource.get("status")
+    if status in ("entered-in-error", "not-done"):
+        raise Skipped(f"status {status}")
+    source_id = ctx.pseudonyms.resource_key("Procedure", resource_id(resource, "Procedure"))
+    patient = patient_key(resource, ctx)
+    site = site_of(resource, ctx.default_site)
+    start, end = _period(resource, "performedPeriod")
+    start = optional_instant(resource.get("performedDateTime"), "performedDateTime") or start
+    if start is None:
+        raise Rejected("required.performed", "Procedure has no performed time")
+    system, code, concept = pick_coding(resource.get("code"), ctx)
+    rows.append(
+        (
+            site,
+            patient,
+            "procedure",
+            concept.name if concept else None,
+            system,
+            code,
+            None,
+            None,
+            None,
+            status,
+            encounter_key(resource, ctx),
+            start,
+            end,
+            known_at(resource, ctx),
+            "Procedure",
+            source_id,
+            source_version(resource),
+            0,
+            index,
+        )
+    )
+    return site
+
+
+Extractor = Callable[[dict[str, Any], Context, int, list[Row]], str]

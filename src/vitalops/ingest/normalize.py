@@ -1,0 +1,209 @@
+"""FHIR resources -> facts: the one normalization used by bulk ingest and by the online path (a
+CDS Hooks prefetch), so both produce the same facts for the same resources.
+
+Every resource read ends in exactly one of three outcomes: ingested (it may add zero or more
+facts), skipped (valid FHIR that yields no facts by design, counted by reason), or quarantined
+(it breaks a rule; a ``QuarantineRecord`` names the file, line and rule). Hence
+``read == ingested + skipped + quarantined``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from vitalops.core.clock import isoformat_utc
+from vitalops.fhir.readers import SourceRecord
+from vitalops.fhir.resource_types import R4_RESOURCE_TYPES
+from vitalops.ingest.extract_common import Context, Rejected, Row, Skipped, site_of
+from vitalops.ingest.extract_observation import observation_facts
+from vitalops.ingest.extract_resources import (
+    Extractor,
+    condition_facts,
+    encounter_facts,
+    medication_administration_facts,
+    medication_request_facts,
+    patient_facts,
+    procedure_facts,
+)
+from vitalops.ingest.fact_rows import build_facts
+from vitalops.ingest.pseudonym import Pseudonymizer
+from vitalops.lake.quarantine import QuarantineRecord
+
+if TYPE_CHECKING:
+    from vitalops.terminology import Terminology
+
+EXTRACTORS: dict[str, Extractor] = {
+    "Observation": observation_facts,
+    "Patient": patient_facts,
+    "Encounter": encounter_facts,
+    "Condition": condition_facts,
+    "MedicationRequest": medication_request_facts,
+    "MedicationAdministration": medication_administration_facts,
+    "Procedure": procedure_facts,
+}
+#: Reader errors that are valid FHIR yielding nothing (skipped), rather than bad input.
+_SKIPPED_READER_ERRORS = {"bundle.delete_entry": "bundle entry is a DELETE request"}
+_MAX_TYPE_TEXT = 40
+
+
+@dataclass
+class NormalizeResult:
+    """The facts of a set of resources, and what happened to the rest."""
+
+    facts: pa.Table
+    quarantined: list[QuarantineRecord]
+    skipped: dict[str, int]
+    read: int = 0
+    ingested: int = 0
+    duplicates: int = 0  # facts dropped because the same fact came twice in the input
+    ingested_per_site: dict[str, int] = field(default_factory=dict)
+
+
+def resources_to_facts(
+    resources: Iterable[dict[str, Any]],
+    *,
+    site: str,
+    pseudonymizer: Pseudonymizer,
+    terminology: Terminology,
+    known_at_default: datetime,
+    batch_id: str = "online",
+) -> NormalizeResult:
+    """Normalize FHIR resources (already parsed JSON objects) to facts.
+
+    ``site`` is used for resources without a site tag; ``known_at_default`` for resources without
+    meta.lastUpdated. Never raises for bad resources: they are quarantined (``source_file`` is
+    ``"<online>"``, ``line`` the position in ``resources``, from 1).
+    """
+    records = (SourceRecord("<online>", line, resource) for line, resource in enumerate(resources, start=1))
+    return records_to_facts(
+        records,
+        site=site,
+        pseudonymizer=pseudonymizer,
+        terminology=terminology,
+        known_at_default=known_at_default,
+        batch_id=batch_id,
+    )
+
+
+def records_to_facts(
+    records: Iterable[SourceRecord],
+    *,
+    site: str,
+    pseudonymizer: Pseudonymizer,
+    terminology: Terminology,
+    known_at_default: datetime,
+    batch_id: str,
+) -> NormalizeResult:
+    """Normalize records from ``vitalops.fhir.readers`` (bad records included) to facts."""
+    ctx = Context(site, pseudonymizer, terminology, isoformat_utc(known_at_default))
+    rows: list[Row] = []
+    quarantined: list[QuarantineRecord] = []
+    skipped: Counter[str] = Counter()
+    provenance: dict[int, tuple[str, int, str, str]] = {}  # resource index -> file, line, type, site
+    per_site: Counter[str] = Counter()
+    read = 0
+    for index, record in enumerate(records):
+        read += 1
+        resource = record.resource
+        if resource is None:
+            error = record.error or "input.unreadable"
+            if error in _SKIPPED_READER_ERRORS:
+                skipped[_SKIPPED_READER_ERRORS[error]] += 1
+            else:
+                quarantined.append(
+                    QuarantineRecord(record.file, record.line, None, None, error, record.detail or error)
+                )
+            continue
+        resource_type = resource.get("resourceType")
+        extractor = EXTRACTORS.get(resource_type)  # type: ignore[arg-type]
+        if extractor is None:
+            _unsupported(record, resource_type, skipped, quarantined, ctx)
+            continue
+        mark = len(rows)
+        try:
+            resource_site = extractor(resource, ctx, index, rows)
+        except Skipped as outcome:
+            del rows[mark:]
+            skipped[outcome.reason] += 1
+            continue
+        except Rejected as outcome:
+            del rows[mark:]
+            quarantined.append(_quarantine(record, resource_type, outcome.rule, outcome.reason, ctx))
+            continue
+        except (AttributeError, TypeError, KeyError, ValueError, IndexError):
+            # An element of the wrong JSON shape (a string where an object belongs, ...).
+            del rows[mark:]
+            quarantined.append(
+                _quarantine(
+                    record, resource_type, "resource.malformed", "an element has the wrong JSON type", ctx
+                )
+            )
+            continue
+        provenance[index] = (record.file, record.line, resource_type, resource_site)
+        per_site[resource_site] += 1
+    built = build_facts(rows, batch_id)
+    for index in sorted(built.bad_time_resources):
+        file, line, resource_type, resource_site = provenance[index]
+        per_site[resource_site] -= 1
+        quarantined.append(
+            QuarantineRecord(
+                file, line, resource_type, None, "date.invalid", "a date cannot be read", resource_site
+            )
+        )
+    return NormalizeResult(
+        facts=built.table,
+        quarantined=quarantined,
+        skipped=dict(skipped),
+        read=read,
+        ingested=sum(per_site.values()),
+        duplicates=built.duplicates,
+        ingested_per_site={name: count for name, count in per_site.items() if count},
+    )
+
+
+def _unsupported(
+    record: SourceRecord,
+    resource_type: Any,
+    skipped: Counter[str],
+    quarantined: list[QuarantineRecord],
+    ctx: Context,
+) -> None:
+    if not resource_type or type(resource_type) is not str:
+        quarantined.append(
+            _quarantine(record, None, "resource.no_type", "the object has no resourceType", ctx)
+        )
+    elif resource_type in R4_RESOURCE_TYPES:
+        skipped[f"unsupported resource type {resource_type}"] += 1
+    else:
+        quarantined.append(
+            _quarantine(
+                record,
+                None,
+                "resource.unknown_type",
+                f"resourceType {resource_type[:_MAX_TYPE_TEXT]!r} is not a FHIR R4 type",
+                ctx,
+            )
+        )
+
+
+def _quarantine(
+    record: SourceRecord, resource_type: str | None, rule: str, reason: str, ctx: Context
+) -> QuarantineRecord:
+    resource = record.resource or {}
+    raw_id = resource.get("id")
+    source_id = (
+        ctx.pseudonyms.resource_key(resource_type, raw_id)
+        if resource_type and isinstance(raw_id, str) and raw_id
+        else None
+    )
+    try:
+        site = site_of(resource, ctx.default_site)
+    except (AttributeError, TypeError):
+        site = ctx.default_site
+    return QuarantineRecord(record.file, record.line, resource_type, source_id, rule, reason, site)
