@@ -159,3 +159,12 @@ def test_cached_conversion_is_fast(terminology: Terminology) -> None:
     calls = 20_000
     seconds = min(timeit.repeat(lambda: to_canonical(creatinine, 88.42, "umol/L"), number=calls, repeat=3))
     assert seconds / calls < 2e-6
+
+
+def test_many_distinct_unit_texts_stay_correct(terminology: Terminology) -> None:
+    heart_rate = terminology.concept("heart_rate")
+    for index in range(1_500):
+        with pytest.raises(UnitError):
+            to_canonical(heart_rate, 80.0, f"free text {index}")
+    assert to_canonical(heart_rate, 80.0, "/min") == 80.0
+    assert len(heart_rate._unit_cache) <= 1_000

@@ -224,3 +224,28 @@ def test_version_is_stable_and_changes_with_mappings(tmp_path: Path) -> None:
     )
     assert first.version == same.version  # the file's name or place does not matter, its content does
     assert len({shipped, first.version, other.version, unit.version}) == 4
+
+
+def test_public_names_are_pinned() -> None:
+    import vitalops.terminology as terminology_package
+
+    assert set(terminology_package.__all__) == {
+        "ICD10CM",
+        "LOINC",
+        "RXNORM",
+        "SNOMED",
+        "UCUM",
+        "UNIT_MISSING",
+        "UNIT_UNCONVERTIBLE",
+        "UNIT_UNKNOWN",
+        "Concept",
+        "ScaleConversion",
+        "Terminology",
+        "UnitEquivalence",
+        "UnitError",
+        "check_unit",
+        "load_terminology",
+        "normalize_unit_text",
+        "to_canonical",
+    }
+    assert terminology_package.UCUM == "http://unitsofmeasure.org"

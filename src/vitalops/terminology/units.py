@@ -89,6 +89,8 @@ _EHR_SPELLINGS = {
     "%": "%",
 }
 
+#: A feed with free text in its unit field must not grow the cache without bound.
+_MAX_CACHED_UNITS_PER_CONCEPT = 1_000
 _SNAP_DENOMINATOR = 1_000_000
 _SNAP_TOLERANCE = 1e-14
 _SPACES = re.compile(r"\s+")
@@ -252,7 +254,8 @@ def to_canonical(concept: Concept, value: float, unit: str | None) -> float:
     entry = concept._unit_cache.get(unit)
     if entry is None:
         entry = _cache_entry(concept, unit)
-        concept._unit_cache[unit] = entry
+        if len(concept._unit_cache) < _MAX_CACHED_UNITS_PER_CONCEPT:
+            concept._unit_cache[unit] = entry
     first, second, ok = entry
     if ok:
         return value * first + second  # type: ignore[no-any-return]
