@@ -209,7 +209,9 @@ class CliResult:
 
 
 @pytest.fixture
-def cli(home: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+def cli(
+    home: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., CliResult]:
     """Run ``vitalops ARGS...`` in-process through the real entry point; returns exit code and output."""
     from vitalops.cli.main import run
 

@@ -49,7 +49,8 @@ def test_payload_naming_patient_data_is_refused(database: Database) -> None:
 
 def test_update_and_delete_are_rejected_by_the_database(database: Database) -> None:
     _append_some(database, 2)
-    for statement in ("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1", "DELETE FROM audit_events WHERE seq = 2"):
+    statements = ("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1", "DELETE FROM audit_events WHERE seq = 2")
+    for statement in statements:
         with pytest.raises(sa.exc.DBAPIError), database.engine.begin() as connection:
             connection.execute(sa.text(statement))
 
@@ -83,7 +84,8 @@ def test_verify_names_the_first_tampered_event(database: Database, tamper: str, 
                 connection.execute(
                     sa.text("UPDATE audit_events SET object_id = :o, payload_json = :p, prev_hash = :ph, hash = :h "
                             "WHERE seq = :s"),
-                    {"o": source.object_id, "p": source.payload_json, "ph": source.prev_hash, "h": source.hash, "s": seq},
+                    {"o": source.object_id, "p": source.payload_json, "ph": source.prev_hash, "h": source.hash,
+                     "s": seq},
                 )
         elif "INTERVAL" in tamper and connection.dialect.name == "sqlite":
             connection.execute(sa.text("UPDATE audit_events SET at = datetime(at, '+1 second') WHERE seq = 4"))

@@ -71,7 +71,9 @@ def export(
 
 @audit_app.command("log")
 def log(
-    object_ref: Annotated[str | None, typer.Option("--object", help="TYPE or TYPE:ID, e.g. model:deterioration")] = None,
+    object_ref: Annotated[
+        str | None, typer.Option("--object", help="TYPE or TYPE:ID, e.g. model:deterioration")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 25,
     as_json: JsonOption = False,
 ) -> None:

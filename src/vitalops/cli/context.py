@@ -19,6 +19,8 @@ from vitalops.db.migrate import is_current, upgrade
 from vitalops.errors import ConfigError, NotFound, Unauthenticated
 
 LOCAL_OWNER_ROLES = frozenset({Role.ADMIN, Role.DATA_SCIENTIST, Role.OPERATOR, Role.AUDITOR})
+#: Databases opened by the running command; ``close_databases`` disposes them when it ends.
+_opened: list[Database] = []
 
 
 def cli_settings() -> Settings:
@@ -33,6 +35,7 @@ def open_database(settings: Settings | None = None, *, migrate: bool = True) -> 
     if settings.database_url is None and not settings.home.exists():
         raise ConfigError(f"no VitalOps home at {settings.home}; run 'vitalops init' first")
     database = Database(settings.db_url)
+    _opened.append(database)
     database.ping()
     if migrate and not is_current(database):
         upgrade(database)
@@ -54,3 +57,9 @@ def cli_principal(database: Database, settings: Settings | None = None) -> Princ
     if settings.environment == "production":
         raise Unauthenticated("set VITALOPS_USER to the user this command acts as")
     return Principal(name=f"local:{getpass.getuser()}", roles=LOCAL_OWNER_ROLES, kind="user")
+
+
+def close_databases() -> None:
+    """Dispose every database this command opened (called by the entry point when a command ends)."""
+    while _opened:
+        _opened.pop().dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
+import click
 import typer
 
 from vitalops.cli import (
@@ -26,7 +27,9 @@ from vitalops.cli import (
     train_cmd,
     users_cmd,
 )
+from vitalops.cli.context import close_databases
 from vitalops.cli.output import err_console, print_json
+from vitalops.core.logging import configure_logging
 from vitalops.errors import VitalOpsError
 
 COMMAND_MODULES = (
@@ -64,6 +67,7 @@ def build_app() -> typer.Typer:
 
 def run() -> None:
     """Console-script entry point: run the app and map VitalOps errors to exit codes."""
+    configure_logging()
     app = build_app()
     wants_json = "--json" in sys.argv
     try:
@@ -79,15 +83,15 @@ def run() -> None:
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(2)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(2)
     except Exception as exc:  # the last line of defence: no traceback text, which may hold PHI
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
         log.exception("unexpected error")
         err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}; see the log for details")
         sys.exit(1)
+    finally:
+        close_databases()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ keys_app = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=
 @users_app.command("add")
 def users_add(
     name: str,
-    role: Annotated[str, typer.Option("--role", help="admin, data_scientist, approver, operator, clinician, auditor, ehr")],
+    role: Annotated[
+        str, typer.Option("--role", help="admin, data_scientist, approver, operator, clinician, auditor, ehr")
+    ],
     as_json: JsonOption = False,
 ) -> None:
     """Add a user with a role. The very first user of an installation may be added as admin by anyone
