@@ -136,7 +136,7 @@ def read_dataset(store: ArtifactStore, uri: str) -> tuple[pa.Table, str]:
     from vitalops.features.training_set import read_training_set
 
     training_set = read_training_set(uri)
-    return training_set.table, str(training_set.fingerprint)
+    return training_set.table, training_set.fingerprint.content_sha256
 
 
 def fingerprint_of(table: pa.Table) -> str:

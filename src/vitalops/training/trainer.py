@@ -72,7 +72,7 @@ def resolve_dataset(spec: TrainingSpec, lake_root: str) -> ResolvedDataset:
     return ResolvedDataset(
         training_set.table,
         list(training_set.feature_names),
-        str(training_set.fingerprint),
+        training_set.fingerprint.content_sha256,
         str(definitions.version),
         None,
     )

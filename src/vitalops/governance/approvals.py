@@ -1,0 +1,153 @@
+"""Approvals: a reasoned decision by an approver who did not submit the version, bound to its report.
+
+An approval records the hash of the validation report it approved. Only approvals whose hash
+equals the version's current report hash count, so a report that changes after approval voids
+every earlier approval (and ``update_version_report`` sends an approved version back to
+``validated``). A model's policy may require two distinct approvers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vitalops.audit import append
+from vitalops.auth import Permission, Principal, authorize, record_denial
+from vitalops.core.clock import utcnow
+from vitalops.db import Database
+from vitalops.db.tables.governance import ApprovalRow
+from vitalops.db.tables.registry import ModelRow
+from vitalops.errors import Conflict, InvalidInput, PolicyViolation
+from vitalops.registry.lifecycle import VersionState
+from vitalops.registry.schemas import ModelVersion
+from vitalops.registry.versions import get_version, update_version_state, version_row
+
+
+class Approval(BaseModel):
+    approver: str
+    decision: str
+    reason: str
+    report_hash: str
+    at: datetime
+    valid: bool
+
+
+class ApprovalOutcome(BaseModel):
+    version: ModelVersion
+    approvals_counted: int
+    approvals_required: int
+
+
+def list_approvals(session: Session, name: str, number: int) -> list[Approval]:
+    """Every decision on the version; ``valid`` is False for ones bound to an earlier report."""
+    row = version_row(session, name, number)
+    rows = session.scalars(select(ApprovalRow).where(ApprovalRow.version_id == row.id).order_by(ApprovalRow.id))
+    return [
+        Approval(
+            approver=a.approver,
+            decision=a.decision,
+            reason=a.reason,
+            report_hash=a.report_hash,
+            at=a.at,
+            valid=a.report_hash == row.report_hash,
+        )
+        for a in rows
+    ]
+
+
+def _check_decider(database: Database, actor: Principal, name: str, number: int, reason: str, action: str) -> None:
+    authorize(database, actor, Permission.MODELS_APPROVE, object_type="model_version", object_id=f"{name}/{number}")
+    if not reason.strip():
+        raise InvalidInput("a reason is required to approve or reject a version")
+    with database.session() as session:
+        submitter = version_row(session, name, number).submitter
+    if submitter == actor.name:
+        record_denial(
+            database,
+            actor.name,
+            f"{action}.denied",
+            object_type="model_version",
+            object_id=f"{name}/{number}",
+            payload={"rule": "no_self_approval"},
+        )
+        raise PolicyViolation(
+            f"'{actor.name}' submitted {name} v{number} and may not decide on it", details={"rule": "no_self_approval"}
+        )
+
+
+def approve_version(database: Database, actor: Principal, name: str, number: int, *, reason: str) -> ApprovalOutcome:
+    """Record an approval; the version becomes ``approved`` once the model's policy is met.
+
+    Raises PermissionDenied without ``models:approve``, PolicyViolation for the submitter (audited),
+    Conflict unless the version is ``validated`` or when this approver already approved this report.
+    """
+    _check_decider(database, actor, name, number, reason, "model.version.approve")
+    with database.session() as session:
+        row = version_row(session, name, number, for_update=True)
+        if row.state != VersionState.VALIDATED:
+            raise Conflict(f"{name} v{number} is {row.state}; only a validated version can be approved")
+        earlier = [a for a in list_approvals(session, name, number) if a.valid and a.decision == "approve"]
+        if any(a.approver == actor.name for a in earlier):
+            raise Conflict(f"'{actor.name}' already approved {name} v{number}; a second approver must be someone else")
+        session.add(
+            ApprovalRow(
+                version_id=row.id,
+                approver=actor.name,
+                decision="approve",
+                reason=reason,
+                report_hash=row.report_hash,
+                at=utcnow(),
+            )
+        )
+        append(
+            session,
+            actor=actor.name,
+            action="model.version.approve",
+            object_type="model_version",
+            object_id=f"{name}/{number}",
+            payload={"reason": reason, "report_hash": row.report_hash},
+        )
+        required = session.get_one(ModelRow, row.model_id).approvals_required
+        counted = len({a.approver for a in earlier} | {actor.name})
+        if counted >= required:
+            version = update_version_state(
+                session,
+                actor,
+                name,
+                number,
+                VersionState.APPROVED,
+                reason=f"approved by {counted} of {required} required approvers",
+            )
+        else:
+            session.flush()
+            version = get_version(session, name, number)
+    return ApprovalOutcome(version=version, approvals_counted=counted, approvals_required=required)
+
+
+def reject_version(database: Database, actor: Principal, name: str, number: int, *, reason: str) -> ModelVersion:
+    """Reject a validated version (final). Same permission and policy rules as ``approve_version``."""
+    _check_decider(database, actor, name, number, reason, "model.version.reject")
+    with database.session() as session:
+        row = version_row(session, name, number, for_update=True)
+        session.add(
+            ApprovalRow(
+                version_id=row.id,
+                approver=actor.name,
+                decision="reject",
+                reason=reason,
+                report_hash=row.report_hash,
+                at=utcnow(),
+            )
+        )
+        append(
+            session,
+            actor=actor.name,
+            action="model.version.reject",
+            object_type="model_version",
+            object_id=f"{name}/{number}",
+            payload={"reason": reason, "report_hash": row.report_hash},
+        )
+        return update_version_state(session, actor, name, number, VersionState.REJECTED, reason=reason)
