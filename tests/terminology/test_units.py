@@ -168,3 +168,10 @@ def test_many_distinct_unit_texts_stay_correct(terminology: Terminology) -> None
             to_canonical(heart_rate, 80.0, f"free text {index}")
     assert to_canonical(heart_rate, 80.0, "/min") == 80.0
     assert len(heart_rate._unit_cache) <= 1_000
+
+
+@pytest.mark.parametrize("unit", [42, ["mg/dL"], {"code": "mg/dL"}])
+def test_a_unit_that_is_not_text_is_unknown(terminology: Terminology, unit: object) -> None:
+    with pytest.raises(UnitError) as raised:
+        to_canonical(terminology.concept("creatinine"), 1.0, unit)  # type: ignore[arg-type]
+    assert raised.value.rule == UNIT_UNKNOWN

@@ -219,6 +219,8 @@ def _conversion_for(concept: Concept, unit: str) -> tuple[float, float]:
 
 def _cache_entry(concept: Concept, unit: str | None) -> tuple[Any, Any, bool]:
     """(scale, offset, True) or (rule, reason, False) for a raw unit text."""
+    if unit is not None and not isinstance(unit, str):
+        return UNIT_UNKNOWN, f"the unit of concept {concept.name} is not text", False
     text = normalize_unit_text(unit) if unit is not None else ""
     if concept.canonical_unit is None:
         if text in ("", "1"):
@@ -251,7 +253,10 @@ def to_canonical(concept: Concept, value: float, unit: str | None) -> float:
     ``unit.unconvertible`` (no declared path to the canonical unit); the reason names the unit and
     concept, never the value.
     """
-    entry = concept._unit_cache.get(unit)
+    try:
+        entry = concept._unit_cache.get(unit)
+    except TypeError:  # an unhashable unit from a malformed resource
+        entry = (UNIT_UNKNOWN, f"the unit of concept {concept.name} is not text", False)
     if entry is None:
         entry = _cache_entry(concept, unit)
         if len(concept._unit_cache) < _MAX_CACHED_UNITS_PER_CONCEPT:
