@@ -50,7 +50,7 @@ def table(rows: list[dict]) -> pa.Table:
 
 def patient(key: str, *, born: datetime, sex: str = "female", site: str = "north") -> list[dict]:
     return [
-        fact(key, "demographic", "birth_date", born, known=T0 - timedelta(days=400), site=site,
+        fact(key, "demographic", "birth", born, known=T0 - timedelta(days=400), site=site,
              source=f"pt-{key}"),
         fact(key, "demographic", "sex", T0 - timedelta(days=400), code=sex, site=site, source=f"pt-{key}"),
     ]
@@ -61,8 +61,8 @@ def inpatient_stay(
 ) -> list[dict]:
     """v1 in progress known at admission, v2 finished known at discharge."""
     return [
-        fact(key, "encounter", "inpatient", admit, code="IMP", encounter=encounter, source=encounter,
+        fact(key, "encounter", "encounter", admit, code="IMP", encounter=encounter, source=encounter,
              status="in-progress", site=site),
-        fact(key, "encounter", "inpatient", admit, known=discharge, code="IMP", encounter=encounter,
+        fact(key, "encounter", "encounter", admit, known=discharge, code="IMP", encounter=encounter,
              source=encounter, end=discharge, status="finished", site=site),
     ]

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from vitalops.features.definitions import CohortDef, CriteriaDef, duration_us
 from vitalops.features.engine import DEMOGRAPHIC_CONCEPTS, INDEX_SCHEMA
-from vitalops.features.facts_view import ICU_CONCEPT, US_PER_YEAR, known_by
+from vitalops.features.facts_view import ENCOUNTER_CONCEPT, US_PER_YEAR, known_by
 
 #: Fact kinds the cohort reads.
 COHORT_KINDS = ("encounter", "demographic")
@@ -57,7 +57,7 @@ def build_index(con: duckdb.DuckDBPyConnection, cohort: CohortDef, as_of_us: int
             SELECT f.patient_key, f.encounter_key, any_value(f.site) AS site,
                    min(f.eff_us) AS start_us, max(f.end_us) AS end_us
             FROM f
-            WHERE f.kind = 'encounter' AND f.concept IS DISTINCT FROM '{ICU_CONCEPT}'
+            WHERE f.kind = 'encounter' AND f.concept = '{ENCOUNTER_CONCEPT}'
               AND f.value_code IN ({classes}) AND f.encounter_key IS NOT NULL AND {latest}
               AND f.eff_us <= {as_of_us}
             GROUP BY f.patient_key, f.encounter_key

@@ -29,6 +29,7 @@ from pydantic import (
 
 from vitalops.core.ids import content_hash
 from vitalops.errors import InvalidInput, NotFound
+from vitalops.terminology import load_terminology
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -37,6 +38,14 @@ _UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days
 Aggregation = Literal[
     "last", "first", "min", "max", "mean", "count", "slope", "delta", "time_since_last", "exists"
 ]
+#: Fact kinds (of the terminology's concepts) each concept-based feature may read.
+FEATURE_CONCEPT_KINDS = {
+    "measurement": ("vital", "lab", "observation"),
+    "condition": ("condition",),
+    "medication": ("medication",),
+}
+#: Outcome concepts ingest writes (``vitalops.ingest.extract_resources``), by fact kind.
+OUTCOME_CONCEPTS = {"encounter": frozenset({"icu_stay"}), "outcome": frozenset({"death"})}
 #: Encounter classes (HL7 v3 ActCode) that cohorts and utilization features speak of.
 EncounterClass = Literal["IMP", "EMER", "AMB"]
 
@@ -319,20 +328,32 @@ def spec_from_dict(document: Any, *, source: str, terminology: Terminology | Non
 
 
 def _check_concepts(spec: DatasetSpec, source: str, terminology: Terminology) -> None:
-    references: list[tuple[str, str]] = []
     for position, feature in enumerate(spec.features):
         concept = getattr(feature, "concept", None)
-        if concept is not None:
-            references.append((f"features[{position}].concept", concept))
-    for position, outcome in enumerate(spec.label.outcomes):
-        references.append((f"label.outcomes[{position}].concept", outcome.concept))
-    for field, concept in references:
+        if concept is None:
+            continue
+        field = f"features[{position}].concept"
         try:
-            terminology.concept(concept)
+            kind = terminology.concept(concept).kind
         except NotFound:
             raise InvalidInput(
                 f"{source}: {field}: unknown concept {concept!r}", details={"file": source, "field": field}
             ) from None
+        allowed = FEATURE_CONCEPT_KINDS[feature.kind]
+        if kind not in allowed:
+            raise InvalidInput(
+                f"{source}: {field}: {concept!r} is a {kind} concept; a {feature.kind} feature needs "
+                f"{' or '.join(allowed)}",
+                details={"file": source, "field": field},
+            )
+    for position, outcome in enumerate(spec.label.outcomes):
+        if outcome.concept not in OUTCOME_CONCEPTS[outcome.kind]:
+            field = f"label.outcomes[{position}].concept"
+            raise InvalidInput(
+                f"{source}: {field}: unknown {outcome.kind} outcome {outcome.concept!r} "
+                f"(known: {', '.join(sorted(OUTCOME_CONCEPTS[outcome.kind]))})",
+                details={"file": source, "field": field},
+            )
 
 
 def load_spec(path: Path, *, terminology: Terminology | None = None) -> DatasetSpec:
@@ -340,8 +361,6 @@ def load_spec(path: Path, *, terminology: Terminology | None = None) -> DatasetS
     installed terminology when omitted). Raises InvalidInput naming the file and the field."""
     path = Path(path)
     if terminology is None:
-        from vitalops.terminology import load_terminology
-
         terminology = load_terminology()
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))

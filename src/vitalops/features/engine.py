@@ -28,7 +28,7 @@ from vitalops.features.definitions import (
     UtilizationFeature,
     duration_us,
 )
-from vitalops.features.facts_view import ICU_CONCEPT, US_PER_HOUR, US_PER_YEAR, register_facts, visible_at
+from vitalops.features.facts_view import ENCOUNTER_CONCEPT, US_PER_HOUR, US_PER_YEAR, register_facts, visible_at
 from vitalops.lake.schema import TIMESTAMP
 
 INDEX_SCHEMA = pa.schema(
@@ -47,7 +47,7 @@ ATTRIBUTE_SCHEMA = pa.schema(
         pa.field("attr_ethnicity", pa.string()),
     ]
 )
-DEMOGRAPHIC_CONCEPTS = {"birth": "birth_date", "sex": "sex", "race": "race", "ethnicity": "ethnicity"}
+DEMOGRAPHIC_CONCEPTS = {"birth": "birth", "sex": "sex", "race": "race", "ethnicity": "ethnicity"}
 _ORDER = "ORDER BY f.eff_us, f.fact_id"
 
 
@@ -134,7 +134,7 @@ def _feature_blocks(spec: DatasetSpec) -> list[tuple[str, list[str]]]:
     utilization = [f for f in spec.features if isinstance(f, UtilizationFeature)]
     if utilization:
         join = (
-            f"f.kind = 'encounter' AND f.concept IS DISTINCT FROM '{ICU_CONCEPT}' AND {visible} "
+            f"f.kind = 'encounter' AND f.concept = '{ENCOUNTER_CONCEPT}' AND {visible} "
             "AND f.encounter_key IS DISTINCT FROM i.encounter_key"
         )
         columns = {
@@ -149,7 +149,7 @@ def _feature_blocks(spec: DatasetSpec) -> list[tuple[str, list[str]]]:
     stays = [f for f in spec.features if isinstance(f, LengthOfStayFeature)]
     if stays:
         join = (
-            f"f.kind = 'encounter' AND f.concept IS DISTINCT FROM '{ICU_CONCEPT}' AND {visible} "
+            f"f.kind = 'encounter' AND f.concept = '{ENCOUNTER_CONCEPT}' AND {visible} "
             "AND f.encounter_key = i.encounter_key"
         )
         columns = {feature.name: f"(i.t_us - min(f.eff_us)) / {US_PER_HOUR}" for feature in stays}

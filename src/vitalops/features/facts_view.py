@@ -7,7 +7,8 @@ so one integer comparison per fact applies the superseding rule for any number o
 
 Encounter facts follow the ingest conventions: ``kind = 'encounter'``, ``value_code`` the
 HL7 v3 ActCode class (``IMP``, ``EMER``, ``AMB``), ``encounter_key`` the encounter's own key,
-``effective_at``/``effective_end`` its period, and concept ``icu_stay`` for ICU stays.
+``effective_at``/``effective_end`` its period, concept ``encounter``; ICU stays are further
+encounter facts with concept ``icu_stay`` (see ``vitalops.ingest.extract_resources``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pyarrow as pa
 #: Statuses whose facts never count (a record entered by mistake).
 EXCLUDED_STATUSES = ("entered-in-error",)
 ICU_CONCEPT = "icu_stay"
+#: The concept of the encounter fact itself (class in value_code, period in effective_at/end).
+ENCOUNTER_CONCEPT = "encounter"
 US_PER_HOUR = 3_600_000_000.0
 #: Average Gregorian year, the unit of ``age``.
 US_PER_YEAR = 365.25 * 24 * US_PER_HOUR

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from vitalops.features.definitions import LabelDef, duration_us
-from vitalops.features.facts_view import ICU_CONCEPT, known_by
+from vitalops.features.facts_view import ENCOUNTER_CONCEPT, known_by
 from vitalops.lake.schema import TIMESTAMP
 
 LABEL_SCHEMA = pa.schema([pa.field("label", pa.int8()), pa.field("label_known_at", TIMESTAMP)])
@@ -34,7 +34,7 @@ def _outcome_predicate(label: LabelDef) -> str:
         ) + ")"
     classes = ", ".join(_literal(c) for c in sorted(set(label.encounter_classes)))
     return (
-        f"(f.kind = 'encounter' AND f.concept IS DISTINCT FROM '{ICU_CONCEPT}' "
+        f"(f.kind = 'encounter' AND f.concept = '{ENCOUNTER_CONCEPT}' "
         f"AND f.value_code IN ({classes}) "
         "AND f.encounter_key IS DISTINCT FROM i.encounter_key)"
     )

@@ -20,6 +20,7 @@ from vitalops.features.definitions import DatasetSpec
 from vitalops.features.engine import register_index, select_features
 from vitalops.features.facts_view import ENGINE_COLUMNS, register_facts
 from vitalops.features.labels import compute_labels
+from vitalops.lake.tables import table_uri
 
 FACTS_TABLE = "facts"
 _PREFIX_DIGITS = 4
@@ -27,7 +28,7 @@ _PREFIX_DIGITS = 4
 
 def facts_uri(lake_root: str) -> str:
     """Where the facts Delta table lives under ``lake_root``."""
-    return f"{lake_root.rstrip('/')}/{FACTS_TABLE}"
+    return table_uri(lake_root, FACTS_TABLE)
 
 
 def open_facts(lake_root: str, version: int | None = None) -> tuple[ds.Dataset, int]:
