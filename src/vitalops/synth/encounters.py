@@ -71,9 +71,7 @@ def plan_stay(
     sepsis = bool(rng.random() < 0.06 + 0.03 * patient.comorbidity_count)
     risk = logistic(deterioration_logit(patient, admitted_at, severity, sepsis))
     deteriorated = bool(rng.random() < risk)
-    planned = int(
-        math.exp(rng.normal(math.log(MEDIAN_STAY_DAYS * DAY), STAY_SPREAD)) + 0.25 * DAY * max(severity, 0)
-    )
+    planned = int(math.exp(rng.normal(math.log(MEDIAN_STAY_DAYS * DAY), STAY_SPREAD)) + 0.25 * DAY * max(severity, 0))
     planned = int(min(max(planned, 20 * HOUR), 21 * DAY))
     stay = Stay(
         id=ids.new(),
@@ -141,9 +139,7 @@ def _encounter(
     }
 
 
-def _location(
-    site: str, kind: str, display: str, status: str, start: int, end: int | None, tz: timezone
-) -> JSON:
+def _location(site: str, kind: str, display: str, status: str, start: int, end: int | None, tz: timezone) -> JSON:
     period = {"start": fhir_instant(start, tz)}
     if end is not None:
         period["end"] = fhir_instant(end, tz)
@@ -196,9 +192,7 @@ def stay_encounters(patient: PatientRecord, stay: Stay) -> list[JSON]:
         end=stay.discharged_at,
     )
     final["serviceType"] = first["serviceType"]
-    final["hospitalization"] = {
-        "dischargeDisposition": concept(codes.DISCHARGE_DISPOSITION, *stay.disposition)
-    }
+    final["hospitalization"] = {"dischargeDisposition": concept(codes.DISCHARGE_DISPOSITION, *stay.disposition)}
     if stay.icu_id is not None and stay.event_at is not None and stay.icu_end is not None:
         locations = [
             _location(site, "ward", ward, "completed", stay.admitted_at, stay.event_at, tz),
@@ -208,9 +202,7 @@ def stay_encounters(patient: PatientRecord, stay: Stay) -> list[JSON]:
             locations.append(_location(site, "ward", ward, "completed", stay.icu_end, stay.discharged_at, tz))
         final["location"] = locations
     else:
-        final["location"] = [
-            _location(site, "ward", ward, "completed", stay.admitted_at, stay.discharged_at, tz)
-        ]
+        final["location"] = [_location(site, "ward", ward, "completed", stay.admitted_at, stay.discharged_at, tz)]
     out.append(final)
     if stay.icu_id is not None and stay.event_at is not None and stay.icu_end is not None:
         icu_service = {"coding": [dict(codes.ICU_SERVICE)], "text": "Intensive care unit"}
@@ -225,9 +217,7 @@ def stay_encounters(patient: PatientRecord, stay: Stay) -> list[JSON]:
             end=None,
         )
         icu_first["serviceType"] = icu_service
-        icu_first["location"] = [
-            _location(site, "icu", "Intensive care unit", "active", stay.event_at, None, tz)
-        ]
+        icu_first["location"] = [_location(site, "icu", "Intensive care unit", "active", stay.event_at, None, tz)]
         icu_first["partOf"] = reference("Encounter", stay.id)
         out.append(icu_first)
         icu_final = _encounter(
@@ -253,9 +243,7 @@ def stay_encounters(patient: PatientRecord, stay: Stay) -> list[JSON]:
     return out
 
 
-def visit_encounter(
-    patient: PatientRecord, encounter_id: str, encounter_class: str, start: int, end: int
-) -> JSON:
+def visit_encounter(patient: PatientRecord, encounter_id: str, encounter_class: str, start: int, end: int) -> JSON:
     """A finished emergency (EMER, sent home) or ambulatory (AMB) visit, written once, at its end."""
     resource = _encounter(
         patient,
@@ -268,7 +256,5 @@ def visit_encounter(
         end=end,
     )
     if encounter_class == "EMER":
-        resource["hospitalization"] = {
-            "dischargeDisposition": concept(codes.DISCHARGE_DISPOSITION, "home", "Home")
-        }
+        resource["hospitalization"] = {"dischargeDisposition": concept(codes.DISCHARGE_DISPOSITION, "home", "Home")}
     return resource

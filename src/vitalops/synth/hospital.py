@@ -65,7 +65,10 @@ def admission_rate_per_year(patient: PatientRecord, moment: int, scenario: Scena
     return 0.3 * math.exp(logit)
 
 
-def _check(patients: int, sites: Sequence[str], seed: int, start: date, end: date) -> None:
+def check_arguments(
+    *, patients: int, sites: Sequence[str], seed: int, scenario: str | None, start: date, end: date
+) -> Scenario:
+    """Validate a run's arguments and return its scenario; raises InvalidInput naming the bad argument."""
     if patients < 1:
         raise InvalidInput("patients must be at least 1", details={"field": "patients"})
     if not sites:
@@ -80,9 +83,8 @@ def _check(patients: int, sites: Sequence[str], seed: int, start: date, end: dat
     if seed < 0:
         raise InvalidInput("seed must be zero or positive", details={"field": "seed"})
     if (end - start).days < 60:
-        raise InvalidInput(
-            "the period must span at least 60 days (end after start)", details={"field": "end"}
-        )
+        raise InvalidInput("the period must span at least 60 days (end after start)", details={"field": "end"})
+    return Scenario.choose(scenario, start, end)
 
 
 class _PatientSimulation:
@@ -125,9 +127,7 @@ class _PatientSimulation:
                 previous["readmission_encounter_id"] = stay.id
             self.encounters.extend(stay_encounters(patient, stay))
             if stay.ed_id is not None and stay.ed_start is not None:
-                visit_observations(
-                    rng, self.observations, self.baseline, stay.ed_id, stay.ed_start, emergency=True
-                )
+                visit_observations(rng, self.observations, self.baseline, stay.ed_id, stay.ed_start, emergency=True)
             labs = stay_observations(rng, self.observations, self.baseline, stay)
             self.orders.stay_orders(stay)
             prior = sum(1 for s in self.stays if admit - 365 * DAY <= s.admitted_at < admit)
@@ -232,9 +232,7 @@ class _PatientSimulation:
             "site": patient.site.name,
             "gender": "female" if patient.female else "male",
             "age_at_start": round(patient.age_at(self.start_at), 2),
-            "comorbidities": [
-                d.key for d, present in zip(CHRONIC_CONDITIONS, patient.chronic, strict=True) if present
-            ],
+            "comorbidities": [d.key for d, present in zip(CHRONIC_CONDITIONS, patient.chronic, strict=True) if present],
             "frailty": round(patient.frailty, 4),
             "inpatient_stays": len(self.stays),
             "deceased_at": _utc_text(patient.deceased_at),
@@ -242,9 +240,7 @@ class _PatientSimulation:
 
     def patient_versions(self) -> list[dict[str, Any]]:
         patient = self.patient
-        versions = [
-            patient_resource(patient, version="1", last_updated=patient.registered_at, deceased_at=None)
-        ]
+        versions = [patient_resource(patient, version="1", last_updated=patient.registered_at, deceased_at=None)]
         if patient.deceased_at is not None:
             versions.append(
                 patient_resource(
@@ -274,8 +270,7 @@ def generate_hospital(
     start = start or DEFAULT_START
     end = end or DEFAULT_END
     site_names = list(sites)
-    _check(patients, site_names, seed, start, end)
-    chosen = Scenario.choose(scenario, start, end)
+    chosen = check_arguments(patients=patients, sites=site_names, seed=seed, scenario=scenario, start=start, end=end)
     start_at, end_at = _epoch(start), _epoch(end) + DAY
     profiles = build_sites(site_names)
     tally = GroundTruthTally()

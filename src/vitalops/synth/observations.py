@@ -32,9 +32,7 @@ LATE_LAB_SHARE = 0.04
 _VITAL_CATEGORY = [
     {"coding": [{"system": codes.OBSERVATION_CATEGORY, "code": "vital-signs", "display": "Vital Signs"}]}
 ]
-_LAB_CATEGORY = [
-    {"coding": [{"system": codes.OBSERVATION_CATEGORY, "code": "laboratory", "display": "Laboratory"}]}
-]
+_LAB_CATEGORY = [{"coding": [{"system": codes.OBSERVATION_CATEGORY, "code": "laboratory", "display": "Laboratory"}]}]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +150,7 @@ class ObservationMaker:
     def weight(self, encounter_id: str, effective: int, weight_kg: float) -> None:
         issued = effective + 5 * 60
         if self.site.us_customary_units:
-            self.measure(
-                codes.WEIGHT_LB, weight_kg * codes.LB_PER_KG, _VITAL_CATEGORY, encounter_id, effective, issued
-            )
+            self.measure(codes.WEIGHT_LB, weight_kg * codes.LB_PER_KG, _VITAL_CATEGORY, encounter_id, effective, issued)
         else:
             self.measure(codes.WEIGHT_KG, weight_kg, _VITAL_CATEGORY, encounter_id, effective, issued)
 
@@ -282,9 +278,7 @@ def stay_observations(
     turnaround[late] += rng.integers(12 * HOUR, 72 * HOUR, int(late.sum()))
     wants_lactate = (rng.random(m) < 0.15) | (severity > 0.6) | (ramp > 0.15) | bool(stay.sepsis)
     wants_lactate[0] = True
-    columns = [
-        a.tolist() for a in (wbc, hgb, plt, creat, glucose, lactate, sodium, potassium, bilirubin, bun)
-    ]
+    columns = [a.tolist() for a in (wbc, hgb, plt, creat, glucose, lactate, sodium, potassium, bilirubin, bun)]
     for k, (moment, delay) in enumerate(zip(draws.tolist(), turnaround.tolist(), strict=True)):
         encounter_id, published = encounter_at(moment), moment + delay
         for measure, column in zip(

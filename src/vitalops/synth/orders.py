@@ -177,9 +177,7 @@ class OrderWriter:
             )
         if self.patient.has(codes.DIABETES):
             units = float(self.rng.integers(10, 31))
-            self._course(
-                codes.INSULIN_GLARGINE, SUBCUTANEOUS, quantity(units, "IU", "[iU]"), 24, start, end, stay
-            )
+            self._course(codes.INSULIN_GLARGINE, SUBCUTANEOUS, quantity(units, "IU", "[iU]"), 24, start, end, stay)
         if self.patient.has(codes.HEART_FAILURE):
             self._course(codes.FUROSEMIDE, INTRAVENOUS, quantity(40.0, "mg", "mg"), 12, start, end, stay)
         if stay.icu_id and stay.event_at and stay.icu_end:

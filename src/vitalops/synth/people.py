@@ -176,9 +176,7 @@ LOCALES = (
 )
 
 
-def draw_identity(
-    rng: np.random.Generator, *, female: bool, index: int, site_code: str, locale: Locale
-) -> Identity:
+def draw_identity(rng: np.random.Generator, *, female: bool, index: int, site_code: str, locale: Locale) -> Identity:
     """Identifiers for the ``index``-th patient (global across sites, so MRNs and SSNs are unique)."""
     given_pool = GIVEN_FEMALE if female else GIVEN_MALE
     given = given_pool[int(rng.integers(len(given_pool)))]

@@ -127,9 +127,7 @@ class PatientRecord:
         return (moment - self.birth_at) / YEAR
 
 
-def draw_patient(
-    rng: np.random.Generator, ids: IdMint, site: SiteProfile, index: int, start_at: int
-) -> PatientRecord:
+def draw_patient(rng: np.random.Generator, ids: IdMint, site: SiteProfile, index: int, start_at: int) -> PatientRecord:
     """One patient of ``site``, registered before ``start_at``, with the site's case mix."""
     female = bool(rng.random() < 0.52)
     if rng.random() < NINETY_PLUS_SHARE:
@@ -191,9 +189,7 @@ def readmission_logit(
     )
 
 
-def patient_resource(
-    patient: PatientRecord, *, version: str, last_updated: int, deceased_at: int | None
-) -> JSON:
+def patient_resource(patient: PatientRecord, *, version: str, last_updated: int, deceased_at: int | None) -> JSON:
     """The Patient resource (US Core race and ethnicity, MRN and SSN, telecom, address)."""
     site, who = patient.site, patient.identity
     race_code, race_display = codes.RACES[patient.race]

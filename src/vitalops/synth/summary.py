@@ -40,9 +40,7 @@ class GroundTruthTally:
             "in_hospital_deaths": self.deaths,
             "live_discharges": self.discharges_alive,
             "readmissions_30d": self.readmissions,
-            "readmission_rate": (
-                round(self.readmissions / self.discharges_alive, 4) if self.discharges_alive else 0.0
-            ),
+            "readmission_rate": (round(self.readmissions / self.discharges_alive, 4) if self.discharges_alive else 0.0),
             "observed_readmission_rate": (
                 round(self.uncensored_readmissions / self.uncensored_discharges, 4)
                 if self.uncensored_discharges

@@ -58,9 +58,7 @@ class BulkWriter:
         }
         try:
             for resource_type in RESOURCE_TYPES:
-                self._files[resource_type] = (out_dir / f"{resource_type}.ndjson").open(
-                    "wb", buffering=_BUFFER
-                )
+                self._files[resource_type] = (out_dir / f"{resource_type}.ndjson").open("wb", buffering=_BUFFER)
             self._files[GROUND_TRUTH_FILE] = (out_dir / GROUND_TRUTH_FILE).open("wb", buffering=_BUFFER)
         except OSError as exc:
             self.close()
