@@ -1,9 +1,13 @@
 """How the features engine sees facts: the point-in-time validity of each fact, in DuckDB.
 
-A fact is visible at time T when ``effective_at <= T``, ``known_at <= T`` and no newer version of
-the same source resource (same ``source_type`` + ``source_id``, larger ``known_at``) was known by T.
-Each fact therefore gets a validity interval ``[known_us, superseded_us)`` in epoch microseconds,
-so one integer comparison per fact applies the superseding rule for any number of index times.
+This is ``vitalops.lake.facts.pit_facts_sql`` (the one PIT rule) in interval form, so that one
+join serves many index times: a source resource version's known time is the earliest
+``known_at`` of its facts; versions of a source are ordered by (that time, ``source_version``);
+a version is current from its known time until the next version's. A fact is visible at T when
+``effective_at <= T``, its own ``known_at <= T`` and its version is current at T. Each fact
+therefore carries ``[version_us, superseded_us)`` in epoch microseconds, and one integer
+comparison per fact applies the superseding rule. ``tests/features/test_pit_rule.py`` checks that
+this equals ``pit_view`` at random moments.
 
 Encounter facts follow the ingest conventions: ``kind = 'encounter'``, ``value_code`` the
 HL7 v3 ActCode class (``IMP``, ``EMER``, ``AMB``), ``encounter_key`` the encounter's own key,
@@ -29,6 +33,7 @@ US_PER_YEAR = 365.25 * 24 * US_PER_HOUR
 ENGINE_COLUMNS = (
     "fact_id", "patient_key", "site", "kind", "concept", "value_num", "value_code", "status",
     "encounter_key", "effective_at", "effective_end", "known_at", "source_type", "source_id",
+    "source_version",
 )
 
 
@@ -40,19 +45,24 @@ def register_facts(con: duckdb.DuckDBPyConnection, facts: pa.Table, name: str = 
         f"""
         CREATE OR REPLACE TEMP TABLE {name} AS
         WITH versions AS (
-            SELECT source_type, source_id, known_at,
-                   lead(known_at) OVER (PARTITION BY source_type, source_id ORDER BY known_at)
-                       AS superseded_at
-            FROM (SELECT DISTINCT source_type, source_id, known_at FROM facts_in)
+            SELECT source_type, source_id, source_version, min(known_at) AS version_known_at
+            FROM facts_in GROUP BY source_type, source_id, source_version
+        ),
+        intervals AS (
+            SELECT source_type, source_id, source_version, version_known_at,
+                   lead(version_known_at) OVER (
+                       PARTITION BY source_type, source_id ORDER BY version_known_at, source_version
+                   ) AS superseded_at
+            FROM versions
         )
         SELECT fi.fact_id, fi.patient_key, fi.site, fi.kind, fi.concept, fi.value_num, fi.value_code,
-               fi.status,
-               fi.encounter_key, fi.source_id,
+               fi.status, fi.encounter_key, fi.source_id,
                epoch_us(fi.effective_at) AS eff_us,
                epoch_us(fi.effective_end) AS end_us,
                epoch_us(fi.known_at) AS known_us,
+               epoch_us(v.version_known_at) AS version_us,
                coalesce(epoch_us(v.superseded_at), 9223372036854775807) AS superseded_us
-        FROM facts_in fi JOIN versions v USING (source_type, source_id, known_at)
+        FROM facts_in fi JOIN intervals v USING (source_type, source_id, source_version)
         WHERE fi.status IS NULL OR fi.status NOT IN ({excluded})
         """
     )
