@@ -1,0 +1,91 @@
+"""Scenarios change the hospital from the change date, and only where they should."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.synth.synth_reading import code_of, moment, read_ndjson, site_of
+from vitalops.errors import InvalidInput
+from vitalops.synth import GROUND_TRUTH_FILE, SCENARIOS, generate_hospital
+
+SITES = ["north", "south", "east"]
+
+
+def _stays(out: Path) -> list[dict[str, Any]]:
+    return [r for r in read_ndjson(out / GROUND_TRUTH_FILE) if r["kind"] == "stay"]
+
+
+def test_unknown_scenario_names_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        generate_hospital(tmp_path, patients=5, sites=["a"], seed=1, scenario="meteor-strike")
+    for name in SCENARIOS:
+        assert name in caught.value.message
+
+
+def test_unit_change_switches_creatinine_to_umol_at_the_first_site_from_the_change_date(tmp_path: Path) -> None:
+    summary = generate_hospital(tmp_path, patients=90, sites=SITES, seed=4, scenario="unit-change")
+    assert summary.change_date == "2024-12-31"
+    change_at = moment("2024-12-31T00:00:00+00:00")
+    units: dict[tuple[str, bool], set[str]] = {}
+    for observation in read_ndjson(tmp_path / "Observation.ndjson"):
+        if code_of(observation) == "2160-0":
+            after = moment(observation["effectiveDateTime"]) >= change_at
+            quantity = observation["valueQuantity"]
+            units.setdefault((site_of(observation), after), set()).add(quantity["code"])
+            if quantity["code"] == "umol/L":
+                assert 20 < quantity["value"] < 1500
+    assert units[("north", False)] == {"mg/dL"} and units[("north", True)] == {"umol/L"}
+    for site in ("south", "east"):
+        assert units[(site, False)] == units[(site, True)] == {"mg/dL"}
+
+
+def test_population_shift_brings_older_sicker_admissions_after_the_change(tmp_path: Path) -> None:
+    generate_hospital(tmp_path / "base", patients=300, sites=SITES, seed=9)
+    generate_hospital(tmp_path / "shift", patients=300, sites=SITES, seed=9, scenario="population-shift")
+    change_at = moment("2024-12-31T00:00:00+00:00")
+
+    def after_change(out: Path) -> list[dict[str, Any]]:
+        return [s for s in _stays(out) if moment(s["admitted_at"]) >= change_at]
+
+    base, shifted = after_change(tmp_path / "base"), after_change(tmp_path / "shift")
+    assert all(s["population_shifted"] for s in shifted)
+    assert not any(s["population_shifted"] for s in _stays(tmp_path / "base"))
+    assert np.mean([s["age_at_admission"] for s in shifted]) > np.mean([s["age_at_admission"] for s in base]) + 1
+    assert np.mean([s["deterioration_risk"] for s in shifted]) > 1.3 * np.mean([s["deterioration_risk"] for s in base])
+
+
+def test_protocol_change_removes_lactate_signal_after_the_change(tmp_path: Path) -> None:
+    generate_hospital(
+        tmp_path,
+        patients=300,
+        sites=SITES,
+        seed=13,
+        scenario="protocol-change",
+        start=date(2024, 1, 1),
+        end=date(2025, 12, 31),
+    )
+    stays = {s["encounter_id"]: s for s in _stays(tmp_path)}
+    first_lactate: dict[str, float] = {}
+    for observation in read_ndjson(tmp_path / "Observation.ndjson"):
+        encounter = observation["encounter"]["reference"].split("/")[1]
+        if code_of(observation) == "2524-7" and encounter in stays and encounter not in first_lactate:
+            first_lactate[encounter] = observation["valueQuantity"]["value"]
+    change_at = moment("2024-12-31T00:00:00+00:00")
+
+    def correlation(after: bool) -> float:
+        pairs = [
+            (stays[e]["severity"], np.log(v))
+            for e, v in first_lactate.items()
+            if (moment(stays[e]["admitted_at"]) >= change_at) == after
+        ]
+        assert len(pairs) > 60
+        return float(np.corrcoef(np.array(pairs).T)[0, 1])
+
+    assert correlation(after=False) > 0.25
+    assert abs(correlation(after=True)) < 0.15
+    assert {s["lactate_signal"] for s in stays.values() if moment(s["admitted_at"]) >= change_at} == {0.0}
