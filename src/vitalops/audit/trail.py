@@ -27,6 +27,7 @@ from vitalops.errors import InvalidInput
 GENESIS_HASH = "0" * 64
 _APPEND_LOCK = 7_262_001
 _HEAD_KEY = "vitalops.audit_head"
+_PENDING_KEY = "vitalops.audit_pending"
 #: Payload keys that would name patient data. The audit trail holds ids, counts, hashes, reasons.
 FORBIDDEN_PAYLOAD_KEYS = frozenset(
     {"name", "given", "family", "mrn", "ssn", "birth_date", "birthdate", "address", "phone", "email",
@@ -111,14 +112,26 @@ def append(
     seq, prev_hash = _head(session)
     seq += 1
     digest = event_hash(seq, at_text, actor, action, object_type, object_id, payload_json, prev_hash)
-    session.execute(
-        insert(AuditEventRow).values(
-            seq=seq, at=moment, actor=actor, action=action, object_type=object_type, object_id=object_id,
-            payload_json=payload_json, prev_hash=prev_hash, hash=digest,
-        )
+    session.info.setdefault(_PENDING_KEY, []).append(
+        {"seq": seq, "at": moment, "actor": actor, "action": action, "object_type": object_type,
+         "object_id": object_id, "payload_json": payload_json, "prev_hash": prev_hash, "hash": digest}
     )
     session.info[_HEAD_KEY] = (seq, digest)
     return AuditEvent(seq, moment, actor, action, object_type, object_id, payload, prev_hash, digest)
+
+
+def flush_events(session: Session) -> None:
+    """Write the events appended so far in this transaction (one multi-row insert)."""
+    pending = session.info.pop(_PENDING_KEY, None)
+    if pending:
+        session.execute(insert(AuditEventRow), pending)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    # Events are buffered and written as one insert just before the transaction commits: same
+    # transaction, same atomicity, a fraction of the round trips.
+    flush_events(session)
 
 
 @event.listens_for(Session, "after_commit")
@@ -126,6 +139,7 @@ def append(
 def _forget_head(session: Session, *_: Any) -> None:
     # The cached head is valid only while this transaction holds the append lock.
     session.info.pop(_HEAD_KEY, None)
+    session.info.pop(_PENDING_KEY, None)
 
 
 def _row_to_event(row: Any) -> AuditEvent:
@@ -146,7 +160,8 @@ def list_events(
     limit: int = 100,
     newest_first: bool = True,
 ) -> list[AuditEvent]:
-    """A page of events matching the filters."""
+    """A page of events matching the filters (including those appended earlier in this transaction)."""
+    flush_events(session)
     query = select(AuditEventRow)
     if since is not None:
         query = query.where(AuditEventRow.at >= as_utc(since))
@@ -164,6 +179,7 @@ def list_events(
 
 def iter_events(session: Session, *, since: datetime | None = None, batch: int = 10_000) -> Iterator[AuditEvent]:
     """Every event in sequence order, streamed."""
+    flush_events(session)
     query = select(AuditEventRow).order_by(AuditEventRow.seq)
     if since is not None:
         query = query.where(AuditEventRow.at >= as_utc(since))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, TextClause, text
 
 from vitalops.audit.trail import GENESIS_HASH, event_hash
 from vitalops.core.clock import as_utc, isoformat_utc
@@ -34,10 +33,21 @@ class ChainReport:
         }
 
 
-_QUERY = text(
-    "SELECT seq, at, actor, action, object_type, object_id, payload_json, prev_hash, hash "
-    "FROM audit_events ORDER BY seq"
-)
+# The canonical time text is produced by the database itself, so that verifying does no date
+# arithmetic per row: SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC by construction), PostgreSQL
+# formats its timestamptz in UTC.
+_AT_TEXT = {
+    "sqlite": "replace(at, ' ', 'T') || 'Z'",
+    "postgresql": "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+}
+
+
+def _query(dialect: str) -> TextClause:
+    at_text = _AT_TEXT.get(dialect, "at")
+    return text(
+        f"SELECT seq, {at_text}, actor, action, object_type, object_id, payload_json, prev_hash, hash "  # noqa: S608
+        "FROM audit_events ORDER BY seq"
+    )
 
 
 def verify_chain(
@@ -49,7 +59,8 @@ def verify_chain(
     reordered rows (a ``prev_hash`` that is not the previous row's hash).
     """
     with engine.connect() as connection:
-        result = connection.execution_options(stream_results=True, yield_per=batch).execute(_QUERY)
+        query = _query(engine.dialect.name)
+        result = connection.execution_options(stream_results=True, yield_per=batch).execute(query)
         try:
             return _walk(result, batch, progress)
         finally:
@@ -59,13 +70,14 @@ def verify_chain(
 def _walk(result: Any, batch: int, progress: Callable[[int], None] | None) -> ChainReport:
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
     for rows in result.partitions(batch):
-        for seq, at, actor, action, object_type, object_id, payload_json, stored_prev, stored_hash in rows:
+        for seq, at_text, actor, action, object_type, object_id, payload_json, stored_prev, stored_hash in rows:
             if seq != expected_seq:
                 return ChainReport(count, expected_seq - 1, prev_hash, expected_seq,
                                    f"event {expected_seq} is missing (next stored event is {seq})")
             if stored_prev != prev_hash:
                 return ChainReport(count, seq - 1, prev_hash, seq, f"event {seq} does not link to event {seq - 1}")
-            at_text = _sqlite_text(at) if isinstance(at, str) else isoformat_utc(as_utc(at))
+            if not isinstance(at_text, str):
+                at_text = isoformat_utc(as_utc(at_text))
             digest = event_hash(seq, at_text, actor, action, object_type, object_id, payload_json, stored_prev)
             if digest != stored_hash:
                 return ChainReport(count, seq - 1, prev_hash, seq, f"event {seq} was altered after it was written")
@@ -73,8 +85,3 @@ def _walk(result: Any, batch: int, progress: Callable[[int], None] | None) -> Ch
         if progress is not None:
             progress(count)
     return ChainReport(count, expected_seq - 1, prev_hash)
-
-
-def _sqlite_text(stored: str) -> str:
-    # A raw SQLite read returns the stored text, e.g. '2026-11-23 00:27:18.123456' (UTC by construction).
-    return isoformat_utc(as_utc(datetime.fromisoformat(stored)))
