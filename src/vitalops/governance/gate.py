@@ -28,7 +28,7 @@ from vitalops.errors import GateFailed, InvalidInput, PolicyViolation
 from vitalops.governance import criteria
 from vitalops.governance.criteria import Criterion
 from vitalops.governance.pccp import current_pccp_row, parse_pccp
-from vitalops.registry.deployments import get_alias
+from vitalops.registry.deployments import get_alias, list_deployments
 from vitalops.registry.schemas import ModelVersion
 from vitalops.registry.versions import get_model, get_version, version_row
 from vitalops.training.datasets import labelled_rows, read_dataset
@@ -54,14 +54,15 @@ class PccpCheck(BaseModel):
 
 
 def _champion(session: Session, name: str, site: str | None, candidate: int) -> ModelVersion | None:
-    """The site's champion, or (without a site) the newest approved version other than the candidate."""
+    """The site's champion; without a site, the version that is champion at the most sites (None if none)."""
     if site is not None:
         number = get_alias(session, name, site, "champion")
         return None if number is None or number == candidate else get_version(session, name, number)
-    from vitalops.registry.versions import list_versions
-
-    approved = [v for v in list_versions(session, name, state="approved") if v.number != candidate]
-    return approved[-1] if approved else None
+    champions = [s.version for s in list_deployments(session, name) if s.slot == "champion" and s.version]
+    champions = [n for n in champions if n != candidate]
+    if not champions:
+        return None
+    return get_version(session, name, max(set(champions), key=champions.count))
 
 
 def _locked(candidate: ModelVersion, champion: ModelVersion | None, locked: list[str]) -> list[Criterion]:
