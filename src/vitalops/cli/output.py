@@ -52,7 +52,7 @@ def rows_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], title: st
     """A table with one row per dict, showing ``columns`` in order."""
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
     return table
