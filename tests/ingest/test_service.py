@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from vitalops.auth import SYSTEM
+from vitalops.core.settings import Settings
+from vitalops.db import Database
+from vitalops.errors import InvalidInput, PermissionDenied
+from vitalops.ingest.service import ingest_paths, list_batches
+from vitalops.lake.facts import FactsStore
+from vitalops.synth import RESOURCE_TYPES
+
+
+def test_synthetic_hospital_ingests_with_counts_that_add_up_and_rerun_adds_nothing(
+    home: Settings, database: Database, synth_export: list[Path]
+) -> None:
+    first = ingest_paths(database, SYSTEM, synth_export)
+    assert first.read == first.ingested + first.skipped + first.quarantined
+    assert first.quarantined == 0 and first.facts > first.read
+    assert set(first.per_site) == {"north", "south"}
+    store = FactsStore(home.lake_root)
+    assert store.dataset().count_rows() == first.facts
+    again = ingest_paths(database, SYSTEM, synth_export)
+    assert again.facts == 0 and again.read == first.read and again.duplicates >= first.facts
+    assert store.dataset().count_rows() == first.facts
+    batches = list_batches(database)
+    assert [b["status"] for b in batches] == ["completed", "completed"]
+    assert batches[1]["counts"]["facts"] == first.facts
+    with database.session() as session:
+        actions = session.execute(
+            sa.text("SELECT action, payload_json FROM audit_events WHERE object_id = :id ORDER BY seq"),
+            {"id": first.batch},
+        ).all()
+    assert [a for a, _ in actions] == ["ingest.batch.started", "ingest.batch.completed"]
+    assert orjson.loads(actions[1][1])["read"] == first.read
+
+
+def test_ingest_needs_permission_and_existing_paths(
+    home: Settings, database: Database, make_user, synth_export: list[Path], tmp_path: Path
+) -> None:
+    clinician, _ = make_user("clinician")
+    with pytest.raises(PermissionDenied):
+        ingest_paths(database, clinician, synth_export)
+    with pytest.raises(InvalidInput):
+        ingest_paths(database, SYSTEM, [tmp_path / "missing.ndjson"])
+    assert len(RESOURCE_TYPES) >= 5
+
+
+def test_cli_ingest_json(cli, synth_export: list[Path]) -> None:
+    result = cli("ingest", *map(str, synth_export[:1]), "--site", "x", "--json")
+    assert result.exit_code == 0, result.stderr
+    body = result.json()
+    assert body["read"] == body["ingested"] + body["skipped"] + body["quarantined"] > 0
+    assert body["batch"].startswith("batch_")
+    assert cli("ingest", "--json").exit_code == 2
