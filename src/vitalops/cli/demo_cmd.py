@@ -15,7 +15,7 @@ from vitalops.auth import SYSTEM, Principal
 from vitalops.auth.users import create_key, create_user, get_user
 from vitalops.cli.context import cli_settings, open_database
 from vitalops.cli.init_cmd import initialize
-from vitalops.cli.output import JsonOption, console, print_json, rows_table
+from vitalops.cli.output import JsonOption, console, print_json
 from vitalops.cli.serve_cmd import serve_forever
 from vitalops.core.settings import Settings, get_settings
 from vitalops.db import Database
@@ -61,7 +61,9 @@ def build_demo(settings: Settings, *, as_json: bool) -> dict[str, Any]:
     summary["users"] = keys
     if not as_json:
         console.print(Panel.fit("Demo staff and their API keys (shown once; use them as 'Authorization: Bearer ...')"))
-        console.print(rows_table(keys, ["user", "role", "key", "expires_at"]))
+        for entry in keys:  # one line each, never wrapped, so a key can be copied whole
+            console.print(f"  {entry['user']:<10} {entry['role']:<15} {entry['key']}", soft_wrap=True,
+                          highlight=False)
     (settings.home / DEMO_MARKER).write_text("ok\n", encoding="utf-8")
     return summary
 
