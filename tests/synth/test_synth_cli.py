@@ -1,0 +1,39 @@
+"""``vitalops synth``: JSON output, exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from vitalops.cli.main import build_app
+
+
+def test_synth_json_reports_counts_per_site_and_type(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        build_app(), ["synth", str(tmp_path / "out"), "--patients", "12", "--sites", "a,b", "--seed", "2", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    assert report["sites"] == ["a", "b"] and report["patients"] == 12
+    assert report["per_site"]["a"]["Patient"] + report["per_site"]["b"]["Patient"] == report["resources"]["Patient"]
+    lines = (tmp_path / "out" / "Observation.ndjson").read_bytes().count(b"\n")
+    assert lines == report["resources"]["Observation"] > 0
+
+
+def test_synth_unknown_scenario_exits_2_with_a_plain_message(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "vitalops.cli.main", "synth", str(tmp_path), "--patients", "3", "--scenario", "x"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 2
+    message = " ".join(completed.stderr.split())  # rich wraps long lines
+    assert "valid scenarios: unit-change, population-shift, protocol-change" in message
+    assert "Traceback" not in completed.stderr
+    assert not list(tmp_path.iterdir())
