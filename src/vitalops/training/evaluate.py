@@ -10,7 +10,9 @@ import numpy as np
 from vitalops.artifacts import Predictor
 from vitalops.errors import InvalidInput
 from vitalops.training.datasets import Rows
-from vitalops.validation import ThresholdRule, build_report, choose_threshold, meets_minimums
+from vitalops.validation.fairness import age_band
+from vitalops.validation.report import build_report, meets_minimums
+from vitalops.validation.thresholds import ThresholdRule, choose_threshold
 
 
 @dataclass(frozen=True)
@@ -22,12 +24,22 @@ class Evaluation:
     failures: list[str]
 
 
+def subgroup_attributes(rows: Rows) -> dict[str, np.ndarray]:
+    """The report's subgroup attributes: sex, age band, race, ethnicity (ages banded, never raw)."""
+    groups: dict[str, np.ndarray] = {}
+    for name, values in rows.attributes.items():
+        if name == "age":
+            ages = np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+            groups["age_band"] = np.asarray(age_band(ages), dtype=object)
+        else:
+            groups[name] = np.asarray(["unknown" if v is None else str(v) for v in values], dtype=object)
+    return groups
+
+
 def require_both_classes(rows: Rows, *, what: str) -> None:
     classes = np.unique(rows.labels)
     if classes.shape[0] < 2:
-        raise InvalidInput(
-            f"the {what} rows have only one outcome class ({len(rows)} rows); a classifier needs both"
-        )
+        raise InvalidInput(f"the {what} rows have only one outcome class ({len(rows)} rows); a classifier needs both")
 
 
 def evaluate(
@@ -62,7 +74,7 @@ def evaluate(
         test.labels,
         predictor.predict_proba(test.features),
         threshold_rule=rule,
-        groups=test.attributes,
+        groups=subgroup_attributes(test),
         sites=test.sites,
         external=external_sets,
         n_resamples=n_resamples,

@@ -31,7 +31,7 @@ from vitalops.training.estimators import build_estimator, fit_estimator
 from vitalops.training.evaluate import Evaluation, evaluate, require_both_classes
 from vitalops.training.lineage import code_version
 from vitalops.training.spec import TrainingSpec, load_training_spec
-from vitalops.validation import ThresholdRule
+from vitalops.validation.thresholds import ThresholdRule
 
 Progress = Callable[[str], None]
 
