@@ -71,7 +71,7 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-def _route_template(scope: dict[str, Any]) -> str:
+def _route_template(scope: Scope) -> str:
     # The template ("/v1/models/{name}"), never the concrete path, which may carry identifiers.
     route = scope.get("route")
     return getattr(route, "path", None) or "unmatched"
