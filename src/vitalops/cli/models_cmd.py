@@ -1,0 +1,139 @@
+"""``vitalops models ...``: list, show, register, approve, reject, and model cards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vitalops.cli.context import cli_principal, open_database
+from vitalops.cli.output import JsonOption, console, emit, rows_table
+from vitalops.governance.approvals import approve_version, reject_version
+from vitalops.registry import service
+
+models_app = typer.Typer(help="The model registry: versions, approvals and model cards.", no_args_is_help=True)
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (recorded in the audit trail).")]
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOption = False) -> None:
+    """Every model with its latest version and where it is champion."""
+    database = open_database()
+    rows = service.read_models(database, cli_principal(database))
+    columns = ["name", "risk_class", "versions", "latest", "latest_state", "champions"]
+    emit(rows, as_json, lambda r: console.print(rows_table(r, columns)))
+
+
+@models_app.command("show")
+def models_show(
+    name: str, version: Annotated[int | None, typer.Argument()] = None, as_json: JsonOption = False
+) -> None:
+    """A model (versions, deployments, plan) or one version (lineage, approvals, checks, gate)."""
+    database = open_database()
+    actor = cli_principal(database)
+    if version is None:
+        detail = service.read_model(database, actor, name)
+
+        def render(value: dict[str, object]) -> None:
+            emit(value["model"], False)
+            console.print(
+                rows_table(
+                    value["versions"],
+                    ["number", "state", "estimator", "submitter", "threshold"],  # type: ignore[arg-type]
+                    title="versions",
+                )
+            )
+            console.print(
+                rows_table(
+                    value["deployments"],
+                    ["site", "slot", "version", "mode", "percent"],  # type: ignore[arg-type]
+                    title="deployments",
+                )
+            )
+
+        emit(detail, as_json, render)
+    else:
+        emit(service.read_version(database, actor, name, version), as_json)
+
+
+@models_app.command("register")
+def models_register(
+    name: str,
+    model_file: Path,
+    flavor: Annotated[str, typer.Option("--flavor", help="sklearn (skops), lightgbm, xgboost or onnx")],
+    dataset: Annotated[str, typer.Option("--dataset", help="URI of the dataset to validate on")],
+    features: Annotated[str, typer.Option("--features", help="Comma-separated input columns, in order")],
+    threshold_rule: Annotated[
+        str, typer.Option("--threshold", help="sensitivity:0.8, alert_budget:5 or fixed:0.3")
+    ] = "sensitivity:0.8",
+    as_json: JsonOption = False,
+) -> None:
+    """Bring your own fitted model: store it, check its signature, validate it on a dataset, register it."""
+    from vitalops.training.byo import register_model_file
+
+    database = open_database()
+    result = register_model_file(
+        database,
+        cli_principal(database),
+        name,
+        model_file,
+        flavor=flavor,
+        dataset_uri=dataset,
+        feature_names=[f.strip() for f in features.split(",")],
+        threshold_rule=threshold_rule,
+    )
+    emit(result.summary(), as_json)
+
+
+@models_app.command("approve")
+def models_approve(name: str, version: int, reason: ReasonOption, as_json: JsonOption = False) -> None:
+    """Approve a validated version (not your own); approved once the model's policy is met."""
+    database = open_database()
+    outcome = approve_version(database, cli_principal(database), name, version, reason=reason)
+    emit(
+        {
+            "model": name,
+            "version": version,
+            "state": outcome.version.state,
+            "approvals": f"{outcome.approvals_counted} of {outcome.approvals_required}",
+        },
+        as_json,
+    )
+
+
+@models_app.command("reject")
+def models_reject(name: str, version: int, reason: ReasonOption, as_json: JsonOption = False) -> None:
+    """Reject a validated version (final)."""
+    database = open_database()
+    rejected = reject_version(database, cli_principal(database), name, version, reason=reason)
+    emit({"model": name, "version": version, "state": rejected.state}, as_json)
+
+
+@models_app.command("card")
+def models_card(
+    name: str,
+    version: int,
+    fmt: Annotated[str, typer.Option("--format", help="md, html or json")] = "md",
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The version's model card (CHAI applied model card sections)."""
+    from vitalops.errors import InvalidInput
+
+    renderers = {"md": "to_markdown", "html": "to_html", "json": "to_json"}
+    if fmt not in renderers:
+        raise InvalidInput(f"--format must be one of {', '.join(renderers)}")
+    database = open_database()
+    card = service.build_card(database, cli_principal(database), name, version)
+    text = getattr(card, renderers["json" if as_json else fmt])()
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+        emit({"written": str(out), "format": fmt}, as_json)
+    else:
+        typer.echo(text)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``models`` to ``app``."""
+    app.add_typer(models_app, name="models")

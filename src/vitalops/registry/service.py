@@ -1,0 +1,128 @@
+"""Read services of the model plane for the API and the command line, with ``models:read`` enforced.
+
+Each returns JSON-safe dicts built from pydantic shapes; no ORM row leaves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vitalops.auth import Permission, Principal, authorize
+from vitalops.db import Database
+from vitalops.errors import NotFound
+from vitalops.governance.approvals import list_approvals
+from vitalops.governance.gate import gate_status, list_checks
+from vitalops.governance.pccp import get_pccp
+from vitalops.registry.deployments import list_deployment_events, list_deployments
+from vitalops.registry.versions import (
+    get_model,
+    get_version,
+    get_version_report,
+    list_models,
+    list_transitions,
+    list_versions,
+)
+
+
+def read_models(database: Database, actor: Principal, *, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    authorize(database, actor, Permission.MODELS_READ, object_type="model", object_id="*")
+    with database.session() as session:
+        rows = []
+        for model in list_models(session, offset=offset, limit=limit):
+            versions = list_versions(session, model.name)
+            champions = sorted(
+                {
+                    f"{s.site}:v{s.version}"
+                    for s in list_deployments(session, model.name)
+                    if s.slot == "champion" and s.version
+                }
+            )
+            rows.append(
+                {
+                    **model.model_dump(mode="json"),
+                    "versions": len(versions),
+                    "latest": versions[-1].number if versions else None,
+                    "latest_state": versions[-1].state if versions else None,
+                    "champions": champions,
+                }
+            )
+        return rows
+
+
+def read_model(database: Database, actor: Principal, name: str) -> dict[str, Any]:
+    authorize(database, actor, Permission.MODELS_READ, object_type="model", object_id=name)
+    with database.session() as session:
+        model = get_model(session, name)
+        try:
+            pccp: dict[str, Any] | None = get_pccp(session, name).model_dump(mode="json", exclude={"spec_yaml"})
+        except NotFound:
+            pccp = None
+        return {
+            "model": model.model_dump(mode="json"),
+            "versions": [
+                v.model_dump(
+                    mode="json",
+                    include={"number", "state", "estimator", "artifact_sha256", "submitter", "created_at", "threshold"},
+                )
+                for v in list_versions(session, name)
+            ],
+            "deployments": [s.model_dump(mode="json") for s in list_deployments(session, name)],
+            "pccp": pccp,
+        }
+
+
+def read_version(database: Database, actor: Principal, name: str, number: int) -> dict[str, Any]:
+    authorize(database, actor, Permission.MODELS_READ, object_type="model_version", object_id=f"{name}/{number}")
+    with database.session() as session:
+        version = get_version(session, name, number)
+        return {
+            "version": version.model_dump(mode="json"),
+            "transitions": [t.model_dump(mode="json") for t in list_transitions(session, name, number)],
+            "approvals": [a.model_dump(mode="json") for a in list_approvals(session, name, number)],
+            "pccp_checks": [
+                {k: v for k, v in c.items() if k != "criteria"} for c in list_checks(session, name, number)
+            ],
+            "gate": gate_status(session, name, number, site=None).model_dump(mode="json"),
+        }
+
+
+def read_report(database: Database, actor: Principal, name: str, number: int) -> dict[str, Any]:
+    authorize(database, actor, Permission.MODELS_READ, object_type="model_version", object_id=f"{name}/{number}")
+    with database.session() as session:
+        return get_version_report(session, name, number)
+
+
+def read_deployment_history(
+    database: Database, actor: Principal, name: str, *, site: str | None = None, at: Any = None
+) -> dict[str, Any]:
+    authorize(database, actor, Permission.MODELS_READ, object_type="model", object_id=name)
+    with database.session() as session:
+        return {
+            "events": [e.model_dump(mode="json") for e in list_deployment_events(session, name, site=site, at=at)],
+            "state": [s.model_dump(mode="json") for s in list_deployments(session, name, site=site, at=at)],
+        }
+
+
+def build_card(database: Database, actor: Principal, name: str, number: int) -> Any:
+    """The version's model card (``.to_json()``, ``.to_markdown()``, ``.to_html()``)."""
+    from vitalops.validation.report import ValidationReport
+
+    authorize(database, actor, Permission.MODELS_READ, object_type="model_version", object_id=f"{name}/{number}")
+    with database.session() as session:
+        model = get_model(session, name)
+        version = get_version(session, name, number)
+        report = ValidationReport.model_validate(get_version_report(session, name, number))
+        approvals = [a.model_dump(mode="json") for a in list_approvals(session, name, number)]
+        try:
+            pccp: dict[str, Any] | None = get_pccp(session, name).model_dump(mode="json")
+        except NotFound:
+            pccp = None
+    from vitalops.validation import build_model_card  # type: ignore[attr-defined]
+
+    return build_model_card(
+        model=model.model_dump(mode="json"),
+        version=version.model_dump(mode="json"),
+        report=report,
+        approvals=approvals,
+        pccp=pccp,
+    )
