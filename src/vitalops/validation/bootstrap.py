@@ -12,6 +12,7 @@ metric's percentiles and counted.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +62,7 @@ class View:
         return {name: np.concatenate(blocks, axis=0) for name, blocks in self.draws.items()}
 
 
-def draw_resamples(n: int, views: list[View], *, n_resamples: int, seed: int) -> None:
+def draw_resamples(n: int, views: list[View], *, n_resamples: int, seed: int | Sequence[int]) -> None:
     """Draw ``n_resamples`` multinomial resamples of ``n`` rows and score every view on each.
 
     The draws depend only on ``(n, n_resamples, seed)``, not on the views.
