@@ -64,19 +64,28 @@ class ObservationMaker:
         self.tz = patient.site.tz
         self.subject = reference("Patient", patient.id)
         self.out: list[JSON] = []
+        self._texts: dict[int, str] = {}
+        self._site_tag = meta("1", 0, self.tz, self.site.name)["tag"]
+
+    def _text(self, moment: int) -> str:
+        # Five vitals share a time, a lab draw shares it across ten results: format each instant once.
+        text = self._texts.get(moment)
+        if text is None:
+            text = self._texts[moment] = fhir_instant(moment, self.tz)
+        return text
 
     def _base(self, code: JSON, category: list[JSON], encounter_id: str, effective: int, issued: int) -> JSON:
-        issued_text = fhir_instant(issued, self.tz)
+        issued_text = self._text(issued)
         return {
             "resourceType": "Observation",
             "id": self.ids.new(),
-            "meta": meta("1", issued, self.tz, self.site.name),
+            "meta": {"versionId": "1", "lastUpdated": issued_text, "tag": self._site_tag},
             "status": "final",
             "category": category,
             "code": code,
             "subject": self.subject,
             "encounter": reference("Encounter", encounter_id),
-            "effectiveDateTime": fhir_instant(effective, self.tz),
+            "effectiveDateTime": self._text(effective),
             "issued": issued_text,
         }
 

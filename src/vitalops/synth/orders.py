@@ -75,7 +75,10 @@ class OrderWriter:
         every_hours: int,
         authored: int,
         encounter_id: str | None,
+        *,
+        continuous: bool = False,
     ) -> str:
+        """Order ``drug``; ``continuous`` infusions carry ``dose`` as a rate (e.g. ug/kg/min)."""
         request_id = self.ids.new()
         resource: JSON = {
             "resourceType": "MedicationRequest",
@@ -93,7 +96,7 @@ class OrderWriter:
             {
                 "timing": {"repeat": {"frequency": 1, "period": every_hours, "periodUnit": "h"}},
                 "route": concept(codes.SNOMED, *route),
-                "doseAndRate": [{"doseQuantity": dose}],
+                "doseAndRate": [{"rateQuantity": dose} if continuous else {"doseQuantity": dose}],
             }
         ]
         self.requests.append(resource)
@@ -183,7 +186,7 @@ class OrderWriter:
         if stay.icu_id and stay.event_at and stay.icu_end:
             rate = quantity(round(float(self.rng.uniform(0.05, 0.3)), 2), "ug/kg/min", "ug/kg/min")
             ordered = stay.event_at + 900
-            request_id = self.request(codes.NOREPINEPHRINE, INTRAVENOUS, rate, 6, ordered, stay.icu_id)
+            request_id = self.request(codes.NOREPINEPHRINE, INTRAVENOUS, rate, 6, ordered, stay.icu_id, continuous=True)
             for k in range(min(4, max(1, (stay.icu_end - ordered) // (6 * HOUR)))):
                 self.administer(
                     codes.NOREPINEPHRINE,

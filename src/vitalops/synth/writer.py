@@ -53,6 +53,7 @@ class BulkWriter:
                 "phones",
                 "emails",
                 "street_addresses",
+                "cities",
                 "zip_codes",
             )
         }
@@ -101,6 +102,7 @@ class BulkWriter:
         found["phones"].add(identity.phone)
         found["emails"].add(identity.email)
         found["street_addresses"].add(identity.street)
+        found["cities"].add(identity.city)
         found["zip_codes"].add(identity.zip_code)
 
     def planted_count(self) -> int:
