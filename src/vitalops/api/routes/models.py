@@ -1,0 +1,115 @@
+"""``/v1/models``: the registry, approvals, validation reports, model cards and the PCCP gate.
+
+Thin: each route authenticates, then calls the same service the command line calls, which
+enforces the permission again and does the work.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, status
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+
+from vitalops.api.deps import DatabaseDep, PrincipalDep, require
+from vitalops.auth import Permission, Principal
+from vitalops.governance.approvals import approve_version, reject_version
+from vitalops.governance.gate import record_full_review, run_pccp_check
+from vitalops.governance.pccp import create_pccp, get_pccp
+from vitalops.registry import service
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+Reader = Annotated[Principal, Depends(require(Permission.MODELS_READ))]
+
+
+class Decision(BaseModel):
+    decision: Literal["approve", "reject"]
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class PlanBody(BaseModel):
+    yaml: str = Field(min_length=1, max_length=200_000)
+
+
+class CheckBody(BaseModel):
+    site: str | None = None
+
+
+class ReviewBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.get("")
+def get_models(
+    database: DatabaseDep, actor: Reader, offset: int = 0, limit: int = Query(100, le=500)
+) -> dict[str, Any]:
+    return {"models": service.read_models(database, actor, offset=offset, limit=limit)}
+
+
+@router.get("/{name}")
+def get_model(name: str, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+    return service.read_model(database, actor, name)
+
+
+@router.get("/{name}/versions/{number}")
+def get_version(name: str, number: int, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+    return service.read_version(database, actor, name, number)
+
+
+@router.get("/{name}/versions/{number}/report")
+def get_report(name: str, number: int, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+    return service.read_report(database, actor, name, number)
+
+
+@router.get("/{name}/versions/{number}/approvals")
+def get_approvals(name: str, number: int, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+    return {"approvals": service.read_version(database, actor, name, number)["approvals"]}
+
+
+@router.post("/{name}/versions/{number}/approvals", status_code=status.HTTP_201_CREATED)
+def post_approval(name: str, number: int, body: Decision, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
+    if body.decision == "approve":
+        outcome = approve_version(database, actor, name, number, reason=body.reason)
+        return {
+            "state": outcome.version.state,
+            "approvals_counted": outcome.approvals_counted,
+            "approvals_required": outcome.approvals_required,
+        }
+    return {"state": reject_version(database, actor, name, number, reason=body.reason).state}
+
+
+@router.get("/{name}/versions/{number}/card")
+def get_card(
+    name: str, number: int, database: DatabaseDep, actor: Reader, format: Literal["json", "md", "html"] = "json"
+) -> Response:  # noqa: A002 - the public query name
+    card = service.build_card(database, actor, name, number)
+    if format == "html":
+        return HTMLResponse(card.to_html())
+    if format == "md":
+        return PlainTextResponse(card.to_markdown(), media_type="text/markdown")
+    return Response(card.to_json(), media_type="application/json")
+
+
+@router.get("/{name}/pccp")
+def get_plan(name: str, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+    service.read_model(database, actor, name)
+    with database.session() as session:
+        return get_pccp(session, name).model_dump(mode="json")
+
+
+@router.post("/{name}/pccp", status_code=status.HTTP_201_CREATED)
+def post_plan(name: str, body: PlanBody, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
+    plan = create_pccp(database, actor, name, body.yaml)
+    return {"model": name, "pccp_version": plan.number, "spec_hash": plan.spec_hash}
+
+
+@router.post("/{name}/versions/{number}/pccp-checks", status_code=status.HTTP_201_CREATED)
+def post_check(name: str, number: int, body: CheckBody, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
+    """Run the gate; the result says ``passed`` and lists every criterion (a failed check is a result, not an error)."""
+    return run_pccp_check(database, actor, name, number, site=body.site).model_dump(mode="json")
+
+
+@router.post("/{name}/versions/{number}/reviews", status_code=status.HTTP_201_CREATED)
+def post_review(name: str, number: int, body: ReviewBody, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
+    return record_full_review(database, actor, name, number, reason=body.reason).model_dump(mode="json")

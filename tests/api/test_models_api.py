@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer, bearer
+from tests.governance.test_pccp_gate import SCIENTIST, _register, _table
+from vitalops.api.routes import deployments, models
+from vitalops.artifacts import open_store
+from vitalops.registry.schemas import ModelCreate
+from vitalops.registry.versions import create_model
+
+
+@pytest.fixture
+def client(settings, database):
+    server = LiveServer(settings, database)
+    app = server.server.config.app
+    present = {getattr(route, "path", "") for route in app.routes}
+    for router in (models.router, deployments.router):
+        if not any(route.path in present for route in router.routes):
+            app.include_router(router)
+    with server, httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+def test_models_api_permissions_approvals_and_gate(client, database, settings, make_user):
+    _, scientist_key = make_user("data_scientist", "dana")
+    _, approver_key = make_user("approver", "alice")
+    with database.session() as session:
+        create_model(
+            session,
+            SCIENTIST,
+            ModelCreate(
+                name="deterioration",
+                intended_use="early warning",
+                clinical_owner="ward",
+                target_population="adults",
+                approvals_required=1,
+            ),
+        )
+    _register(database, open_store(settings.artifacts_root), _table(1), ["heart_rate", "lactate"], 1)
+
+    assert client.get("/v1/models").status_code == 401
+    listed = client.get("/v1/models", headers=bearer(scientist_key))
+    assert listed.status_code == 200 and listed.json()["models"][0]["latest_state"] == "validated"
+
+    approval = {"decision": "approve", "reason": "report reviewed"}
+    denied = client.post("/v1/models/deterioration/versions/1/approvals", json=approval, headers=bearer(scientist_key))
+    assert denied.status_code == 403
+    approved = client.post("/v1/models/deterioration/versions/1/approvals", json=approval, headers=bearer(approver_key))
+    assert approved.status_code == 201 and approved.json()["state"] == "approved"
+
+    blocked = client.post(
+        "/v1/deployments",
+        headers=bearer(approver_key),
+        json={"model": "deterioration", "version": 1, "sites": ["A"], "mode": "champion"},
+    )
+    assert blocked.status_code == 409
+    assert "pccp.check_missing" in blocked.text
+    shadow = client.post(
+        "/v1/deployments",
+        headers=bearer(scientist_key),
+        json={"model": "deterioration", "version": 1, "sites": ["A"], "mode": "shadow"},
+    )
+    assert shadow.status_code == 200 and shadow.json()["applied"] is True
+    history = client.get("/v1/deployments/deterioration", headers=bearer(scientist_key)).json()
+    assert history["state"][0]["mode"] == "shadow"
+    detail = client.get("/v1/models/deterioration/versions/1", headers=bearer(scientist_key)).json()
+    assert detail["approvals"][0]["approver"] == "alice" and detail["version"]["submitter"] == "dana"
