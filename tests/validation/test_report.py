@@ -73,8 +73,10 @@ def test_html_is_self_contained_and_shows_the_key_numbers() -> None:
     assert f"{report.overall.metrics['auroc'].estimate:.3f}" in html
     assert f"{report.overall.metrics['auroc'].low:.3f}" in html
     assert f"{report.threshold:.4f}" in html
-    assert html.count("<svg") == 2 and "<script" not in html and "http://" not in html.replace(
-        'xmlns="http://www.w3.org/2000/svg"', ""
+    assert (
+        html.count("<svg") == 2
+        and "<script" not in html
+        and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     )
     assert report.content_hash() in html
     assert "suppressed" in html

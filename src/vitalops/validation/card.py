@@ -135,9 +135,7 @@ def _fairness(report: ValidationReport) -> tuple[list[dict[str, str]], list[str]
         shown = [r for r in report.subgroups if r.attribute == attribute and not r.suppressed and r.ratios]
         suppressed = sum(1 for r in report.subgroups if r.attribute == attribute and r.suppressed)
         for metric in ("sensitivity", "ppv", "flag_rate"):
-            ratios = [
-                r.ratios[metric].estimate for r in shown if r.ratios and r.ratios[metric].estimate is not None
-            ]
+            ratios = [r.ratios[metric].estimate for r in shown if r.ratios and r.ratios[metric].estimate is not None]
             if ratios:
                 rows.append(
                     {
@@ -286,9 +284,7 @@ def build_model_card(
                 "validation_process_and_justification": bootstrap,
             },
             "fairness_equity": {
-                "metric_goal": (
-                    f"Ratios to the reference group within {FAIR_RATIO_BOUNDS[0]}–{FAIR_RATIO_BOUNDS[1]}"
-                ),
+                "metric_goal": (f"Ratios to the reference group within {FAIR_RATIO_BOUNDS[0]}–{FAIR_RATIO_BOUNDS[1]}"),
                 "results": fairness_rows or [{"label": "subgroups", "value": "none evaluated"}],
                 "interpretation": "Ratio of each group's metric to its attribute's reference group",
                 "test_type": "Subgroup analysis by sex, age band, race, ethnicity and site",
@@ -297,9 +293,7 @@ def build_model_card(
             },
             "safety_reliability": {
                 "metric_goal": "Calibrated risks (slope near 1, intercept near 0) that hold at other sites",
-                "results": _metric_rows(
-                    report, ("brier", "calibration_intercept", "calibration_slope", "ece")
-                )
+                "results": _metric_rows(report, ("brier", "calibration_intercept", "calibration_slope", "ece"))
                 + external_rows,
                 "interpretation": "Calibration on the validation data; discrimination on held-out sites",
                 "test_type": "Calibration analysis and external validation on held-out sites",

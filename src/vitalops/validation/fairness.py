@@ -123,10 +123,17 @@ def subgroup_results(
                 warnings.append(f"{attribute}={group}: fewer than {small_group_min} rows; suppressed")
                 results.append(
                     SubgroupResult(
-                        attribute=attribute, group=group, suppressed=True,
-                        count_display=f"<{small_group_min}", n=None, positives=None,
-                        is_reference=False, reference_group=chosen,
-                        metrics=None, ratios=None, excluded_resamples=None,
+                        attribute=attribute,
+                        group=group,
+                        suppressed=True,
+                        count_display=f"<{small_group_min}",
+                        n=None,
+                        positives=None,
+                        is_reference=False,
+                        reference_group=chosen,
+                        metrics=None,
+                        ratios=None,
+                        excluded_resamples=None,
                     )
                 )
                 continue
@@ -135,8 +142,7 @@ def subgroup_results(
             excluded = one_class_resamples(draws)
             if excluded:
                 warnings.append(
-                    f"{attribute}={group}: {excluded} resamples had one outcome class;"
-                    " left out of AUROC/AUPRC"
+                    f"{attribute}={group}: {excluded} resamples had one outcome class; left out of AUROC/AUPRC"
                 )
             ratios = None
             if reference_draws is not None and reference_point is not None:
@@ -149,9 +155,17 @@ def subgroup_results(
                     ratios[metric], _ = percentile_interval(float(estimate), ratio_draws, confidence)
             results.append(
                 SubgroupResult(
-                    attribute=attribute, group=group, suppressed=False, count_display=str(size), n=size,
-                    positives=int(view.sample.positions.shape[0]), is_reference=group == chosen,
-                    reference_group=chosen, metrics=metrics, ratios=ratios, excluded_resamples=excluded,
+                    attribute=attribute,
+                    group=group,
+                    suppressed=False,
+                    count_display=str(size),
+                    n=size,
+                    positives=int(view.sample.positions.shape[0]),
+                    is_reference=group == chosen,
+                    reference_group=chosen,
+                    metrics=metrics,
+                    ratios=ratios,
+                    excluded_resamples=excluded,
                 )
             )
     return results
@@ -177,9 +191,7 @@ def subgroup_metrics(
     check_bootstrap_arguments(n_resamples, confidence)
     outcomes, scores = outcomes_and_scores(y_true, y_score)
     sample, order = sorted_sample(outcomes, scores, float(threshold))
-    planned = subgroup_views(
-        sample, order, groups, threshold=float(threshold), small_group_min=small_group_min
-    )
+    planned = subgroup_views(sample, order, groups, threshold=float(threshold), small_group_min=small_group_min)
     views = [item[3] for item in planned if item[3] is not None]
     draw_resamples(sample.n, views, n_resamples=n_resamples, seed=seed)
     return subgroup_results(

@@ -121,8 +121,7 @@ def expected_calibration_error(y_true: Any, y_score: Any, n_bins: int = 10) -> f
     sorted_scores, sorted_outcomes = scores[order], outcomes[order].astype(np.float64)
     bounds = quantile_bin_bounds(sorted_scores, n_bins)
     gaps = [
-        abs(sorted_scores[a:b].sum() - sorted_outcomes[a:b].sum())
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        abs(sorted_scores[a:b].sum() - sorted_outcomes[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     ]
     return float(np.sum(gaps) / scores.shape[0])
 

@@ -20,9 +20,7 @@ def _y(value: float, low: float, high: float) -> float:
     return _SIZE - _MARGIN - (value - low) / (high - low) * _PLOT
 
 
-def _frame(
-    x_label: str, y_label: str, x_range: tuple[float, float], y_range: tuple[float, float]
-) -> list[str]:
+def _frame(x_label: str, y_label: str, x_range: tuple[float, float], y_range: tuple[float, float]) -> list[str]:
     bottom = _SIZE - _MARGIN
     parts = [
         f'<rect x="{_MARGIN}" y="{_MARGIN}" width="{_PLOT}" height="{_PLOT}" fill="none" stroke="#888"/>',
@@ -35,9 +33,7 @@ def _frame(
         y_value = y_range[0] + fraction * (y_range[1] - y_range[0])
         x_pos = _MARGIN + fraction * _PLOT
         y_pos = bottom - fraction * _PLOT
-        parts.append(
-            f'<text x="{x_pos:.1f}" y="{bottom + 14}" text-anchor="middle" font-size="9">{x_value:.2f}</text>'
-        )
+        parts.append(f'<text x="{x_pos:.1f}" y="{bottom + 14}" text-anchor="middle" font-size="9">{x_value:.2f}</text>')
         parts.append(
             f'<text x="{_MARGIN - 4}" y="{y_pos + 3:.1f}" text-anchor="end" font-size="9">{y_value:.2f}</text>'
         )
@@ -86,8 +82,7 @@ def decision_curve_svg(points: Sequence[tuple[float, float, float]]) -> str:
 
     def line(values: Sequence[tuple[float, float]], colour: str, dash: str = "") -> str:
         clipped = " ".join(
-            f"{_x(t, x_low, x_high):.1f},{_y(min(max(v, y_low), y_high), y_low, y_high):.1f}"
-            for t, v in values
+            f"{_x(t, x_low, x_high):.1f},{_y(min(max(v, y_low), y_high), y_low, y_high):.1f}" for t, v in values
         )
         extra = f' stroke-dasharray="{dash}"' if dash else ""
         return f'<polyline points="{clipped}" fill="none" stroke="{colour}" stroke-width="1.5"{extra}/>'

@@ -222,8 +222,13 @@ def _external_site(
     if outcomes.shape[0] < small_group_min:
         warnings.append(f"external site {site}: fewer than {small_group_min} rows; suppressed")
         return ExternalSiteResult(
-            site=site, suppressed=True, count_display=f"<{small_group_min}", n=None, positives=None,
-            metrics=None, one_class_resamples=None,
+            site=site,
+            suppressed=True,
+            count_display=f"<{small_group_min}",
+            n=None,
+            positives=None,
+            metrics=None,
+            one_class_resamples=None,
         )
     sample, _ = sorted_sample(outcomes, scores, threshold)
     view = View(sample)
@@ -234,8 +239,13 @@ def _external_site(
     if one_class:
         warnings.append(f"external site {site}: {one_class} resamples had one outcome class")
     return ExternalSiteResult(
-        site=site, suppressed=False, count_display=str(sample.n), n=sample.n,
-        positives=int(sample.positions.shape[0]), metrics=metrics, one_class_resamples=one_class,
+        site=site,
+        suppressed=False,
+        count_display=str(sample.n),
+        n=sample.n,
+        positives=int(sample.positions.shape[0]),
+        metrics=metrics,
+        one_class_resamples=one_class,
     )
 
 

@@ -65,20 +65,21 @@ def render_report_html(report: ValidationReport, *, title: str) -> str:
     """The report as one HTML page with calibration and decision-curve plots inline."""
     calibration = calibration_svg([(row.mean_predicted, row.observed_rate) for row in report.calibration])
     decision = decision_curve_svg(
-        [
-            (point.threshold, point.model.estimate or 0.0, point.treat_all)
-            for point in report.decision_curve
-        ]
+        [(point.threshold, point.model.estimate or 0.0, point.treat_all) for point in report.decision_curve]
     )
     attributes: dict[str, list[Any]] = {}
     for result in report.subgroups:
         attributes.setdefault(result.attribute, []).append(result)
-    return template_environment().get_template("report.html.j2").render(
-        title=title,
-        report=report,
-        report_hash=report.content_hash(),
-        attributes=attributes,
-        calibration_plot=Markup(calibration),  # noqa: S704 - numbers and fixed labels only
-        decision_plot=Markup(decision),  # noqa: S704 - numbers and fixed labels only
-        ratio_metrics=("sensitivity", "specificity", "ppv", "flag_rate", "auroc"),
+    return (
+        template_environment()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            report=report,
+            report_hash=report.content_hash(),
+            attributes=attributes,
+            calibration_plot=Markup(calibration),  # noqa: S704 - numbers and fixed labels only
+            decision_plot=Markup(decision),  # noqa: S704 - numbers and fixed labels only
+            ratio_metrics=("sensitivity", "specificity", "ppv", "flag_rate", "auroc"),
+        )
     )

@@ -37,9 +37,7 @@ class ThresholdRule:
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
-            raise InvalidInput(
-                f"unknown threshold rule kind {self.kind!r}", details={"allowed": list(_KINDS)}
-            )
+            raise InvalidInput(f"unknown threshold rule kind {self.kind!r}", details={"allowed": list(_KINDS)})
         if not math.isfinite(self.value):
             raise InvalidInput("threshold rule value must be a finite number")
         if self.kind == "sensitivity" and not 0.0 < self.value <= 1.0:
@@ -53,9 +51,7 @@ class ThresholdRule:
         return {"kind": self.kind, "value": float(self.value)}
 
 
-def choose_threshold(
-    y_true: Any, y_score: Any, rule: ThresholdRule, *, patient_days: float | None = None
-) -> float:
+def choose_threshold(y_true: Any, y_score: Any, rule: ThresholdRule, *, patient_days: float | None = None) -> float:
     """The threshold ``rule`` picks on this data (flag when ``score >= threshold``).
 
     Raises InvalidInput for bad arrays, a sensitivity target on data without positives, or an
