@@ -82,6 +82,8 @@ def _value(holder: dict[str, Any], concept: Any, where: str) -> _Value | None:
         return number, None, unit
     for name in holder:
         if name.startswith("value") and name[5:6].isupper():
+            if concept is not None and concept.canonical_unit:
+                raise Rejected("value.not_numeric", f"{where}{name} of numeric concept {concept.name} is not a number")
             # Free text, ranges, ratios, sampled data...: not facts (free text may hold PHI).
             raise Skipped(f"value type {name} not ingested")
     return None
@@ -95,6 +97,8 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
     status = resource.get("status")
     if status in _SKIPPED_STATUSES:
         raise Skipped(f"status {status}")
+    if not status:
+        raise Rejected("required.status", "Observation has no status")
     source_id = ctx.pseudonyms.resource_key("Observation", resource_id(resource, "Observation"))
     patient = patient_key(resource, ctx)
     site = site_of(resource, ctx.default_site)
