@@ -227,3 +227,18 @@ def test_bad_arguments_are_invalid_input(tmp_path: Path, arguments: dict[str, An
     with pytest.raises(InvalidInput) as caught:
         generate_hospital(tmp_path, **arguments)
     assert caught.value.details["field"] == field
+
+
+def test_public_names_are_pinned() -> None:
+    import vitalops.synth
+
+    assert sorted(vitalops.synth.__all__) == [
+        "DEFAULT_END",
+        "DEFAULT_START",
+        "GROUND_TRUTH_FILE",
+        "IDENTIFIERS_FILE",
+        "RESOURCE_TYPES",
+        "SCENARIOS",
+        "SynthSummary",
+        "generate_hospital",
+    ]

@@ -209,7 +209,8 @@ def _latent(stay: Stay, times: np.ndarray, bump_at: float, bump_size: float) -> 
 def _schedule(rng: np.random.Generator, start: int, end: int, every: int, jitter: int) -> np.ndarray:
     count = max(1, (end - start - 1800) // every + 1)
     times = start + 1800 + np.arange(count) * every + rng.integers(-jitter, jitter + 1, count)
-    return np.clip(times, start + 300, end - 300).astype(np.int64)
+    clipped: np.ndarray = np.clip(times, start + 300, end - 300).astype(np.int64)
+    return clipped
 
 
 def _lab_times(rng: np.random.Generator, stay: Stay, offset_seconds: int) -> np.ndarray:
