@@ -1,4 +1,9 @@
-"""De-identify a FHIR export: read resources, scrub each one, write NDJSON one file per type."""
+"""De-identify a FHIR export: read resources, scrub each one, write NDJSON one file per type.
+
+``deidentify_path`` does the work; ``run_deidentification`` is the governed entry point for the
+command line and the API: it checks the DATA_DEID permission and records a ``deid.run`` audit
+event holding counts only.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,11 @@ from typing import IO
 
 import orjson
 
+from vitalops.audit import append
+from vitalops.auth import Permission, Principal, authorize
 from vitalops.core.clock import utcnow
+from vitalops.core.ids import new_id
+from vitalops.db import Database
 from vitalops.deid.report import DeidReport
 from vitalops.deid.rules import load_rules
 from vitalops.deid.scrubber import Scrubber
@@ -61,3 +70,32 @@ def deidentify_path(
         for handle in outputs.values():
             handle.close()
     return report
+
+
+def run_deidentification(
+    database: Database,
+    principal: Principal,
+    in_path: Path,
+    out_dir: Path,
+    *,
+    key: bytes,
+    dates: str = "shift",
+    rules: Path | None = None,
+) -> tuple[str, DeidReport]:
+    """De-identify as ``principal`` and audit it; returns the run id and the report.
+
+    Raises PermissionDenied (audited) without DATA_DEID, and whatever ``deidentify_path`` raises.
+    """
+    run_id = new_id("deid")
+    authorize(database, principal, Permission.DATA_DEID, object_type="deid_run", object_id=run_id)
+    report = deidentify_path(in_path, out_dir, key=key, dates=dates, rules=rules)
+    summary = report.to_dict()
+    payload = {
+        name: summary[name]
+        for name in ("read", "written", "skipped", "skipped_by_reason", "written_by_type", "actions", "dates", "rules")
+    }
+    with database.session() as session:
+        append(
+            session, actor=principal.name, action="deid.run", object_type="deid_run", object_id=run_id, payload=payload
+        )
+    return run_id, report

@@ -67,7 +67,10 @@ class Scrubber:
     def scrub(self, resource: dict[str, Any]) -> dict[str, Any] | None:
         """The de-identified resource, or None when the whole resource must be left out (counted)."""
         resource_type = resource.get("resourceType")
-        spec = self.rules.resources.get(resource_type) if isinstance(resource_type, str) else None
+        if not isinstance(resource_type, str):
+            self.report.skipped["not-a-resource"] += 1
+            return None
+        spec = self.rules.resources.get(resource_type)
         if spec is None:
             self.report.skipped["unlisted-resource-type"] += 1
             return None
