@@ -226,8 +226,17 @@ def select_features(con: duckdb.DuckDBPyConnection, index: pa.Table, spec: Datas
     wanted = list(ATTRIBUTE_SCHEMA.names) + spec.feature_names
     query = f"WITH {ctes} SELECT {', '.join(wanted)} FROM idx {joins} ORDER BY idx.row_id"
     computed = con.sql(query).to_arrow_table()
-    columns = [index.column(name) for name in INDEX_SCHEMA.names] + [computed.column(n) for n in wanted]
+    columns = [index.column(name) for name in INDEX_SCHEMA.names]
+    columns += [computed.column(name) for name in ATTRIBUTE_SCHEMA.names]
+    columns += [_not_a_number_to_null(computed.column(name)) for name in spec.feature_names]
     return pa.Table.from_arrays(columns, schema=feature_schema(spec))
+
+
+def _not_a_number_to_null(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A slope over simultaneous measurements is undefined: NaN becomes missing, like any gap."""
+    values = values.cast(pa.float64())
+    undefined = pc.fill_null(pc.invert(pc.is_finite(values)), False)
+    return pc.if_else(undefined, pa.scalar(None, pa.float64()), values)
 
 
 def compute_features(

@@ -35,6 +35,7 @@ from vitalops.features.partitions import (
     key_ranges,
     open_facts,
 )
+from vitalops.lake.schema import DATASET_ATTRIBUTE_COLUMNS, DATASET_KEY_COLUMNS, DATASET_LABEL_COLUMNS
 
 #: Facts per partition the builder aims for.
 FACTS_PER_PARTITION = 250_000
@@ -102,7 +103,7 @@ def _run_dask(tasks: list[PartitionTask], scheduler: str, report: Progress) -> l
         futures = {
             client.submit(build_partition, task, pure=False): position for position, task in enumerate(tasks)
         }
-        for future in as_completed(futures):
+        for future in as_completed(list(futures), loop=client.loop):
             results[futures[future]] = future.result()
             report(len(results), len(tasks))
     return [results[position] for position in range(len(tasks))]
@@ -160,7 +161,8 @@ def build_training_set(
     rows = pa.concat_tables([result.rows for result in results])
     rows = rows.take(pc.sort_indices(rows, sort_keys=SORT_KEYS)).combine_chunks()
     missing = {name: rows.column(name).null_count for name in spec.feature_names}
-    table = apply_imputation(rows, spec)
+    columns = [*DATASET_KEY_COLUMNS, *DATASET_LABEL_COLUMNS, *DATASET_ATTRIBUTE_COLUMNS, *spec.feature_names]
+    table = apply_imputation(rows.select(columns), spec)
     fingerprint = DatasetFingerprint(
         facts_version=version,
         definitions_version=spec.version,
