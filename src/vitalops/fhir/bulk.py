@@ -368,7 +368,7 @@ def _manifest(response: httpx.Response) -> dict[str, Any]:
         for e in entries
     ):
         raise InvalidInput("bulk export manifest is malformed (output/error entries need type and url)")
-    return manifest
+    return dict(manifest)
 
 
 def _plan_files(manifest: dict[str, Any]) -> list[dict[str, Any]]:
