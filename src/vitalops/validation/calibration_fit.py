@@ -34,8 +34,10 @@ def fit_calibration_line(outcomes: np.ndarray, scores: np.ndarray) -> tuple[floa
         fitted = expit(eta)
         weight = fitted * (1.0 - fitted)
         residual = y - fitted
-        grad_a, grad_b = residual.sum(), residual @ x
-        h_aa, h_ab, h_bb = weight.sum(), weight @ x, weight @ (x * x)
+        # Plain sums, not BLAS dot products: those spawn threads that stall on a busy machine.
+        weighted_x = weight * x
+        grad_a, grad_b = residual.sum(), (residual * x).sum()
+        h_aa, h_ab, h_bb = weight.sum(), weighted_x.sum(), (weighted_x * x).sum()
         determinant = h_aa * h_bb - h_ab * h_ab
         if not np.isfinite(determinant) or determinant <= 0:
             return float("nan"), float("nan")

@@ -15,8 +15,9 @@ Definitions (each agrees with scikit-learn on weighted data):
   a bootstrap keeps the original sample's bins.
 - Calibration intercept and slope: ``y ~ intercept + slope * logit(score)``, fitted by
   maximum likelihood on the sample. In resamples one Newton step from the sample's fit is
-  taken (the one-step bootstrap, Andrews 2002, Econometrica 70:119), which is first-order
-  equivalent to refitting and turns the fit into one matrix product.
+  taken with the sample's information matrix (the one-step bootstrap, Andrews 2002,
+  Econometrica 70:119), which is first-order equivalent to refitting and turns the fit into
+  a few sums.
 """
 
 from __future__ import annotations
@@ -109,25 +110,30 @@ class SortedSample:
         self.calibration = fit_calibration_line(sorted_outcomes, sorted_scores)
         intercept, slope = self.calibration
         fitted = expit(intercept + slope * x)
-        residual = sorted_outcomes - fitted
         weight = fitted * (1.0 - fitted)
-        squared_error = (sorted_scores - sorted_outcomes) ** 2
-        # Linear statistics: squared error, the calibration score pair, the Hessian's three entries.
-        linear_terms = [squared_error, residual, residual * x, weight, weight * x, weight * x * x]
+        # The sample's information matrix; a resample's is taken as this times its share of rows.
+        self.information = (float(weight.sum()), float((weight * x).sum()), float((weight * x * x).sum()))
         self.n_bins = n_bins
         first_linear = 2 * self.n_segments + n_bins
+        # Linear statistics over every row: sum p^2, sum fitted, sum fitted * x; over positives:
+        # sum p, sum x. Brier = (sum p^2 - 2 sum_pos p + P) / n; the calibration score vector is
+        # (P - sum fitted, sum_pos x - sum fitted * x).
+        every_row_terms = [sorted_scores * sorted_scores, fitted, fitted * x]
+        positive_terms = [sorted_scores[positive], x[positive]]
+        n_positive = int(positive.sum())
         # Output rows: counts per segment, positives per segment, summed scores per bin, linear terms.
         output_row = np.concatenate(
             [segment, self.n_segments + segment[positive], 2 * self.n_segments + bin_of_row]
-            + [np.full(n, first_linear + index) for index in range(len(linear_terms))]
+            + [np.full(n, first_linear + index) for index in range(3)]
+            + [np.full(n_positive, first_linear + 3 + index) for index in range(2)]
         )
-        source_row = np.concatenate([rows, rows[positive], rows] + [rows] * len(linear_terms))
+        source_row = np.concatenate([rows, rows[positive], rows] + [rows] * 3 + [rows[positive]] * 2)
         self.summing = sparse.csr_matrix(
             (
-                np.concatenate([np.ones(n), np.ones(int(positive.sum())), sorted_scores, *linear_terms]),
+                np.concatenate([np.ones(n), np.ones(n_positive), sorted_scores, *every_row_terms, *positive_terms]),
                 (output_row, self.columns[source_row]),
             ),
-            shape=(first_linear + len(linear_terms), self.n_columns),
+            shape=(first_linear + 5, self.n_columns),
         )
         self.positive_columns = self.columns[self.positions]
 
@@ -151,7 +157,9 @@ class SortedSample:
         negatives = total - positives
 
         with np.errstate(divide="ignore", invalid="ignore"):
-            below = cumulative[self.key_of_block_start] - positive_cumulative[self.key_of_block_start]
+            at_start = cumulative[self.key_of_block_start]
+            positives_at_start = positive_cumulative[self.key_of_block_start]
+            below = at_start - positives_at_start
             tied = np.zeros_like(below)
             if self.tied_positives.shape[0]:
                 end_keys = self.key_of_block_end[self.tied_positives]
@@ -159,15 +167,21 @@ class SortedSample:
                     cumulative[end_keys] - positive_cumulative[end_keys] - below[self.tied_positives]
                 )
             auroc = np.einsum("ij,ij->j", positive_counts, below + 0.5 * tied) / (positives * negatives)
-            flagged_at_block = total - cumulative[self.key_of_block_start]
-            true_at_block = positives - positive_cumulative[self.key_of_block_start]
+            flagged_at_block = total - at_start
+            true_at_block = positives - positives_at_start
             precision = np.divide(
                 true_at_block, flagged_at_block, out=np.zeros_like(true_at_block), where=flagged_at_block > 0
             )
             auprc = np.einsum("ij,ij->j", positive_counts, precision) / positives
 
-            brier = linear[0] / total
-            intercept, slope = _one_newton_step(self.calibration, linear[1:])
+            squares, fitted_sum, fitted_x_sum, positive_score_sum, positive_x_sum = linear
+            brier = (squares - 2.0 * positive_score_sum + positives) / total
+            share = total / self.n
+            intercept, slope = _one_newton_step(
+                self.calibration,
+                (positives - fitted_sum, positive_x_sum - fitted_x_sum),
+                tuple(share * entry for entry in self.information),
+            )
 
             bin_positives = np.diff(positive_cumulative[self.key_of_bins], axis=0)
             ece = np.abs(score_sums - bin_positives).sum(axis=0) / total
@@ -198,9 +212,14 @@ class SortedSample:
         return metrics
 
 
-def _one_newton_step(start: tuple[float, float], sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One Newton step of the weighted calibration fit from ``start``, for each resample."""
-    grad_a, grad_b, h_aa, h_ab, h_bb = sums
+def _one_newton_step(
+    start: tuple[float, float], score: tuple[np.ndarray, np.ndarray], information: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One Newton step of the calibration fit from ``start`` for each resample: its score vector
+    against the sample's information matrix scaled to the resample's size (first-order equal
+    to the resample's own information matrix)."""
+    grad_a, grad_b = score
+    h_aa, h_ab, h_bb = information
     determinant = h_aa * h_bb - h_ab * h_ab
     intercept = start[0] + (h_bb * grad_a - h_ab * grad_b) / determinant
     slope = start[1] + (h_aa * grad_b - h_ab * grad_a) / determinant
