@@ -1,7 +1,7 @@
 """The synthetic multi-site hospital: FHIR R4 bulk NDJSON with known ground truth and scenarios.
 
 ``generate_hospital(out_dir, patients=..., sites=[...], seed=...)`` writes one NDJSON file per
-resource type, ``ground_truth.ndjson`` (true risks and outcomes) and ``identifiers.json`` (every
+resource type, ``ground_truth.jsonl`` (true risks and outcomes) and ``identifiers.json`` (every
 planted direct identifier). Same seed, same bytes.
 """
 

@@ -1,7 +1,7 @@
 """Bulk-export-style output: one NDJSON file per resource type, plus ground truth and identifiers.
 
 Lines are written with orjson in the key order the builders chose, so the same seed gives the
-same bytes. ``ground_truth.ndjson`` is not FHIR: one line per patient and per inpatient stay with
+same bytes. ``ground_truth.jsonl`` is not FHIR: one line per patient and per inpatient stay with
 the true risks and outcomes. ``identifiers.json`` lists every planted direct identifier.
 """
 
@@ -26,7 +26,7 @@ RESOURCE_TYPES = (
     "MedicationAdministration",
     "Procedure",
 )
-GROUND_TRUTH_FILE = "ground_truth.ndjson"
+GROUND_TRUTH_FILE = "ground_truth.jsonl"
 IDENTIFIERS_FILE = "identifiers.json"
 _BUFFER = 1 << 20
 
