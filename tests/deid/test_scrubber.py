@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from vitalops.deid import deidentify_path, load_rules
+from vitalops.deid import DEFAULT_RULES_PATH, deidentify_path, load_rules
 from vitalops.deid.dates import shift_date
 from vitalops.deid.pseudonyms import date_shift_days, pseudonym
 from vitalops.errors import InvalidInput
@@ -329,3 +329,17 @@ def test_custom_rules_can_keep_more_but_only_what_they_list(tmp_path: Path) -> N
         ]
     }
     assert report.skipped["unlisted-resource-type"] == 1
+
+
+def test_an_allowed_modifier_extension_is_kept_with_its_element(tmp_path: Path) -> None:
+    negated = {"url": "http://example.org/negated", "valueBoolean": True}
+    modified = {**OBSERVATION, "component": [{**OBSERVATION["component"][0], "modifierExtension": [negated]}]}
+    rules = tmp_path / "rules.toml"
+    text = DEFAULT_RULES_PATH.read_text().replace(
+        "allowed_modifier_extensions = []", 'allowed_modifier_extensions = ["http://example.org/negated"]'
+    )
+    rules.write_text(text)
+    source = _write_input(tmp_path / "in", [modified])
+    report = deidentify_path(source, tmp_path / "out", key=KEY, rules=rules, as_of=AS_OF)
+    assert report.written == 1
+    assert _read_output(tmp_path / "out")["Observation"][0]["component"][0]["modifierExtension"] == [negated]

@@ -27,6 +27,10 @@ class _Dropped:
     """Marks a value that an action removed."""
 
 
+class _UnknownModifier(Exception):
+    """A kept element carries a modifier extension the rules do not allow."""
+
+
 DROPPED: Any = _Dropped()
 
 
@@ -74,24 +78,37 @@ class Scrubber:
         if spec is None:
             self.report.skipped["unlisted-resource-type"] += 1
             return None
-        if "implicitRules" in resource or self._has_unknown_modifier(resource):
+        if "implicitRules" in resource:
             self.report.skipped["unknown-modifier-extension"] += 1
             return None
         visit = _Visit(resource_type, self._patient_shift(resource))
-        scrubbed = self._walk(resource, spec, resource_type, visit, top=True)
+        try:
+            scrubbed = self._walk(resource, spec, resource_type, visit, top=True)
+        except _UnknownModifier:
+            self.report.skipped["unknown-modifier-extension"] += 1
+            return None
         return {"resourceType": resource_type, **scrubbed}
 
     # ------------------------------------------------------------------ walking
     def _walk(self, node: dict[str, Any], spec: ElementSpec, path: str, visit: _Visit, *, top: bool = False
               ) -> dict[str, Any]:
+        if "modifierExtension" in node and not self._modifiers_allowed(node["modifierExtension"]):
+            # A modifier changes the meaning of the element that holds it: keeping the element
+            # without it would falsify the record. (A modifier inside a dropped element is moot.)
+            raise _UnknownModifier
         kept: dict[str, Any] = {}
+        counts = self.report.actions
         for name, value in node.items():
             if top and name == "resourceType":
+                continue
+            if name == "modifierExtension":
+                kept[name] = value  # allowed by url above: dropping it would change the meaning
+                counts[(visit.resource_type, f"{path}.{name}", "keep")] += 1
                 continue
             element = f"{path}.{name}"
             rule = spec.get(name)
             if rule is None:
-                self.report.count(visit.resource_type, element, "drop")
+                counts[(visit.resource_type, element, "drop")] += 1
                 continue
             if isinstance(value, list):
                 items = [self._apply(item, rule, element, node, visit) for item in value]
@@ -116,16 +133,11 @@ class Scrubber:
         self.report.count(visit.resource_type, element, rule if result is not DROPPED else f"{rule}:dropped")
         return result
 
-    def _has_unknown_modifier(self, node: Any) -> bool:
-        if isinstance(node, list):
-            return any(self._has_unknown_modifier(item) for item in node)
-        if not isinstance(node, dict):
-            return False
+    def _modifiers_allowed(self, extensions: Any) -> bool:
         allowed = self.rules.allowed_modifier_extensions
-        for extension in node.get("modifierExtension") or []:
-            if not isinstance(extension, dict) or extension.get("url") not in allowed:
-                return True
-        return any(self._has_unknown_modifier(v) for v in node.values() if isinstance(v, dict | list))
+        if not isinstance(extensions, list):
+            return False
+        return all(isinstance(extension, dict) and extension.get("url") in allowed for extension in extensions)
 
     def _patient_shift(self, resource: dict[str, Any]) -> int | None:
         """The date offset of the patient this resource belongs to, or None when there is none."""
