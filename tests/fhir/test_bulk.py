@@ -281,3 +281,14 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert transport.retry_after(httpx.Response(202, headers={"Retry-After": "86400"})) == 120  # capped
     assert transport.retry_after(httpx.Response(202)) is None
     transport.http.close()
+
+
+def test_a_job_the_server_forgot_is_started_again(server: BulkDataServer, rsa_keys, tmp_path: Path) -> None:
+    server.retry_after = "1"
+    with pytest.raises(ServiceUnavailable):
+        download_export(server.base_url, tmp_path, auth=_auth(server, rsa_keys[0]), poll_max_seconds=0.2)
+    for job in server.jobs.values():
+        job.deleted = True  # expired on the server
+    server.retry_after = "0"
+    paths = download_export(server.base_url, tmp_path, auth=_auth(server, rsa_keys[0]))
+    assert len(server.kickoffs) == 2 and len(paths) == 3
