@@ -63,9 +63,7 @@ def model_row(session: Session, name: str) -> ModelRow:
 
 def version_row(session: Session, name: str, number: int, *, for_update: bool = False) -> ModelVersionRow:
     model = model_row(session, name)
-    query = select(ModelVersionRow).where(
-        ModelVersionRow.model_id == model.id, ModelVersionRow.number == number
-    )
+    query = select(ModelVersionRow).where(ModelVersionRow.model_id == model.id, ModelVersionRow.number == number)
     if for_update:
         query = query.with_for_update()
     row = session.scalars(query).first()
@@ -109,9 +107,7 @@ def create_version(session: Session, actor: Principal, name: str, spec: VersionC
     number = (
         int(
             session.scalar(
-                select(func.coalesce(func.max(ModelVersionRow.number), 0)).where(
-                    ModelVersionRow.model_id == model.id
-                )
+                select(func.coalesce(func.max(ModelVersionRow.number), 0)).where(ModelVersionRow.model_id == model.id)
             )
             or 0
         )
@@ -197,9 +193,7 @@ def get_version_report(session: Session, name: str, number: int) -> dict[str, An
 def list_transitions(session: Session, name: str, number: int) -> list[Transition]:
     row = version_row(session, name, number)
     rows = session.scalars(
-        select(VersionTransitionRow)
-        .where(VersionTransitionRow.version_id == row.id)
-        .order_by(VersionTransitionRow.id)
+        select(VersionTransitionRow).where(VersionTransitionRow.version_id == row.id).order_by(VersionTransitionRow.id)
     )
     return [Transition.model_validate(t, from_attributes=True) for t in rows]
 

@@ -61,9 +61,7 @@ def feature_columns(table: pa.Table) -> list[str]:
 
 def labelled_rows(table: pa.Table, feature_names: list[str]) -> Rows:
     """Rows with a known label (censored rows dropped). InvalidInput names any missing column."""
-    missing = [
-        name for name in ["label", "site", "index_time", *feature_names] if name not in table.column_names
-    ]
+    missing = [name for name in ["label", "site", "index_time", *feature_names] if name not in table.column_names]
     if missing:
         raise InvalidInput(f"the dataset lacks columns: {', '.join(missing)}", details={"missing": missing})
     known = table.filter(pa.compute.is_valid(table.column("label")))
@@ -96,9 +94,7 @@ def split_rows(
     external = np.isin(rows.sites, np.asarray(external_sites, dtype=object))
     if train_before is not None:
         cut = np.datetime64(
-            datetime(train_before.year, train_before.month, train_before.day, tzinfo=UTC).replace(
-                tzinfo=None
-            ),
+            datetime(train_before.year, train_before.month, train_before.day, tzinfo=UTC).replace(tzinfo=None),
             "us",
         )
     else:

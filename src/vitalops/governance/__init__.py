@@ -1,0 +1,1 @@
+"""Governance: approval policies, change-control plans (PCCP), the gate, full reviews and deployments."""
