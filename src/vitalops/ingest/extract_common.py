@@ -135,6 +135,10 @@ def reference_id(reference: Any, expected_type: str) -> str | None:
     text = reference.get("reference")
     if not text or type(text) is not str:
         return None
+    if text.startswith(expected_type) and text[len(expected_type) : len(expected_type) + 1] == "/":
+        local = text[len(expected_type) + 1 :]
+        if "/" not in local:
+            return local
     if text.startswith("#"):
         raise Rejected("reference.unresolvable", f"contained {expected_type} reference cannot be resolved")
     if text.startswith("urn:uuid:"):
@@ -164,7 +168,7 @@ def encounter_key(resource: dict[str, Any], ctx: Context) -> str | None:
         encounter_id = reference_id(reference, "Encounter")
     except (Skipped, Rejected):
         return None  # an encounter link is optional context: a bad one is dropped, not fatal
-    return None if encounter_id is None else ctx.pseudonyms.resource_key("Encounter", encounter_id)
+    return None if encounter_id is None else ctx.pseudonyms.encounter_key(encounter_id)
 
 
 def pick_coding(concept_field: Any, ctx: Context) -> tuple[str | None, str | None, Concept | None]:

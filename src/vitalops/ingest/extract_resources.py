@@ -38,9 +38,7 @@ def _period(resource: dict[str, Any], name: str) -> tuple[str | None, str | None
     period = resource.get(name)
     if not isinstance(period, dict):
         return None, None
-    return optional_instant(period.get("start"), f"{name}.start"), optional_instant(
-        period.get("end"), f"{name}.end"
-    )
+    return optional_instant(period.get("start"), f"{name}.start"), optional_instant(period.get("end"), f"{name}.end")
 
 
 def patient_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]) -> str:
@@ -120,7 +118,7 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     status = resource.get("status")
     if status in ("entered-in-error", "cancelled"):
         raise Skipped(f"status {status}")
-    source_id = ctx.pseudonyms.resource_key("Encounter", resource_id(resource, "Encounter"))
+    source_id = ctx.pseudonyms.encounter_key(resource_id(resource, "Encounter"))
     patient = patient_key(resource, ctx)
     site = site_of(resource, ctx.default_site)
     start, end = _period(resource, "period")
@@ -292,18 +290,14 @@ def medication_request_facts(resource: dict[str, Any], ctx: Context, index: int,
     return _medication(resource, ctx, index, rows, resource_type="MedicationRequest", start=start, end=end)
 
 
-def medication_administration_facts(
-    resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]
-) -> str:
+def medication_administration_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]) -> str:
     """A dose given: effective time or period."""
     status = resource.get("status")
     if status in ("entered-in-error", "not-done"):
         raise Skipped(f"status {status}")
     start, end = _period(resource, "effectivePeriod")
     start = optional_instant(resource.get("effectiveDateTime"), "effectiveDateTime") or start
-    return _medication(
-        resource, ctx, index, rows, resource_type="MedicationAdministration", start=start, end=end
-    )
+    return _medication(resource, ctx, index, rows, resource_type="MedicationAdministration", start=start, end=end)
 
 
 def procedure_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]) -> str:

@@ -9,6 +9,7 @@ same resource ingested twice, by any batch, at any time, gives the same ids.
 from __future__ import annotations
 
 import hashlib
+import operator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,8 +56,11 @@ class BuiltFacts:
     duplicates: int  # fact rows dropped because an identical fact came earlier in the chunk
 
 
+_ID_GETTER = operator.itemgetter(*_ID_FIELDS)
+
+
 def _fact_id(row: Row) -> str:
-    return hashlib.sha256((_ID_TEMPLATE % tuple(row[i] for i in _ID_FIELDS)).encode()).hexdigest()
+    return hashlib.sha256((_ID_TEMPLATE % _ID_GETTER(row)).encode()).hexdigest()
 
 
 def _bad_time(text: str | None) -> bool:

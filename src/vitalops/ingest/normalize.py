@@ -140,9 +140,7 @@ def records_to_facts(
             # An element of the wrong JSON shape (a string where an object belongs, ...).
             del rows[mark:]
             quarantined.append(
-                _quarantine(
-                    record, resource_type, "resource.malformed", "an element has the wrong JSON type", ctx
-                )
+                _quarantine(record, resource_type, "resource.malformed", "an element has the wrong JSON type", ctx)
             )
             continue
         provenance[index] = (record.file, record.line, resource_type, resource_site)
@@ -152,9 +150,7 @@ def records_to_facts(
         file, line, resource_type, resource_site = provenance[index]
         per_site[resource_site] -= 1
         quarantined.append(
-            QuarantineRecord(
-                file, line, resource_type, None, "date.invalid", "a date cannot be read", resource_site
-            )
+            QuarantineRecord(file, line, resource_type, None, "date.invalid", "a date cannot be read", resource_site)
         )
     return NormalizeResult(
         facts=built.table,
@@ -175,9 +171,7 @@ def _unsupported(
     ctx: Context,
 ) -> None:
     if not resource_type or type(resource_type) is not str:
-        quarantined.append(
-            _quarantine(record, None, "resource.no_type", "the object has no resourceType", ctx)
-        )
+        quarantined.append(_quarantine(record, None, "resource.no_type", "the object has no resourceType", ctx))
     elif resource_type in R4_RESOURCE_TYPES:
         skipped[f"unsupported resource type {resource_type}"] += 1
     else:

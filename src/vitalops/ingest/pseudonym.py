@@ -27,6 +27,7 @@ class Pseudonymizer:
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
         self._patients: dict[str, str] = {}
+        self._encounters: dict[str, str] = {}
 
     def _hmac(self, message: str) -> str:
         inner = self._inner.copy()
@@ -38,6 +39,15 @@ class Pseudonymizer:
     def resource_key(self, resource_type: str, resource_id: str) -> str:
         """The pseudonym of ``<resource_type>/<resource_id>``."""
         return self._hmac(f"{resource_type}/{resource_id}")
+
+    def encounter_key(self, source_encounter_id: str) -> str:
+        """The pseudonym of ``Encounter/<id>`` (cached: every vital sign of a stay asks for it)."""
+        key = self._encounters.get(source_encounter_id)
+        if key is None:
+            if len(self._encounters) >= _PATIENT_CACHE_LIMIT:
+                self._encounters.clear()
+            key = self._encounters[source_encounter_id] = self._hmac(f"Encounter/{source_encounter_id}")
+        return key
 
     def patient_key(self, source_patient_id: str) -> str:
         """The pseudonymous key of the patient whose source id is ``source_patient_id``."""

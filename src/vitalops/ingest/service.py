@@ -140,9 +140,11 @@ def ingest_paths(
     records = _records(paths)
     try:
         while True:
-            chunk = list(itertools.islice(records, chunk_size))
-            if not chunk:
+            # Peek one record so an exhausted input ends the loop; the rest streams through.
+            first = next(records, None)
+            if first is None:
                 break
+            chunk = itertools.chain((first,), itertools.islice(records, chunk_size - 1))
             result = records_to_facts(
                 chunk,
                 site=site or DEFAULT_SITE,

@@ -1,0 +1,182 @@
+"""Bulk ingest of Observation NDJSON, end to end (read, parse, normalize, write Delta), beside bare
+``orjson.loads`` over the same lines and fhir.resources R4B validation of a sample, in one run.
+
+Run: .venv/bin/python bench/bench_ingest.py [--observations N]
+Targets (ARCHITECTURE.md): at least 0.5x bare orjson; at least 20x fhir.resources.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+VITALS = [  # code, display, unit, low, high
+    ("8867-4", "Heart rate", "/min", 50, 130),
+    ("9279-1", "Respiratory rate", "/min", 10, 30),
+    ("8310-5", "Body temperature", "Cel", 36.0, 39.5),
+    ("8310-5", "Body temperature", "[degF]", 96.8, 103.0),
+    ("2708-6", "Oxygen saturation", "%", 88, 100),
+    ("29463-7", "Body weight", "kg", 45, 120),
+    ("2160-0", "Creatinine", "mg/dL", 0.5, 3.0),
+    ("2160-0", "Creatinine", "umol/L", 40, 260),
+    ("2345-7", "Glucose", "mg/dL", 60, 250),
+    ("2524-7", "Lactate", "mmol/L", 0.5, 5.0),
+]
+SAMPLE_FOR_MODELS = 2_000
+
+
+def observation(rng: random.Random, index: int, start: datetime) -> dict:
+    """One Observation shaped like an EHR bulk export line (site tag, versions, encounter, issued)."""
+    taken = start + timedelta(minutes=index * 7)
+    common = {
+        "resourceType": "Observation",
+        "id": f"obs-{index}",
+        "meta": {
+            "versionId": "1",
+            "lastUpdated": (taken + timedelta(minutes=30)).isoformat(),
+            "tag": [{"system": "https://vitalops.dev/fhir/site", "code": f"site{index % 3}"}],
+        },
+        "status": "final",
+        "subject": {"reference": f"Patient/pt-{index % 5_000}"},
+        "encounter": {"reference": f"Encounter/enc-{index % 20_000}"},
+        "effectiveDateTime": taken.isoformat(),
+        "issued": (taken + timedelta(minutes=20)).isoformat(),
+    }
+    if index % 6 == 0:
+        return {
+            **common,
+            "category": [
+                {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}
+                    ]
+                }
+            ],
+            "code": {"coding": [{"system": LOINC, "code": "85354-9", "display": "Blood pressure panel"}]},
+            "component": [
+                {
+                    "code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+                    "valueQuantity": {"value": rng.randint(90, 170), "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"},
+                },
+                {
+                    "code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
+                    "valueQuantity": {"value": rng.randint(50, 100), "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"},
+                },
+            ],
+        }
+    code, display, unit, low, high = VITALS[index % len(VITALS)]
+    return {
+        **common,
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs" if index % 2 else "laboratory",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display},
+        "valueQuantity": {"value": round(rng.uniform(low, high), 1), "unit": unit, "system": UCUM, "code": unit},
+    }
+
+
+def write_ndjson(path: Path, count: int) -> list[bytes]:
+    rng = random.Random(7)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    lines = [orjson.dumps(observation(rng, i, start)) for i in range(count)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return lines
+
+
+def bare_orjson(lines: list[bytes]) -> float:
+    began = time.perf_counter()
+    for line in lines:
+        orjson.loads(line)
+    return time.perf_counter() - began
+
+
+def fhir_resources_rate(lines: list[bytes]) -> float:
+    """Resources/s of fhir.resources R4B validation, measured on a sample of SAMPLE_FOR_MODELS lines."""
+    from fhir.resources.R4B.observation import Observation
+
+    sample = lines[:: max(1, len(lines) // SAMPLE_FOR_MODELS)][:SAMPLE_FOR_MODELS]
+    began = time.perf_counter()
+    for line in sample:
+        Observation.model_validate(orjson.loads(line))
+    return len(sample) / (time.perf_counter() - began)
+
+
+def end_to_end(path: Path, work: Path) -> tuple[float, object]:
+    from vitalops.auth import SYSTEM
+    from vitalops.core.settings import get_settings, write_secrets_file
+    from vitalops.db import Database
+    from vitalops.db.migrate import upgrade
+    from vitalops.ingest.service import ingest_paths
+
+    home = work / "home"
+    os.environ["VITALOPS_HOME"] = str(home)
+    write_secrets_file(home)
+    get_settings.cache_clear()
+    database = Database(f"sqlite:///{home / 'vitalops.db'}")
+    upgrade(database)
+    # A warm process, as a server or a scheduled ingest worker is: the UCUM unit registry (a few
+    # seconds to build once per process) is loaded before the clock starts; see cold_start below.
+    warm_path = work / "warm.ndjson"
+    warm_path.write_bytes(
+        b"\n".join(
+            orjson.dumps(observation(random.Random(1), i, datetime(2020, 1, 1, tzinfo=UTC)))
+            for i in range(len(VITALS) * 6)
+        )
+    )
+    cold_began = time.perf_counter()
+    ingest_paths(database, SYSTEM, [warm_path])
+    print(f"cold start (unit registry, terminology, first tiny batch): {time.perf_counter() - cold_began:.2f} s")
+    began = time.perf_counter()
+    report = ingest_paths(database, SYSTEM, [path])
+    elapsed = time.perf_counter() - began
+    database.dispose()
+    return elapsed, report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--observations", type=int, default=200_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        path = work / "Observation.ndjson"
+        lines = write_ndjson(path, args.observations)
+        megabytes = path.stat().st_size / 1e6
+        orjson_seconds = bare_orjson(lines)
+        validate_rate = fhir_resources_rate(lines)
+        ingest_seconds, report = end_to_end(path, work)
+    n = args.observations
+    ingest_rate, orjson_rate = n / ingest_seconds, n / orjson_seconds
+    print(f"input: {n:,} Observations, {megabytes:.1f} MB NDJSON")
+    print(
+        f"ingest end to end (parse, normalize, write Delta): {ingest_rate:,.0f} resources/s, "
+        f"{megabytes / ingest_seconds:.1f} MB/s, {ingest_seconds:.2f} s; facts written: {report.facts:,}; "
+        f"quarantined: {report.quarantined}"
+    )
+    print(
+        f"bare orjson.loads (baseline):                       {orjson_rate:,.0f} resources/s, "
+        f"{megabytes / orjson_seconds:.1f} MB/s"
+    )
+    print(f"fhir.resources R4B validation ({SAMPLE_FOR_MODELS:,}-line sample):      {validate_rate:,.0f} resources/s")
+    print(f"ratio to bare orjson: {ingest_rate / orjson_rate:.2f}x (target >= 0.5x)")
+    print(f"ratio to fhir.resources: {ingest_rate / validate_rate:.1f}x (target >= 20x)")
+
+
+if __name__ == "__main__":
+    main()
