@@ -33,18 +33,18 @@ def _epoch_us(moment: datetime) -> int:
 
 
 def _current_encounter(con: duckdb.DuckDBPyConnection, at_us: int) -> tuple[str | None, str | None]:
-    row = con.sql(
+    rows = con.sql(
         f"""
         SELECT f.encounter_key, f.site FROM f
         WHERE f.kind = 'encounter' AND f.concept = '{ENCOUNTER_CONCEPT}' AND {visible_at("f", str(at_us))}
           AND (f.end_us IS NULL OR f.end_us >= {at_us})
         ORDER BY (f.value_code = 'IMP') DESC, f.eff_us DESC, f.fact_id DESC LIMIT 1
         """
-    ).fetchone()
-    if row is not None:
-        return row[0], row[1]
-    site = con.sql(f"SELECT arg_max(site, (known_us, fact_id)) FROM f WHERE known_us <= {at_us}").fetchone()
-    return None, site[0] if site else None
+    ).fetchall()
+    if rows:
+        return rows[0][0], rows[0][1]
+    site = con.sql(f"SELECT arg_max(site, (known_us, fact_id)) FROM f WHERE known_us <= {at_us}").fetchall()
+    return None, site[0][0] if site else None
 
 
 def vector_from_facts(

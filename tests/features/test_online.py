@@ -1,0 +1,91 @@
+"""One definition, two paths: the online vectors (from the store, and from the patient's FHIR
+resources as a prefetch would carry them) equal the offline training row exactly."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vitalops.errors import InvalidInput
+from vitalops.features import (
+    build_training_set,
+    demo_spec_path,
+    features_from_resources,
+    features_from_store,
+    load_spec,
+)
+
+
+def _subject(resource: dict) -> str | None:
+    if resource["resourceType"] == "Patient":
+        return resource["id"]
+    reference = (resource.get("subject") or resource.get("patient") or {}).get("reference", "")
+    return reference.removeprefix("Patient/") or None
+
+
+@pytest.fixture(scope="module")
+def offline(hospital_lake):
+    sets = {}
+    for name in ("deterioration", "readmission"):
+        sets[name] = build_training_set(load_spec(demo_spec_path(name)), hospital_lake.lake_root)
+    by_patient: dict[str, list[dict]] = {}
+    for resource in hospital_lake.resources:
+        subject = _subject(resource)
+        if subject is not None:
+            by_patient.setdefault(hospital_lake.pseudonymizer.patient_key(subject), []).append(resource)
+    return sets, by_patient
+
+
+def _known_by(resources: list[dict], moment: datetime) -> list[dict]:
+    return [r for r in resources if datetime.fromisoformat(r["meta"]["lastUpdated"]) <= moment]
+
+
+def _bits(vector: dict) -> dict:
+    return {name: (None if value is None else float(value).hex()) for name, value in vector.items()}
+
+
+def test_online_vectors_equal_the_offline_row(hospital_lake, offline) -> None:
+    sets, by_patient = offline
+
+    @settings(max_examples=16, deadline=None, database=None)
+    @given(name=st.sampled_from(["deterioration", "readmission"]), pick=st.floats(min_value=0, max_value=1))
+    def check(name: str, pick: float) -> None:
+        table = sets[name].table
+        row = table.slice(min(int(pick * table.num_rows), table.num_rows - 1), 1).to_pylist()[0]
+        spec = sets[name].spec
+        expected = {feature: row[feature] for feature in spec.feature_names}
+        moment, encounter = row["index_time"], row["encounter_key"]
+        # The CDS Hooks context names the encounter; the store path may also infer it (see below).
+        from_store = features_from_store(spec, hospital_lake.lake_root, row["patient_key"], at=moment,
+                                         encounter_key=encounter)
+        from_fhir = features_from_resources(
+            spec, _known_by(by_patient[row["patient_key"]], moment), at=moment, site=row["site"],
+            pseudonymizer=hospital_lake.pseudonymizer, terminology=hospital_lake.terminology,
+            encounter_key=encounter,
+        )
+        assert _bits(from_store) == _bits(expected)
+        assert _bits(from_fhir) == _bits(expected)
+
+    check()
+
+
+def test_the_current_encounter_is_inferred_at_discharge(hospital_lake, offline) -> None:
+    sets, _ = offline
+    table = sets["readmission"].table
+    for row in table.slice(0, 10).to_pylist():
+        vector = features_from_store(sets["readmission"].spec, hospital_lake.lake_root, row["patient_key"],
+                                     at=row["index_time"])
+        assert _bits(vector) == _bits({name: row[name] for name in sets["readmission"].feature_names})
+
+
+def test_resources_of_two_patients_are_refused(hospital_lake, offline) -> None:
+    sets, by_patient = offline
+    patients = list(by_patient.values())[:2]
+    with pytest.raises(InvalidInput, match="2 patients"):
+        features_from_resources(
+            sets["readmission"].spec, patients[0] + patients[1], at=datetime.fromisoformat("2025-06-01T00:00:00+00:00"),
+            site="north", pseudonymizer=hospital_lake.pseudonymizer, terminology=hospital_lake.terminology,
+        )
