@@ -3,24 +3,16 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, bearer
+from tests.conftest import bearer
 from tests.governance.test_pccp_gate import SCIENTIST, _register, _table
-from vitalops.api.routes import deployments, models
 from vitalops.artifacts import open_store
 from vitalops.registry.schemas import ModelCreate
 from vitalops.registry.versions import create_model
 
 
 @pytest.fixture
-def client(settings, database):
-    server = LiveServer(settings, database)
-    app = server.server.config.app
-    present = {getattr(route, "path", "") for route in app.routes}
-    for router in (models.router, deployments.router):
-        if not any(route.path in present for route in router.routes):
-            app.include_router(router)
-    with server, httpx.Client(base_url=server.url, timeout=30) as http:
-        yield http
+def client(api_client: httpx.Client) -> httpx.Client:
+    return api_client
 
 
 def test_models_api_permissions_approvals_and_gate(client, database, settings, make_user):
@@ -67,3 +59,14 @@ def test_models_api_permissions_approvals_and_gate(client, database, settings, m
     assert history["state"][0]["mode"] == "shadow"
     detail = client.get("/v1/models/deterioration/versions/1", headers=bearer(scientist_key)).json()
     assert detail["approvals"][0]["approver"] == "alice" and detail["version"]["submitter"] == "dana"
+
+    card = client.get("/v1/models/deterioration/versions/1/card", headers=bearer(scientist_key))
+    assert card.status_code == 200
+    sections = card.json()
+    assert "basic_information" in str(sections) and "alice" in card.text
+    markdown = client.get("/v1/models/deterioration/versions/1/card", params={"format": "md"},
+                          headers=bearer(scientist_key))
+    assert markdown.headers["content-type"].startswith("text/markdown") and "Key metrics" in markdown.text
+    html = client.get("/v1/models/deterioration/versions/1/card", params={"format": "html"},
+                      headers=bearer(scientist_key))
+    assert html.headers["content-type"].startswith("text/html") and "<html" in html.text.lower()

@@ -22,6 +22,8 @@ from vitalops.registry.deployments import get_alias, list_deployment_events
 from vitalops.registry.schemas import ModelCreate, Signature, VersionCreate
 from vitalops.registry.versions import create_model, create_version
 from vitalops.training.datasets import freeze_dataset
+from vitalops.validation.report import build_report
+from vitalops.validation.thresholds import ThresholdRule
 
 SCIENTIST = Principal(name="dana", roles=frozenset({Role.DATA_SCIENTIST}))
 ALICE = Principal(name="alice", roles=frozenset({Role.APPROVER}))
@@ -63,6 +65,9 @@ def _register(database, store, table, columns, number_hint):
         ]
     ).fit(x, y)
     bundle = save_model(store, model, flavor="sklearn", feature_names=columns)
+    scores = model.predict_proba(x)[:, 1]
+    report = build_report(y, scores, threshold_rule=ThresholdRule("fixed", 0.4), groups={}, n_resamples=50,
+                          seed=number_hint, threshold=0.4)
     with database.session() as session:
         return create_version(
             session,
@@ -79,8 +84,8 @@ def _register(database, store, table, columns, number_hint):
                 signature=Signature.of(columns),
                 artifact_sha256=bundle.sha256,
                 threshold=0.4,
-                report={"n": number_hint},
-                report_hash=str(number_hint) * 64,
+                report=report.model_dump(mode="json"),
+                report_hash=report.content_hash(),
             ),
         )
 

@@ -17,6 +17,7 @@ from vitalops.cli import (
     dataset_cmd,
     deid_cmd,
     demo_cmd,
+    deploy_cmd,
     ingest_cmd,
     init_cmd,
     models_cmd,
@@ -44,6 +45,7 @@ COMMAND_MODULES = (
     train_cmd,
     models_cmd,
     pccp_cmd,
+    deploy_cmd,
     audit_cmd,
     users_cmd,
 )

@@ -12,7 +12,7 @@ from vitalops.db import Database
 from vitalops.errors import NotFound
 from vitalops.governance.approvals import list_approvals
 from vitalops.governance.gate import gate_status, list_checks
-from vitalops.governance.pccp import get_pccp
+from vitalops.governance.pccp import Pccp, get_pccp
 from vitalops.registry.deployments import list_deployment_events, list_deployments
 from vitalops.registry.versions import (
     get_model,
@@ -22,6 +22,8 @@ from vitalops.registry.versions import (
     list_transitions,
     list_versions,
 )
+from vitalops.validation.card import ModelCard, build_model_card
+from vitalops.validation.report import ValidationReport
 
 
 def read_models(database: Database, actor: Principal, *, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
@@ -103,26 +105,42 @@ def read_deployment_history(
         }
 
 
-def build_card(database: Database, actor: Principal, name: str, number: int) -> Any:
+def build_card(database: Database, actor: Principal, name: str, number: int) -> ModelCard:
     """The version's model card (``.to_json()``, ``.to_markdown()``, ``.to_html()``)."""
-    from vitalops.validation.report import ValidationReport
-
     authorize(database, actor, Permission.MODELS_READ, object_type="model_version", object_id=f"{name}/{number}")
     with database.session() as session:
         model = get_model(session, name)
         version = get_version(session, name, number)
         report = ValidationReport.model_validate(get_version_report(session, name, number))
-        approvals = [a.model_dump(mode="json") for a in list_approvals(session, name, number)]
+        approvals = list_approvals(session, name, number)
         try:
-            pccp: dict[str, Any] | None = get_pccp(session, name).model_dump(mode="json")
+            pccp: Pccp | None = get_pccp(session, name)
         except NotFound:
             pccp = None
-    from vitalops.validation import build_model_card  # type: ignore[attr-defined]
-
+    version_fields = version.model_dump(mode="json")
+    version_fields |= {
+        "version": version.number,
+        "submitted_by": version.submitter,
+        "features": [column.name for column in version.signature.inputs],
+        "training_data": version.dataset_uri,
+    }
+    approval_fields = [
+        approval.model_dump(mode="json") | {"created_at": approval.at.isoformat()}
+        for approval in approvals
+        if approval.valid
+    ]
+    pccp_fields = None
+    if pccp is not None:
+        pccp_fields = {
+            "version": pccp.number,
+            "content_hash": pccp.spec_hash,
+            "allowed_modifications": pccp.spec.allowed_modifications,
+            "acceptance_criteria": pccp.spec.acceptance,
+        }
     return build_model_card(
         model=model.model_dump(mode="json"),
-        version=version.model_dump(mode="json"),
+        version=version_fields,
         report=report,
-        approvals=approvals,
-        pccp=pccp,
+        approvals=approval_fields,
+        pccp=pccp_fields,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, status
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, PrincipalDep, require
@@ -88,7 +88,7 @@ def get_card(
         return HTMLResponse(card.to_html())
     if format == "md":
         return PlainTextResponse(card.to_markdown(), media_type="text/markdown")
-    return Response(card.to_json(), media_type="application/json")
+    return JSONResponse(card.to_json())
 
 
 @router.get("/{name}/pccp")
