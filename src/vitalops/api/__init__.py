@@ -1,1 +1,1 @@
-"""api"""
+"""The HTTP API: a FastAPI app factory, dependencies, one router per resource, problem+json errors."""

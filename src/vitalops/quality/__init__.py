@@ -1,0 +1,1 @@
+"""Data quality: rules and reports per batch and per site."""
