@@ -3,7 +3,7 @@ resources as a prefetch would carry them) equal the offline training row exactly
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -89,3 +89,33 @@ def test_resources_of_two_patients_are_refused(hospital_lake, offline) -> None:
             sets["readmission"].spec, patients[0] + patients[1], at=datetime.fromisoformat("2025-06-01T00:00:00+00:00"),
             site="north", pseudonymizer=hospital_lake.pseudonymizer, terminology=hospital_lake.terminology,
         )
+
+
+def test_facts_known_after_the_index_time_never_change_the_row(hospital_lake, offline) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from vitalops.features.online import vector_from_facts
+    from vitalops.lake.facts import FactsStore
+
+    sets, _ = offline
+    store = FactsStore(hospital_lake.lake_root)
+
+    @settings(max_examples=10, deadline=None, database=None)
+    @given(pick=st.floats(min_value=0, max_value=1), which=st.integers(min_value=0, max_value=10_000),
+           delay_us=st.integers(min_value=1, max_value=10**11), value=st.floats(-1e6, 1e6))
+    def check(pick: float, which: int, delay_us: int, value: float) -> None:
+        table = sets["deterioration"].table
+        row = table.slice(min(int(pick * table.num_rows), table.num_rows - 1), 1).to_pylist()[0]
+        spec, moment = sets["deterioration"].spec, row["index_time"]
+        facts = store.dataset().to_table(filter=pc.field("patient_key") == row["patient_key"])
+        late = facts.slice(which % facts.num_rows, 1).to_pylist()[0]
+        late.update(fact_id=f"late-{which}", source_id=f"late-{which}", value_num=value,
+                    effective_at=min(late["effective_at"], moment),
+                    known_at=moment + timedelta(microseconds=delay_us))
+        with_late = pa.concat_tables([facts, pa.Table.from_pylist([late], schema=facts.schema)])
+        before = vector_from_facts(facts, spec, row["patient_key"], at=moment, encounter_key=row["encounter_key"])
+        after = vector_from_facts(with_late, spec, row["patient_key"], at=moment, encounter_key=row["encounter_key"])
+        assert _bits(after) == _bits(before) == _bits({name: row[name] for name in spec.feature_names})
+
+    check()
