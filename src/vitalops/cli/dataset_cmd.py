@@ -13,7 +13,7 @@ from vitalops.cli.output import JsonOption, console, emit, key_value_table, prog
 from vitalops.features.service import build_dataset
 
 
-def _render(summary: dict[str, Any]) -> None:
+def render_dataset_summary(summary: dict[str, Any]) -> None:
     fingerprint = summary["fingerprint"]
     console.print(
         key_value_table(
@@ -63,4 +63,4 @@ def register(app: typer.Typer) -> None:
 
             summary = build_dataset(database, principal, spec, out, lake_root=settings.lake_root, engine=engine,
                                     scheduler=scheduler, progress=report)
-        emit(summary, as_json, _render)
+        emit(summary, as_json, render_dataset_summary)
