@@ -1,25 +1,39 @@
 """``vitalops demo``: build the synthetic hospital end to end on the embedded default, then serve it.
 
-Each capability adds a step here, so that a newcomer sees everything working from one command.
+Steps: initialize the home; create the demo staff; generate a three-site synthetic hospital;
+ingest it (quarantining what is bad); show the quality report; build the two demo training sets
+point-in-time; train, validate, register, approve, gate and deploy the demo models (and show a
+failing candidate blocked); verify the audit trail; serve. Each capability adds its step here.
 """
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.panel import Panel
 
+from vitalops.audit import verify_chain
 from vitalops.auth import SYSTEM, Principal
 from vitalops.auth.users import create_key, create_user, get_user
 from vitalops.cli.context import cli_settings, open_database
+from vitalops.cli.dataset_cmd import render_dataset_summary
+from vitalops.cli.ingest_cmd import render_ingest_report
 from vitalops.cli.init_cmd import initialize
-from vitalops.cli.output import JsonOption, console, print_json
+from vitalops.cli.output import JsonOption, console, print_json, progress_bar, rows_table
+from vitalops.cli.quality_cmd import render_quality_report
 from vitalops.cli.serve_cmd import serve_forever
 from vitalops.core.settings import Settings, get_settings
 from vitalops.db import Database
 from vitalops.errors import NotFound
+from vitalops.features import demo_spec_path
+from vitalops.features.service import build_dataset
+from vitalops.ingest.service import ingest_paths
+from vitalops.quality.report import quality_report
+from vitalops.synth import RESOURCE_TYPES, generate_hospital
+from vitalops.training.demo import DEMO_MODELS, run_model_plane_demo
 
 #: The demo hospital's staff: one user per role (two approvers, for the two-person rule).
 DEMO_USERS = (
@@ -32,6 +46,9 @@ DEMO_USERS = (
     ("audrey", "auditor"),
     ("ehr-north", "ehr"),
 )
+DEMO_SITES = ("north", "south", "east")
+DEMO_PATIENTS = 600
+DEMO_SEED = 7
 DEMO_MARKER = "demo.done"
 
 
@@ -51,20 +68,143 @@ def ensure_demo_users(database: Database) -> tuple[dict[str, Principal], list[di
     return principals, keys
 
 
+class DemoSteps:
+    """The demo's steps over one home folder; each prints for people unless ``as_json``."""
+
+    def __init__(self, settings: Settings, database: Database, staff: dict[str, Principal], as_json: bool) -> None:
+        self.settings = settings
+        self.database = database
+        self.staff = staff
+        self.as_json = as_json
+
+    def heading(self, text: str) -> None:
+        if not self.as_json:
+            console.rule(f"[bold]{text}")
+
+    def synthesize(self) -> tuple[Path, dict[str, Any]]:
+        self.heading(f"1. A synthetic {len(DEMO_SITES)}-site hospital ({DEMO_PATIENTS} patients, FHIR R4 bulk NDJSON)")
+        out = self.settings.home / "hospital"
+        with progress_bar(not self.as_json) as bar:
+            task = bar.add_task("generating patients", total=DEMO_PATIENTS)
+            summary = generate_hospital(out, patients=DEMO_PATIENTS, sites=list(DEMO_SITES), seed=DEMO_SEED,
+                                        progress=lambda done: bar.update(task, completed=done))
+        result = summary.to_dict()
+        if not self.as_json:
+            rows = [{"resource type": kind, "resources": count} for kind, count in result["resources"].items()]
+            console.print(rows_table(rows, ["resource type", "resources"], title=f"Written to {out}"))
+        return out, result
+
+    def ingest(self, folder: Path) -> dict[str, Any]:
+        self.heading("2. Ingest: parse, normalize codes and units, pseudonymize, quarantine what is bad")
+        files = [folder / f"{kind}.ndjson" for kind in RESOURCE_TYPES if (folder / f"{kind}.ndjson").exists()]
+        with progress_bar(not self.as_json) as bar:
+            task = bar.add_task("ingesting resources", total=None)
+            report = ingest_paths(self.database, self.staff["dana"], files, lake_root=self.settings.lake_root,
+                                  progress=lambda done: bar.update(task, completed=done))
+        result = report.to_dict()
+        if not self.as_json:
+            render_ingest_report(result)
+        return result
+
+    def quality(self, batch: str) -> dict[str, Any]:
+        self.heading("3. Data quality per site")
+        result = quality_report(self.database, self.settings.lake_root, batch_id=batch,
+                                principal=self.staff["dana"]).to_dict()
+        if not self.as_json:
+            render_quality_report(result)
+        return result
+
+    def datasets(self) -> dict[str, dict[str, Any]]:
+        self.heading("4. Point-in-time training sets from the feature, cohort and label definitions")
+        built: dict[str, dict[str, Any]] = {}
+        for name in DEMO_MODELS:
+            out = str((self.settings.home / "datasets" / name).resolve())
+            with progress_bar(not self.as_json) as bar:
+                task = bar.add_task(f"building {name}", total=None)
+
+                def advance(done: int, total: int, task: Any = task, bar: Any = bar) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                built[name] = build_dataset(self.database, self.staff["dana"], demo_spec_path(name), out,
+                                            lake_root=self.settings.lake_root, progress=advance)
+            if not self.as_json:
+                render_dataset_summary(built[name])
+        return built
+
+    def models(self, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        self.heading("5. Train, validate, register, approve (two approvers), gate with the PCCP, deploy")
+        with progress_bar(not self.as_json) as bar:
+            task = bar.add_task("model plane", total=None)
+            result = run_model_plane_demo(
+                self.database, self.settings.lake_root, data_scientist=self.staff["dana"],
+                approvers=[self.staff["alex"], self.staff["blake"]],
+                progress=lambda message: bar.update(task, description=message),
+                datasets={name: summary["out"] for name, summary in datasets.items()},
+            )
+        if not self.as_json:
+            render_model_plane(result)
+        return result
+
+    def audit(self) -> dict[str, Any]:
+        self.heading("6. The audit trail")
+        report = verify_chain(self.database.engine).to_dict()
+        if not self.as_json:
+            console.print(f"{report['events']} events, hash chain intact: {report['ok']} "
+                          f"(head {report['head_hash'][:16]}...). Try: vitalops audit log")
+        return report
+
+
+def render_model_plane(result: dict[str, Any]) -> None:
+    rows = []
+    for name, record in result["models"].items():
+        checks = {check["version"]: check for check in record.get("checks", [])}
+        if "blocked" in record:
+            checks[record["blocked"]["version"]] = record["blocked"]
+        for version in record["versions"]:
+            number = version.get("version")
+            check = checks.get(number, {})
+            rows.append({
+                "model": name, "version": number, "state": version.get("state"),
+                "auroc (95% CI)": version.get("auroc"),
+                "gate": "" if not check else ("pass" if check["passed"] else "FAIL: " + ", ".join(check["failed"])),
+            })
+    console.print(rows_table(rows, ["model", "version", "state", "auroc (95% CI)", "gate"], title="Model versions"))
+    deterioration = result["models"].get("deterioration", {})
+    if "champion" in deterioration:
+        console.print(f"champion at each site: {deterioration['champion']}")
+    if "blocked" in deterioration:
+        console.print(f"candidate v{deterioration['blocked']['version']} beyond shadow: "
+                      f"{deterioration['blocked']['deploy_beyond_shadow']}")
+
+
 def build_demo(settings: Settings, *, as_json: bool) -> dict[str, Any]:
     """Run every demo step and return a summary."""
     summary: dict[str, Any] = {"home": initialize(settings)}
     get_settings.cache_clear()
     settings = get_settings()
     database = open_database(settings)
-    principals, keys = ensure_demo_users(database)
+    staff, keys = ensure_demo_users(database)
     summary["users"] = keys
     if not as_json:
         console.print(Panel.fit("Demo staff and their API keys (shown once; use them as 'Authorization: Bearer ...')"))
         for entry in keys:  # one line each, never wrapped, so a key can be copied whole
             console.print(f"  {entry['user']:<10} {entry['role']:<15} {entry['key']}", soft_wrap=True,
                           highlight=False)
-    (settings.home / DEMO_MARKER).write_text("ok\n", encoding="utf-8")
+    marker = settings.home / DEMO_MARKER
+    if marker.exists():
+        if not as_json:
+            console.print("The demo hospital is already built here; serving it (use --reset to rebuild).")
+        summary["rebuilt"] = False
+        return summary
+    steps = DemoSteps(settings, database, staff, as_json)
+    folder, summary["hospital"] = steps.synthesize()
+    summary["ingest"] = steps.ingest(folder)
+    summary["quality"] = steps.quality(summary["ingest"]["batch"])
+    summary["datasets"] = steps.datasets()
+    summary["models"] = steps.models(summary["datasets"])
+    summary["audit"] = steps.audit()
+    summary["rebuilt"] = True
+    marker.write_text("ok\n", encoding="utf-8")
     return summary
 
 

@@ -18,7 +18,7 @@ from vitalops.fhir.bulk import download_export
 from vitalops.ingest.service import ingest_paths
 
 
-def _render(result: dict[str, Any]) -> None:
+def render_ingest_report(result: dict[str, Any]) -> None:
     console.print(
         key_value_table(
             {k: result[k] for k in ("batch", "read", "ingested", "skipped", "quarantined", "facts", "duplicates")},
@@ -80,4 +80,4 @@ def register(app: typer.Typer) -> None:
                 site=site,
                 progress=lambda done: progress.update(task, completed=done),
             )
-        emit(report.to_dict(), as_json, _render)
+        emit(report.to_dict(), as_json, render_ingest_report)

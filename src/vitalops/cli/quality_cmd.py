@@ -11,7 +11,7 @@ from vitalops.cli.output import JsonOption, console, emit, rows_table
 from vitalops.quality.report import quality_report
 
 
-def _render(report: dict[str, Any]) -> None:
+def render_quality_report(report: dict[str, Any]) -> None:
     scope = f"batch {report['batch_id']}" if report["batch_id"] else "whole lake"
     rows = []
     for site in report["sites"]:
@@ -80,4 +80,4 @@ def register(app: typer.Typer) -> None:
         database = open_database(settings)
         principal = cli_principal(database, settings)
         result = quality_report(database, settings.lake_root, batch_id=batch, principal=principal)
-        emit(result.to_dict(), as_json, _render)
+        emit(result.to_dict(), as_json, render_quality_report)

@@ -20,11 +20,14 @@ from vitalops.auth import Principal
 from vitalops.core.settings import get_settings
 from vitalops.db import Database
 from vitalops.errors import Conflict, GateFailed
+from vitalops.features import demo_spec_path
+from vitalops.features.definitions import load_spec
+from vitalops.features.training_set import build_training_set, read_training_set
 from vitalops.governance.approvals import approve_version
 from vitalops.governance.deploy import deploy_version
 from vitalops.governance.gate import run_pccp_check
 from vitalops.governance.pccp import create_pccp
-from vitalops.registry.versions import get_model
+from vitalops.registry.versions import get_model, get_version
 from vitalops.training.datasets import ResolvedDataset, freeze_dataset
 from vitalops.training.spec import spec_from_dict
 from vitalops.training.trainer import TrainingResult, train_on_dataset
@@ -95,21 +98,25 @@ def run_model_plane_demo(
     data_scientist: Principal,
     approvers: list[Principal],
     progress: Callable[[str], None] | None = None,
+    datasets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train both demo models, file their plans, approve, gate, deploy deterioration as champion at
-    every site, retrain it on later data (passes its gate) and without vital signs (fails, blocked)."""
-    from vitalops.features import demo_spec_path
-    from vitalops.features.definitions import load_spec
-    from vitalops.features.training_set import build_training_set
+    every site, retrain it on later data (passes its gate) and without vital signs (fails, blocked).
 
+    ``datasets`` maps a demo model to a training set already written by ``vitalops dataset build``
+    (read back with its fingerprint); a model without one has its training set built here.
+    """
     note = progress or (lambda _message: None)
     store = open_store(get_settings().artifacts_root)
     summary: dict[str, Any] = {"models": {}}
     gatekeeper = approvers[0]
     for name in DEMO_MODELS:
-        note(f"building the {name} training set")
         definitions = load_spec(demo_spec_path(name))
-        built = build_training_set(definitions, lake_root)
+        if datasets and name in datasets:
+            built = read_training_set(datasets[name])
+        else:
+            note(f"building the {name} training set")
+            built = build_training_set(definitions, lake_root)
         table = built.table
         sites = sorted({str(s) for s in table.column("site").to_pylist()})
         external = sites[-1:] if len(sites) >= 3 else []
@@ -208,5 +215,8 @@ def run_model_plane_demo(
             except (GateFailed, Conflict) as refused:
                 blocked["deploy_beyond_shadow"] = f"refused: {refused.message}"
             record["blocked"] = blocked
+        with database.session() as session:
+            for entry in record["versions"]:
+                entry["state"] = get_version(session, name, entry["version"]).state
         summary["models"][name] = record
     return summary

@@ -44,10 +44,15 @@ class TrainingResult:
     bundle: ModelBundle
 
     def summary(self) -> dict[str, Any]:
+        auroc = self.evaluation.report.overall.metrics.get("auroc")
+        auroc_text = None
+        if auroc is not None and auroc.estimate is not None and auroc.low is not None and auroc.high is not None:
+            auroc_text = f"{auroc.estimate:.3f} ({auroc.low:.3f}-{auroc.high:.3f})"
         return {
             "model": self.version.model,
             "version": self.version.number,
             "state": self.version.state,
+            "auroc": auroc_text,
             "artifact_sha256": self.version.artifact_sha256,
             "report_hash": self.version.report_hash,
             "threshold": self.version.threshold,

@@ -1,0 +1,27 @@
+"""The whole loop through ``vitalops demo --no-serve``, as a newcomer runs it."""
+
+from __future__ import annotations
+
+
+def test_demo_builds_the_hospital_end_to_end(cli) -> None:
+    result = cli("demo", "--no-serve", "--json")
+    assert result.exit_code == 0, result.stderr[-2000:]
+    summary = result.json()
+    assert {user["role"] for user in summary["users"]} == {
+        "admin", "data_scientist", "approver", "operator", "clinician", "auditor", "ehr"}
+    ingest = summary["ingest"]
+    assert ingest["read"] == ingest["ingested"] + ingest["skipped"] + ingest["quarantined"]
+    assert ingest["facts"] > ingest["ingested"]  # blood pressure panels and encounters give several facts
+    assert {site["site"] for site in summary["quality"]["sites"]} == {"north", "south", "east"}
+    for name in ("deterioration", "readmission"):
+        dataset = summary["datasets"][name]
+        assert dataset["rows"] > 0 and 0 < dataset["positives"] < dataset["labelled"]
+    deterioration = summary["models"]["models"]["deterioration"]
+    assert deterioration["champion"] == {"north": 1, "south": 1, "east": 1}
+    assert deterioration["blocked"]["passed"] is False
+    assert deterioration["blocked"]["deploy_beyond_shadow"].startswith("refused")
+    assert summary["audit"]["ok"] is True and summary["audit"]["events"] > 20
+
+    again = cli("demo", "--no-serve", "--json")
+    assert again.exit_code == 0 and again.json()["rebuilt"] is False
+    assert cli("audit", "verify", "--json").json()["ok"] is True
