@@ -10,6 +10,7 @@ from vitalops.db import Database
 
 
 def test_health_readiness_and_metrics(api_client: httpx.Client) -> None:
+    assert api_client.get("/").json()["docs"] == "/docs"
     assert api_client.get("/healthz").json() == {"status": "ok"}
     ready = api_client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"

@@ -5,12 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from vitalops import __version__
 from vitalops.api.deps import DatabaseDep
 from vitalops.api.problems import problem
 from vitalops.db.migrate import current_revision, head_revision
 from vitalops.errors import ServiceUnavailable
 
 router = APIRouter(tags=["health"])
+
+
+@router.get("/")
+def index() -> dict[str, str]:
+    """Where to go from here (the dashboard will live at this address)."""
+    return {"name": "VitalOps", "version": __version__, "docs": "/docs", "openapi": "/openapi.json",
+            "health": "/healthz", "ready": "/readyz", "metrics": "/metrics"}
 
 
 @router.get("/healthz")
