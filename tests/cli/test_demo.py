@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def test_demo_builds_the_hospital_end_to_end(cli) -> None:
     result = cli("demo", "--no-serve", "--json")
@@ -21,6 +23,8 @@ def test_demo_builds_the_hospital_end_to_end(cli) -> None:
     assert deterioration["blocked"]["passed"] is False
     assert deterioration["blocked"]["deploy_beyond_shadow"].startswith("refused")
     assert summary["audit"]["ok"] is True and summary["audit"]["events"] > 20
+    cards = summary["models"]["cards"]
+    assert len(cards) == 4 and all(Path(card).read_text().count("Key metrics") >= 1 for card in cards)
 
     again = cli("demo", "--no-serve", "--json")
     assert again.exit_code == 0 and again.json()["rebuilt"] is False

@@ -32,6 +32,7 @@ from vitalops.features import demo_spec_path
 from vitalops.features.service import build_dataset
 from vitalops.ingest.service import ingest_paths
 from vitalops.quality.report import quality_report
+from vitalops.registry.service import build_card
 from vitalops.synth import RESOURCE_TYPES, generate_hospital
 from vitalops.training.demo import DEMO_MODELS, run_model_plane_demo
 
@@ -141,8 +142,18 @@ class DemoSteps:
                 progress=lambda message: bar.update(task, description=message),
                 datasets={name: summary["out"] for name, summary in datasets.items()},
             )
+        cards = self.settings.home / "cards"
+        cards.mkdir(exist_ok=True)
+        result["cards"] = []
+        for name in DEMO_MODELS:
+            card = build_card(self.database, self.staff["alex"], name, 1)
+            for suffix, text in (("html", card.to_html()), ("md", card.to_markdown())):
+                path = cards / f"{name}-v1.{suffix}"
+                path.write_text(text, encoding="utf-8")
+                result["cards"].append(str(path))
         if not self.as_json:
             render_model_plane(result)
+            console.print(f"model cards (CHAI applied model card sections): {cards}/")
         return result
 
     def audit(self) -> dict[str, Any]:
