@@ -19,7 +19,7 @@ from vitalops.auth import Permission, Principal, authorize, record_denial
 from vitalops.core.clock import utcnow
 from vitalops.db import Database
 from vitalops.db.tables.governance import ApprovalRow
-from vitalops.db.tables.registry import ModelRow
+from vitalops.db.tables.registry import ModelRow, ModelVersionRow
 from vitalops.errors import Conflict, InvalidInput, PolicyViolation
 from vitalops.registry.lifecycle import VersionState
 from vitalops.registry.schemas import ModelVersion
@@ -92,24 +92,7 @@ def approve_version(database: Database, actor: Principal, name: str, number: int
         earlier = [a for a in list_approvals(session, name, number) if a.valid and a.decision == "approve"]
         if any(a.approver == actor.name for a in earlier):
             raise Conflict(f"'{actor.name}' already approved {name} v{number}; a second approver must be someone else")
-        session.add(
-            ApprovalRow(
-                version_id=row.id,
-                approver=actor.name,
-                decision="approve",
-                reason=reason,
-                report_hash=row.report_hash,
-                at=utcnow(),
-            )
-        )
-        append(
-            session,
-            actor=actor.name,
-            action="model.version.approve",
-            object_type="model_version",
-            object_id=f"{name}/{number}",
-            payload={"reason": reason, "report_hash": row.report_hash},
-        )
+        _record_decision(session, actor, row, name, number, "approve", reason)
         required = session.get_one(ModelRow, row.model_id).approvals_required
         counted = len({a.approver for a in earlier} | {actor.name})
         if counted >= required:
@@ -132,22 +115,17 @@ def reject_version(database: Database, actor: Principal, name: str, number: int,
     _check_decider(database, actor, name, number, reason, "model.version.reject")
     with database.session() as session:
         row = version_row(session, name, number, for_update=True)
-        session.add(
-            ApprovalRow(
-                version_id=row.id,
-                approver=actor.name,
-                decision="reject",
-                reason=reason,
-                report_hash=row.report_hash,
-                at=utcnow(),
-            )
-        )
-        append(
-            session,
-            actor=actor.name,
-            action="model.version.reject",
-            object_type="model_version",
-            object_id=f"{name}/{number}",
-            payload={"reason": reason, "report_hash": row.report_hash},
-        )
+        _record_decision(session, actor, row, name, number, "reject", reason)
         return update_version_state(session, actor, name, number, VersionState.REJECTED, reason=reason)
+
+
+def _record_decision(
+    session: Session, actor: Principal, row: ModelVersionRow, name: str, number: int, decision: str, reason: str
+) -> None:
+    """Store one approver's decision, bound to the report's hash, and audit it in the same transaction."""
+    session.add(
+        ApprovalRow(version_id=row.id, approver=actor.name, decision=decision, reason=reason,
+                    report_hash=row.report_hash, at=utcnow())
+    )
+    append(session, actor=actor.name, action=f"model.version.{decision}", object_type="model_version",
+           object_id=f"{name}/{number}", payload={"reason": reason, "report_hash": row.report_hash})
