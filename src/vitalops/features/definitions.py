@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
@@ -272,6 +273,12 @@ class DatasetSpec(_Definition):
     @property
     def feature_names(self) -> list[str]:
         return [feature.name for feature in self.features]
+
+    @cached_property
+    def compiled(self) -> dict[str, Any]:
+        """A cache of compiled forms of this spec object (such as the online kernel's plan); never
+        part of the spec's content, version or equality."""
+        return {}
 
     @property
     def source(self) -> str:

@@ -1,9 +1,12 @@
 """The point-in-time kernel: one function computes feature vectors for index rows from facts.
 
-``compute_features`` is the only code that turns facts into features. The offline builder runs it
-per patient partition (locally or on Dask) and the online paths run it on one patient's facts, so
-both give the same float64 values bit for bit: order-sensitive aggregates (mean, slope, first,
-last) fix their input order by ``(effective_at, fact_id)``, and every other aggregate is exact.
+``compute_features`` turns facts into features for many index rows at once; the offline builder
+runs it per patient partition (locally or on Dask). The online paths run
+``vitalops.features.vector_kernel``, the same rules in plain Python for one patient's few facts,
+and a property test holds the two to the same float64 values bit for bit: order-sensitive
+aggregates (first, last) pick by ``(effective_at, fact_id)``; mean and slope are summed in that
+order by ``vitalops.features.ordered_aggregates`` (DuckDB hands them over as ordered lists), and
+every other aggregate is exact.
 
 Categorical features are coded numerically: ``sex`` is 1.0 when the recorded sex equals the
 declared value, 0.0 when another is recorded, null when none is; flags are 1.0/0.0.
@@ -29,6 +32,7 @@ from vitalops.features.definitions import (
     duration_us,
 )
 from vitalops.features.facts_view import ENCOUNTER_CONCEPT, US_PER_HOUR, US_PER_YEAR, register_facts, visible_at
+from vitalops.features.ordered_aggregates import means, slopes
 from vitalops.lake.schema import TIMESTAMP
 
 INDEX_SCHEMA = pa.schema(
@@ -59,7 +63,13 @@ def _in_list(values: Sequence[str]) -> str:
     return ", ".join(_literal(value) for value in sorted(set(values)))
 
 
-def _measurement_column(feature: MeasurementFeature) -> str:
+#: Prefix of the helper column holding a slope feature's ordered effective times.
+SLOPE_TIMES_PREFIX = "_at_"
+
+
+def _measurement_columns(feature: MeasurementFeature) -> dict[str, str]:
+    """The SQL column(s) of a measurement feature. Mean and slope come out as ordered lists
+    (values, and for slope effective times too), finished by ``ordered_aggregates``."""
     window = f"f.concept = {_literal(feature.concept)} AND f.eff_us > i.t_us - {duration_us(feature.window)}"
     numeric = f"FILTER (WHERE {window} AND f.value_num IS NOT NULL)"
     counted = f"count(f.fact_id) FILTER (WHERE {window})"
@@ -71,18 +81,21 @@ def _measurement_column(feature: MeasurementFeature) -> str:
         "first": first,
         "min": f"min(f.value_num) {numeric}",
         "max": f"max(f.value_num) {numeric}",
-        "mean": f"avg(f.value_num {_ORDER}) {numeric}",
+        "mean": f"list(f.value_num {_ORDER}) {numeric}",
         "count": f"CAST({counted} AS DOUBLE)",
         "exists": f"CASE WHEN {counted} > 0 THEN 1.0 ELSE 0.0 END",
-        "slope": f"regr_slope(f.value_num, (f.eff_us - i.t_us) / {US_PER_HOUR} {_ORDER}) {numeric}",
+        "slope": f"list(f.value_num {_ORDER}) {numeric}",
         "delta": f"CASE WHEN {numeric_count} >= 2 THEN {last} - {first} END",
         "time_since_last": f"(i.t_us - max(f.eff_us) FILTER (WHERE {window})) / {US_PER_HOUR}",
     }
-    return expressions[feature.agg]
+    columns = {feature.name: expressions[feature.agg]}
+    if feature.agg == "slope":
+        columns[SLOPE_TIMES_PREFIX + feature.name] = f"list(f.eff_us {_ORDER}) {numeric}"
+    return columns
 
 
 def _block(name: str, join: str, columns: dict[str, str]) -> str:
-    selected = ", ".join(f"{expression} AS {column}" for column, expression in columns.items())
+    selected = ", ".join(f'{expression} AS "{column}"' for column, expression in columns.items())
     return (
         f"{name} AS (SELECT i.row_id, {selected} FROM idx i LEFT JOIN f ON f.patient_key = i.patient_key "
         f"AND {join} GROUP BY i.row_id, i.t_us, i.encounter_key)"
@@ -100,7 +113,7 @@ def _feature_blocks(spec: DatasetSpec) -> list[tuple[str, list[str]]]:
             f"f.kind <> 'outcome' AND f.concept IN ({_in_list([f.concept for f in measurements])}) "
             f"AND {visible} AND f.eff_us > i.t_us - {widest}"
         )
-        columns = {f.name: _measurement_column(f) for f in measurements}
+        columns = {name: sql for f in measurements for name, sql in _measurement_columns(f).items()}
         blocks.append((_block("b_measure", join, columns), list(columns)))
     conditions = [f for f in spec.features if isinstance(f, ConditionFeature)]
     if conditions:
@@ -223,12 +236,22 @@ def select_features(con: duckdb.DuckDBPyConnection, index: pa.Table, spec: Datas
     ctes = ",\n".join(sql for sql, _ in blocks)
     aliases = [sql.split(" AS ", 1)[0] for sql, _ in blocks]
     joins = " ".join(f"LEFT JOIN {alias} USING (row_id)" for alias in aliases)
-    wanted = list(ATTRIBUTE_SCHEMA.names) + spec.feature_names
-    query = f"WITH {ctes} SELECT {', '.join(wanted)} FROM idx {joins} ORDER BY idx.row_id"
+    wanted = list(ATTRIBUTE_SCHEMA.names) + [name for _, names in blocks for name in names if name not in
+                                              ATTRIBUTE_SCHEMA.names]
+    selected = ", ".join(f'"{name}"' for name in wanted)
+    query = f"WITH {ctes} SELECT {selected} FROM idx {joins} ORDER BY idx.row_id"
     computed = con.sql(query).to_arrow_table()
     columns = [index.column(name) for name in INDEX_SCHEMA.names]
     columns += [computed.column(name) for name in ATTRIBUTE_SCHEMA.names]
-    columns += [_not_a_number_to_null(computed.column(name)) for name in spec.feature_names]
+    index_us = pc.cast(index.column("index_time"), pa.int64()).to_numpy()
+    for feature in spec.features:
+        values = computed.column(feature.name)
+        if isinstance(feature, MeasurementFeature) and feature.agg == "mean":
+            values = pa.chunked_array([means(values)])
+        elif isinstance(feature, MeasurementFeature) and feature.agg == "slope":
+            times = computed.column(SLOPE_TIMES_PREFIX + feature.name)
+            values = pa.chunked_array([slopes(times, values, index_us)])
+        columns.append(_not_a_number_to_null(values))
     return pa.Table.from_arrays(columns, schema=feature_schema(spec))
 
 

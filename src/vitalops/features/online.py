@@ -1,5 +1,9 @@
 """The online path: one patient's feature vector at a moment, from the facts store or straight
-from FHIR resources (a CDS Hooks prefetch), through the same kernel as the offline builder.
+from FHIR resources (a CDS Hooks prefetch), with the same definitions as the offline builder.
+
+The vector comes from ``vitalops.features.vector_kernel``, the point-in-time kernel for a few
+facts in plain Python (no DuckDB connection per call; the spec is compiled once per spec object),
+which a property test holds bit-identical to the DuckDB kernel that builds training sets.
 
 The index row is the moment ``at`` and the patient's current encounter as known at ``at``: the
 encounter in progress (started by ``at``, not ended before it), inpatient first, latest start
@@ -8,43 +12,29 @@ first. Pass ``encounter_key`` to name it instead.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vitalops.core.clock import as_utc
 from vitalops.errors import InvalidInput
 from vitalops.features.definitions import DatasetSpec
-from vitalops.features.engine import INDEX_SCHEMA, apply_imputation, register_index, select_features
-from vitalops.features.facts_view import ENCOUNTER_CONCEPT, ENGINE_COLUMNS, register_facts, visible_at
+from vitalops.features.facts_view import ENGINE_COLUMNS
 from vitalops.features.partitions import open_facts
+from vitalops.features.vector_kernel import compile_spec, current_encounter, facts_from_table, vector_at
 from vitalops.ingest.normalize import resources_to_facts
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.terminology import Terminology
 
 FeatureVector = dict[str, float | None]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _epoch_us(moment: datetime) -> int:
-    return int(pa.scalar(as_utc(moment), type=INDEX_SCHEMA.field("index_time").type).cast(pa.int64()).as_py())
-
-
-def _current_encounter(con: duckdb.DuckDBPyConnection, at_us: int) -> tuple[str | None, str | None]:
-    rows = con.sql(
-        f"""
-        SELECT f.encounter_key, f.site FROM f
-        WHERE f.kind = 'encounter' AND f.concept = '{ENCOUNTER_CONCEPT}' AND {visible_at("f", str(at_us))}
-          AND (f.end_us IS NULL OR f.end_us >= {at_us})
-        ORDER BY (f.value_code = 'IMP') DESC, f.eff_us DESC, f.fact_id DESC LIMIT 1
-        """
-    ).fetchall()
-    if rows:
-        return rows[0][0], rows[0][1]
-    site = con.sql(f"SELECT arg_max(site, (known_us, fact_id)) FROM f WHERE known_us <= {at_us}").fetchall()
-    return None, site[0][0] if site else None
+    delta = as_utc(moment) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def vector_from_facts(
@@ -52,22 +42,11 @@ def vector_from_facts(
 ) -> FeatureVector:
     """The feature vector of ``patient_key`` at ``at`` from ``facts`` (all of that patient's facts,
     or at least all known by ``at``); imputation applied as declared."""
-    at = as_utc(at)
     at_us = _epoch_us(at)
-    con = duckdb.connect()
-    try:
-        register_facts(con, facts)
-        current, site = _current_encounter(con, at_us)
-        index = pa.Table.from_pylist(
-            [{"patient_key": patient_key, "index_time": at, "encounter_key": encounter_key or current,
-              "site": site}],
-            schema=INDEX_SCHEMA,
-        )
-        index = register_index(con, index)
-        row = apply_imputation(select_features(con, index, spec), spec)
-    finally:
-        con.close()
-    return {name: row.column(name)[0].as_py() for name in spec.feature_names}
+    patient_facts = [fact for fact in facts_from_table(facts) if fact.patient_key == patient_key]
+    encounter = encounter_key or current_encounter(patient_facts, at_us)
+    _, vector = vector_at(patient_facts, compile_spec(spec), at_us, encounter)
+    return vector
 
 
 def features_from_store(
