@@ -50,15 +50,23 @@ def iter_resources(path: Path) -> Iterator[SourceRecord]:
 
     Never raises for bad content; raises FileNotFoundError only when ``path`` does not exist.
     """
+    for file in source_files(path):
+        yield from _iter_file(file)
+
+
+def source_files(path: Path) -> list[Path]:
+    """The files ``iter_resources`` reads under ``path``, in its order; raises FileNotFoundError
+    when ``path`` does not exist."""
     path = Path(path)
     if path.is_dir():
-        for child in sorted(path.rglob("*")):
-            if child.is_file() and not child.name.startswith(".") and _suffix_kind(child) is not None:
-                yield from _iter_file(child)
-        return
+        return [
+            child
+            for child in sorted(path.rglob("*"))
+            if child.is_file() and not child.name.startswith(".") and _suffix_kind(child) is not None
+        ]
     if not path.exists():
         raise FileNotFoundError(str(path))
-    yield from _iter_file(path)
+    return [path]
 
 
 def _suffix_kind(path: Path) -> str | None:
@@ -114,17 +122,43 @@ def _iter_ndjson(path: Path) -> Iterator[SourceRecord]:
                 except orjson.JSONDecodeError:
                     yield _failed(file, line_no, "json.invalid", "the line is not valid JSON")
                     continue
-                if type(value) is dict and value.get("resourceType") == "Bundle":
-                    yield from _iter_bundle(file, value, line_no)
-                elif type(value) is dict:
+                if type(value) is dict and value.get("resourceType") != "Bundle":
                     yield SourceRecord(file, line_no, value)
                 else:
-                    yield _failed(file, line_no, "json.not_object", "the line is not a JSON object")
+                    yield from _records_of_value(file, line_no, value)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         # A truncated or corrupt gzip stream: what was read has been yielded; say where it stopped.
         yield _failed(file, line_no + 1, "file.truncated", f"stream ends early ({type(exc).__name__})")
     except OSError as exc:
         yield _failed(file, line_no + 1, "file.unreadable", f"file could not be read ({type(exc).__name__})")
+
+
+def records_of_line(file: str, line_no: int, line: bytes) -> Iterator[SourceRecord]:
+    """The records of one NDJSON line, exactly as ``iter_resources`` reads them: nothing for a
+    blank line, an error record for a line that is not a JSON object, the entries of a Bundle."""
+    if not line.strip():
+        return
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        yield _failed(file, line_no, "json.invalid", "the line is not valid JSON")
+        return
+    yield from _records_of_value(file, line_no, value)
+
+
+def _records_of_value(file: str, line_no: int, value: Any) -> Iterator[SourceRecord]:
+    if type(value) is not dict:
+        yield _failed(file, line_no, "json.not_object", "the line is not a JSON object")
+    elif value.get("resourceType") == "Bundle":
+        yield from _iter_bundle(file, value, line_no)
+    else:
+        yield SourceRecord(file, line_no, value)
+
+
+def is_plain_ndjson(path: Path) -> bool:
+    """True when ``iter_resources`` reads ``path`` as plain (not gzip) NDJSON by its suffix."""
+    name = path.name.lower()
+    return _suffix_kind(path) == "ndjson" and not name.endswith(".gz")
 
 
 def _iter_json(path: Path) -> Iterator[SourceRecord]:

@@ -101,66 +101,93 @@ def records_to_facts(
     batch_id: str,
 ) -> NormalizeResult:
     """Normalize records from ``vitalops.fhir.readers`` (bad records included) to facts."""
-    ctx = Context(site, pseudonymizer, terminology, isoformat_utc(known_at_default))
-    rows: list[Row] = []
-    quarantined: list[QuarantineRecord] = []
-    skipped: Counter[str] = Counter()
-    provenance: dict[int, tuple[str, int, str, str]] = {}  # resource index -> file, line, type, site
-    per_site: Counter[str] = Counter()
-    read = 0
-    for index, record in enumerate(records):
-        read += 1
+    chunk = ChunkNormalization(Context(site, pseudonymizer, terminology, isoformat_utc(known_at_default)))
+    for record in records:
+        chunk.add_record(record)
+    return chunk.result(batch_id)
+
+
+class ChunkNormalization:
+    """The facts and outcomes of one chunk of records, built up one record at a time.
+
+    ``add_record`` is the per-resource path; a faster reader may append rows for resources it has
+    proved it handles exactly as ``add_record`` would (``add_fast``), and hand the rest here.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.rows: list[Row] = []
+        self.quarantined: list[QuarantineRecord] = []
+        self.skipped: Counter[str] = Counter()
+        # resource index -> file, line, type, site: to quarantine a resource whose date Arrow cannot read
+        self.provenance: dict[int, tuple[str, int, str, str]] = {}
+        self.per_site: Counter[str] = Counter()
+        self.read = 0
+
+    def add_record(self, record: SourceRecord) -> None:
+        """Normalize one record: its rows join the chunk, or it is counted as skipped or quarantined."""
+        index = self.read
+        self.read += 1
+        ctx, rows = self.ctx, self.rows
         resource = record.resource
         if resource is None:
             error = record.error or "input.unreadable"
             if error in _SKIPPED_READER_ERRORS:
-                skipped[_SKIPPED_READER_ERRORS[error]] += 1
+                self.skipped[_SKIPPED_READER_ERRORS[error]] += 1
             else:
-                quarantined.append(
+                self.quarantined.append(
                     QuarantineRecord(record.file, record.line, None, None, error, record.detail or error)
                 )
-            continue
+            return
         resource_type = resource.get("resourceType")
         extractor = EXTRACTORS.get(resource_type)  # type: ignore[arg-type]
         if extractor is None:
-            _unsupported(record, resource_type, skipped, quarantined, ctx)
-            continue
+            _unsupported(record, resource_type, self.skipped, self.quarantined, ctx)
+            return
         mark = len(rows)
         try:
             resource_site = extractor(resource, ctx, index, rows)
         except Skipped as outcome:
             del rows[mark:]
-            skipped[outcome.reason] += 1
-            continue
+            self.skipped[outcome.reason] += 1
+            return
         except Rejected as outcome:
             del rows[mark:]
-            quarantined.append(_quarantine(record, resource_type, outcome.rule, outcome.reason, ctx))
-            continue
+            self.quarantined.append(_quarantine(record, resource_type, outcome.rule, outcome.reason, ctx))
+            return
         except (AttributeError, TypeError, KeyError, ValueError, IndexError):
             # An element of the wrong JSON shape (a string where an object belongs, ...).
             del rows[mark:]
-            quarantined.append(
+            self.quarantined.append(
                 _quarantine(record, resource_type, "resource.malformed", "an element has the wrong JSON type", ctx)
             )
-            continue
-        provenance[index] = (record.file, record.line, resource_type, resource_site)
-        per_site[resource_site] += 1
-    built = build_facts(rows, batch_id)
-    for index in sorted(built.bad_time_resources):
-        file, line, resource_type, resource_site = provenance[index]
-        per_site[resource_site] -= 1
-        quarantined.append(
-            QuarantineRecord(file, line, resource_type, None, "date.invalid", "a date cannot be read", resource_site)
+            return
+        self.provenance[index] = (record.file, record.line, resource_type, resource_site)
+        self.per_site[resource_site] += 1
+
+    def result(self, batch_id: str) -> NormalizeResult:
+        """The facts table of the chunk and its counts; a resource with a date Arrow cannot read is
+        quarantined whole."""
+        built = build_facts(self.rows, batch_id)
+        per_site = self.per_site
+        quarantined = self.quarantined
+        for index in sorted(built.bad_time_resources):
+            file, line, resource_type, resource_site = self.provenance[index]
+            per_site[resource_site] -= 1
+            quarantined.append(
+                QuarantineRecord(
+                    file, line, resource_type, None, "date.invalid", "a date cannot be read", resource_site
+                )
+            )
+        return NormalizeResult(
+            facts=built.table,
+            quarantined=quarantined,
+            skipped=dict(self.skipped),
+            read=self.read,
+            ingested=sum(per_site.values()),
+            duplicates=built.duplicates,
+            ingested_per_site={name: count for name, count in per_site.items() if count},
         )
-    return NormalizeResult(
-        facts=built.table,
-        quarantined=quarantined,
-        skipped=dict(skipped),
-        read=read,
-        ingested=sum(per_site.values()),
-        duplicates=built.duplicates,
-        ingested_per_site={name: count for name, count in per_site.items() if count},
-    )
 
 
 def _unsupported(

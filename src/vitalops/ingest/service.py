@@ -10,10 +10,9 @@ are written in the same transactions (counts only, no patient data).
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,14 @@ from sqlalchemy import select
 
 from vitalops import audit
 from vitalops.auth import Permission, Principal, authorize
-from vitalops.core.clock import utcnow
+from vitalops.core.clock import isoformat_utc, utcnow
 from vitalops.core.ids import new_id
 from vitalops.core.settings import get_settings
 from vitalops.db import Database
 from vitalops.db.tables.ingest import IngestBatchRow
 from vitalops.errors import InvalidInput
-from vitalops.fhir.readers import SourceRecord, iter_resources
-from vitalops.ingest.normalize import records_to_facts
+from vitalops.ingest.chunks import normalized_chunks
+from vitalops.ingest.extract_common import Context
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.lake.facts import FactsStore
 from vitalops.lake.quarantine import QuarantineStore
@@ -75,11 +74,6 @@ def _chunk_resources() -> int:
     if size < 1:
         raise InvalidInput(f"{CHUNK_ENV} must be at least 1")
     return size
-
-
-def _records(paths: Sequence[Path]) -> Iterator[SourceRecord]:
-    for path in paths:
-        yield from iter_resources(path)
 
 
 def ingest_paths(
@@ -136,23 +130,10 @@ def ingest_paths(
     skipped: Counter[str] = Counter()
     rules: Counter[str] = Counter()
     per_site: Counter[str] = Counter()
-    chunk_size = _chunk_resources()
-    records = _records(paths)
+    ctx = Context(site or DEFAULT_SITE, pseudonyms, terminology, isoformat_utc(started))
+    chunks = normalized_chunks(paths, ctx, chunk_resources=_chunk_resources(), batch_id=batch_id)
     try:
-        while True:
-            # Peek one record so an exhausted input ends the loop; the rest streams through.
-            first = next(records, None)
-            if first is None:
-                break
-            chunk = itertools.chain((first,), itertools.islice(records, chunk_size - 1))
-            result = records_to_facts(
-                chunk,
-                site=site or DEFAULT_SITE,
-                pseudonymizer=pseudonyms,
-                terminology=terminology,
-                known_at_default=started,
-                batch_id=batch_id,
-            )
+        for result in chunks:
             added = facts_store.append(result.facts)
             quarantine.append(
                 result.quarantined, batch_id=batch_id, default_site=site or DEFAULT_SITE, quarantined_at=utcnow()

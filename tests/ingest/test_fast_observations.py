@@ -1,0 +1,197 @@
+"""The Observation fast path gives exactly the facts, quarantine and counts of the per-resource path."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import operator
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from vitalops.fhir.readers import iter_resources
+from vitalops.ingest.chunks import normalized_chunks
+from vitalops.ingest.extract_common import Context
+from vitalops.ingest.fact_rows import ROW_FIELDS
+from vitalops.ingest.fast_observations import FastObservations
+from vitalops.ingest.normalize import ChunkNormalization, NormalizeResult
+from vitalops.ingest.pseudonym import Pseudonymizer
+from vitalops.synth import generate_hospital
+from vitalops.terminology import Terminology, load_terminology
+
+BAD_INPUTS = Path(__file__).resolve().parents[1] / "data" / "bad_inputs"
+INGEST_TIME = datetime(2025, 3, 1, 12, tzinfo=UTC)
+# The fact id as first defined: sha256 of "%s"-formatted id fields joined by \x1f.
+_ID_FIELDS = operator.itemgetter(*(i for i, n in enumerate(ROW_FIELDS) if n not in ("known_at", "resource_index")))
+_ID_TEMPLATE = "\x1f".join(["%s"] * 17)
+
+
+@pytest.fixture(scope="module")
+def terminology() -> Terminology:
+    return load_terminology()
+
+
+@pytest.fixture(scope="module")
+def hospital_observations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    files = {}
+    for scenario in (None, "unit-change"):
+        out = tmp_path_factory.mktemp(f"synth-{scenario}")
+        generate_hospital(out, patients=150, sites=["north", "south", "east"], seed=3, scenario=scenario)
+        files[str(scenario)] = out / "Observation.ndjson"
+    return files
+
+
+def _ctx(terminology: Terminology) -> Context:
+    return Context("S1", Pseudonymizer(b"fast-path-key"), terminology, "2025-03-01T12:00:00.000000Z")
+
+
+def _per_resource(file: Path, terminology: Terminology) -> tuple[NormalizeResult, list[tuple[Any, ...]]]:
+    chunk = ChunkNormalization(_ctx(terminology))
+    for record in iter_resources(file):
+        chunk.add_record(record)
+    rows = list(chunk.rows)
+    return chunk.result("b1"), rows
+
+
+def _fast(file: Path, terminology: Terminology) -> tuple[NormalizeResult, int]:
+    ctx = _ctx(terminology)
+    fast = FastObservations(ctx)
+    chunk = ChunkNormalization(ctx)
+    fast.add_lines(chunk, str(file), 1, file.read_bytes().splitlines(keepends=True))
+    return chunk.result("b1"), fast.taken
+
+
+def _assert_same(fast: NormalizeResult, exact: NormalizeResult) -> None:
+    assert fast.facts.schema == exact.facts.schema
+    assert fast.facts.sort_by("fact_id").to_pylist() == exact.facts.sort_by("fact_id").to_pylist()
+    assert sorted(fast.quarantined, key=repr) == sorted(exact.quarantined, key=repr)
+    assert (fast.read, fast.ingested, fast.duplicates) == (exact.read, exact.ingested, exact.duplicates)
+    assert fast.skipped == exact.skipped
+    assert fast.ingested_per_site == exact.ingested_per_site
+
+
+@pytest.mark.parametrize("scenario", ["None", "unit-change"])
+def test_synthetic_hospital_observations_give_identical_facts(
+    scenario: str, hospital_observations: dict[str, Path], terminology: Terminology
+) -> None:
+    file = hospital_observations[scenario]
+    exact, rows = _per_resource(file, terminology)
+    fast, taken = _fast(file, terminology)
+    _assert_same(fast, exact)
+    assert taken > 0.95 * exact.read  # the fast path really ran
+    assert exact.facts.num_rows > 30_000 and {"Cel", "kg"} <= set(exact.facts["unit"].to_pylist())
+    # Fact ids keep their first definition.
+    first_definition = {hashlib.sha256((_ID_TEMPLATE % _ID_FIELDS(row)).encode()).hexdigest() for row in rows}
+    assert first_definition == set(exact.facts["fact_id"].to_pylist())
+
+
+def _odd_variants(observation: dict[str, Any]) -> list[dict[str, Any] | str | list[Any]]:
+    """Shapes the fast path must hand to the per-resource path (or handle exactly)."""
+    edits: list[Callable[[dict[str, Any]], object]] = [
+        lambda o: o.pop("meta"),
+        lambda o: o.update(effectiveDateTime="2024-06-30"),
+        lambda o: o.update(effectiveDateTime="2024-06-30T10:46:07"),
+        lambda o: o.update(effectiveDateTime="2024-13-45T10:46:07Z"),
+        lambda o: o.update(subject={"reference": "urn:uuid:6f3c2b8e-0000-4000-8000-000000000001"}),
+        lambda o: o.update(subject={"reference": "https://ehr.example/fhir/Patient/p9/_history/2"}),
+        lambda o: o.update(subject={"reference": "Group/g1"}),
+        lambda o: o.update(subject={"display": "no reference"}),
+        lambda o: o.update(context=o.pop("encounter")),
+        lambda o: o.update(encounter={"reference": "#contained"}),
+        lambda o: o.update(encounter={"reference": "Encounter/"}),
+        lambda o: o["valueQuantity"].update(value="12"),
+        lambda o: o["valueQuantity"].update(value=True),
+        lambda o: o["valueQuantity"].update(value=72),
+        lambda o: o["valueQuantity"].update(code="kg", unit="kg"),
+        lambda o: o["valueQuantity"].update(code="blah", unit="blah"),
+        lambda o: (o["valueQuantity"].pop("code"), o["valueQuantity"].pop("unit")),
+        lambda o: o["valueQuantity"].update(code=None, unit="mg/dl "),
+        lambda o: o.update(status="cancelled"),
+        lambda o: o.pop("status"),
+        lambda o: o.update(valueString=str(o.pop("valueQuantity"))),
+        lambda o: o.update(valueInteger=7) or o.pop("valueQuantity"),
+        lambda o: o.update(issued="2024-06-30T10:59:54"),
+        lambda o: o.update(issued="2020-01-01T00:00:00Z"),
+        lambda o: o.pop("issued"),
+        lambda o: (o.pop("issued"), o["meta"].pop("lastUpdated")),
+        lambda o: o["meta"].update(versionId=3),
+        lambda o: o["meta"].update(versionId=""),
+        lambda o: o["meta"].update(tag=[{"system": "other", "code": "x"}, {"system": o["meta"]["tag"][0]["system"]}]),
+        lambda o: o["meta"].update(tag=[]),
+        lambda o: o.update(code={"coding": []}),
+        lambda o: o.pop("code"),
+        lambda o: o.update(code={"coding": [{"system": "http://local", "code": "HR"}]}),
+        lambda o: o.pop("category"),
+        lambda o: o.update(category={"coding": []}),
+        lambda o: o.update(category=[{"coding": [{"code": "laboratory"}]}]),
+        lambda o: o.update(
+            text={"status": "generated", "div": "<div>x</div>"}, extension=[{"url": "u", "valueString": "s"}]
+        ),
+        lambda o: o.update(id=""),
+        lambda o: o.update(resourceType="Patient"),
+        lambda o: o.update(
+            component=[
+                {"code": o["code"], "valueQuantity": o["valueQuantity"]},
+                {"code": o["code"], "dataAbsentReason": {}},
+            ]
+        ),
+        lambda o: (
+            o.update(valueString="panel note", component=[{"code": o["code"], "valueQuantity": o["valueQuantity"]}])
+            or o.pop("valueQuantity")
+        ),
+        lambda o: (
+            o.update(component=[{"code": o["code"], "valueQuantity": o["valueQuantity"]}]) or o.pop("valueQuantity")
+        ),
+        lambda o: o.update(component=[]) or o.pop("valueQuantity"),
+    ]
+    variants: list[dict[str, Any] | str | list[Any]] = []
+    for edit in edits:
+        changed = copy.deepcopy(observation)
+        edit(changed)
+        variants.append(changed)
+    variants += [
+        observation,
+        observation,  # the same fact twice: the second is a duplicate
+        {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": observation}]},
+        "not json {",
+        "",
+        [1, 2],
+    ]
+    return variants
+
+
+def test_odd_and_bad_lines_give_identical_outcomes(
+    hospital_observations: dict[str, Path], terminology: Terminology, tmp_path: Path
+) -> None:
+    source = hospital_observations["None"].read_bytes().splitlines()
+    plain = [orjson.loads(line) for line in source[:200]]
+    with_quantity = [o for o in plain if "valueQuantity" in o][:3]
+    lines: list[bytes] = []
+    for observation in with_quantity:
+        for variant in _odd_variants(observation):
+            lines.append(variant.encode() if isinstance(variant, str) else orjson.dumps(variant))
+    lines += source[:200] + (BAD_INPUTS / "observations.ndjson").read_bytes().splitlines()
+    lines += (BAD_INPUTS / "not_json.ndjson").read_bytes().splitlines()
+    odd = tmp_path / "Observation.ndjson"
+    odd.write_bytes(b"\n".join(lines) + b"\n")
+    exact, _ = _per_resource(odd, terminology)
+    fast, taken = _fast(odd, terminology)
+    _assert_same(fast, exact)
+    assert exact.quarantined and exact.skipped and exact.duplicates  # the file exercises every outcome
+    assert 200 < taken < exact.read
+
+
+def test_ingest_chunks_of_any_size_match_the_per_resource_path(
+    hospital_observations: dict[str, Path], terminology: Terminology
+) -> None:
+    file = hospital_observations["unit-change"]
+    exact, _ = _per_resource(file, terminology)
+    results = list(normalized_chunks([file], _ctx(terminology), chunk_resources=7_001, batch_id="b1"))
+    assert len(results) > 1
+    ids = [fact_id for result in results for fact_id in result.facts["fact_id"].to_pylist()]
+    assert sorted(ids) == sorted(exact.facts["fact_id"].to_pylist())
+    assert sum(result.read for result in results) == exact.read
