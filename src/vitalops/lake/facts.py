@@ -9,13 +9,17 @@ table, so any past view can be rebuilt.
 
 Each ``append`` is one Delta commit per chunk: a process killed mid-batch leaves whole chunks
 committed and nothing half-written, and because appends skip fact ids already present, a rerun
-adds exactly what is missing.
+adds exactly what is missing. The check for present ids and the commit run under a per-lake lock
+(see ``FactsStore._commit_lock``), so concurrent ingests into one local lake add each fact once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import fcntl
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -30,6 +34,8 @@ from vitalops.lake.tables import table_exists, table_uri
 #: Facts per Delta commit: bounds memory and the work a crash can lose.
 DEFAULT_COMMIT_ROWS = 100_000
 _END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+#: The lock file, under the lake root, that serializes de-duplication and commit of facts.
+_LOCK_FILE = ".facts.lock"
 
 
 def pit_facts_sql(view_name: str, as_of: str = "$as_of") -> str:
@@ -89,11 +95,37 @@ class FactsStore:
         return added
 
     def _append_chunk(self, chunk: pa.Table) -> int:
-        fresh = self._without_existing(_unique(chunk))
-        if fresh.num_rows == 0:
-            return 0
-        write_deltalake(self.uri, fresh, mode="append", partition_by=FACTS_PARTITIONS)
+        chunk = _unique(chunk)
+        with self._commit_lock():
+            fresh = self._without_existing(chunk)
+            if fresh.num_rows == 0:
+                return 0
+            write_deltalake(self.uri, fresh, mode="append", partition_by=FACTS_PARTITIONS)
         return fresh.num_rows
+
+    @contextlib.contextmanager
+    def _commit_lock(self) -> Iterator[None]:
+        """Hold the lake's facts lock while a chunk is checked against the table and committed.
+
+        Without it two ingests of the same resources into one lake could both find a fact missing
+        and both add it. For a local lake the lock is ``fcntl.flock`` on ``.facts.lock`` beside the
+        table (under the lake root), which serializes processes on this host and on file systems
+        with working POSIX locks; the kernel releases it when a process dies, so a killed ingest
+        never leaves it held. For an object-store lake (``s3://``, ``abfs://``, ``gs://``) there is
+        no lock here: run one ingest per lake at a time there, because Delta's optimistic commits
+        prevent torn writes but not two commits of the same new facts.
+        """
+        if "://" in self.uri:
+            yield
+            return
+        lock_path = Path(self.uri).parent / _LOCK_FILE
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def _without_existing(self, chunk: pa.Table) -> pa.Table:
         """``chunk`` minus the facts already in the table, reading only the fact ids of the
