@@ -92,3 +92,21 @@ def test_a_cohort_that_selects_nobody_is_an_error_at_build(tmp_path: Path, hospi
     spec = load_spec(_write(tmp_path, document, "nobody.yaml"), terminology=load_terminology())
     with pytest.raises(InvalidInput, match="nobody.yaml: cohort: selects nobody"):
         build_training_set(spec, hospital_lake.lake_root)
+
+
+def test_cohort_exclusions_are_part_of_the_version(tmp_path: Path) -> None:
+    document = _document()
+    with_exclusions = load_spec(_write(tmp_path, document)).version
+    document["cohort"].pop("stop_after")
+    document["cohort"].pop("exclude_active")
+    without = load_spec(_write(tmp_path, document, "without.yaml")).version
+    assert without != with_exclusions
+    document["cohort"].update(exclude_active=[], stop_after=[])  # stated at their defaults: the same definition
+    assert load_spec(_write(tmp_path, document, "same.yaml")).version == without
+
+
+def test_an_unknown_stop_after_event_names_the_field(tmp_path: Path) -> None:
+    document = _document()
+    document["cohort"]["stop_after"][0]["concept"] = "ward_move"
+    with pytest.raises(InvalidInput, match="cohort.stop_after\\[0\\].concept: unknown encounter outcome 'ward_move'"):
+        load_spec(_write(tmp_path, document))

@@ -49,6 +49,12 @@ FEATURE_CONCEPT_KINDS = {
 OUTCOME_CONCEPTS = {"encounter": frozenset({"icu_stay"}), "outcome": frozenset({"death"})}
 #: Encounter classes (HL7 v3 ActCode) that cohorts and utilization features speak of.
 EncounterClass = Literal["IMP", "EMER", "AMB"]
+#: Encounter concepts with a period that a cohort can exclude while they are in progress.
+ActiveEncounterConcept = Literal["icu_stay"]
+#: Cohort fields added after the first release: left out of the version while at their defaults,
+#: so that definitions which do not use them keep their version.
+_LATER_COHORT_FIELDS = {"exclude_active": [], "stop_after": [], "exclude_dispositions": [],
+                        "exclude_transfers": False}
 
 
 def parse_duration(text: str) -> timedelta:
@@ -188,16 +194,36 @@ class CriteriaDef(_Definition):
         return self
 
 
+class OutcomeRef(_Definition):
+    """A fact that counts as the outcome: an encounter concept (``icu_stay``) or an outcome (``death``)."""
+
+    kind: Literal["encounter", "outcome"]
+    concept: str
+
+
 class CohortDef(_Definition):
     """When predictions are made. ``every``: at admission + k * ``every`` while the stay lasts
     (before discharge); ``discharge``: at each discharge. The cohort may use an encounter's final
-    period (it is the sampling design); features never do."""
+    period (it is the sampling design); features never do.
+
+    Exclusions: ``exclude_active`` drops index times at which an encounter of the concept (an ICU
+    stay) is in progress as known at that time (started by T, not ended by T in the version
+    current at T); ``stop_after`` (``every`` only) ends a stay's rows at its first such event at
+    or after admission (an ICU transfer, death), as finally recorded; ``exclude_dispositions``
+    (``discharge`` only) drops discharges whose recorded disposition code (HL7
+    discharge-disposition, such as ``exp`` for death) is listed; ``exclude_transfers``
+    (``discharge`` only) drops an encounter's end while another encounter of the cohort's classes
+    is still in progress (a move within the hospital, such as from the ICU back to the ward)."""
 
     schedule: Literal["every", "discharge"]
     every: str | None = None
     encounter_classes: list[EncounterClass] = Field(default_factory=lambda: ["IMP"], min_length=1)
     include: CriteriaDef = Field(default_factory=CriteriaDef)
     exclude: CriteriaDef | None = None
+    exclude_active: list[ActiveEncounterConcept] = Field(default_factory=list)
+    stop_after: list[OutcomeRef] = Field(default_factory=list)
+    exclude_dispositions: list[str] = Field(default_factory=list)
+    exclude_transfers: bool = False
 
     @field_validator("every")
     @classmethod
@@ -208,14 +234,14 @@ class CohortDef(_Definition):
     def _every_needs_interval(self) -> CohortDef:
         if self.schedule == "every" and self.every is None:
             raise ValueError("schedule 'every' needs an interval in 'every', e.g. '4h'")
+        if self.schedule != "every" and self.stop_after:
+            raise ValueError("stop_after applies to schedule 'every' (a discharge is scored after its events)")
+        if self.schedule != "discharge" and (self.exclude_dispositions or self.exclude_transfers):
+            raise ValueError(
+                "exclude_dispositions and exclude_transfers apply to schedule 'discharge' (choosing stays "
+                "by how they ended would select on the outcome)"
+            )
         return self
-
-
-class OutcomeRef(_Definition):
-    """A fact that counts as the outcome: an encounter concept (``icu_stay``) or an outcome (``death``)."""
-
-    kind: Literal["encounter", "outcome"]
-    concept: str
 
 
 class LabelDef(_Definition):
@@ -289,6 +315,10 @@ class DatasetSpec(_Definition):
     def version(self) -> str:
         """sha256 of the canonical definitions and the terminology version they were checked against."""
         definitions = self.model_dump(mode="json")
+        cohort = definitions["cohort"]
+        for name, default in _LATER_COHORT_FIELDS.items():
+            if cohort.get(name) == default:
+                del cohort[name]
         return content_hash({"definitions": definitions, "terminology": self._terminology_version})
 
 
@@ -353,9 +383,11 @@ def _check_concepts(spec: DatasetSpec, source: str, terminology: Terminology) ->
                 f"{' or '.join(allowed)}",
                 details={"file": source, "field": field},
             )
-    for position, outcome in enumerate(spec.label.outcomes):
+    events = [(f"label.outcomes[{position}]", outcome) for position, outcome in enumerate(spec.label.outcomes)]
+    events += [(f"cohort.stop_after[{position}]", event) for position, event in enumerate(spec.cohort.stop_after)]
+    for where, outcome in events:
         if outcome.concept not in OUTCOME_CONCEPTS[outcome.kind]:
-            field = f"label.outcomes[{position}].concept"
+            field = f"{where}.concept"
             raise InvalidInput(
                 f"{source}: {field}: unknown {outcome.kind} outcome {outcome.concept!r} "
                 f"(known: {', '.join(sorted(OUTCOME_CONCEPTS[outcome.kind]))})",
