@@ -33,7 +33,10 @@ def pccp_check(
     """Evaluate every criterion of the plan; exit 1 if any fails (the check is recorded either way)."""
     database = open_database()
     check = run_pccp_check(database, cli_principal(database), name, version, site=site)
-    rows = [{**c.model_dump(), "result": "pass" if c.passed else "FAIL"} for c in check.criteria]
+    rows = [
+        {**c.model_dump(), "result": ("pass" if c.passed else "FAIL") if c.evaluable else "n/a"}
+        for c in check.criteria
+    ]
 
     def render(_: object) -> None:
         console.print(

@@ -21,11 +21,16 @@ PSI_FLOOR = 1e-4
 
 
 class Criterion(BaseModel):
+    """One criterion of a PCCP check. ``evaluable`` is False where the data cannot judge it (a
+    suppressed small group, a group with one outcome class): it does not fail the check, and it is
+    shown as "n/a", never as a pass."""
+
     name: str
     value: float | str | None
     bound: str
     passed: bool
     note: str = ""
+    evaluable: bool = True
 
 
 def _num(value: float | None) -> float | None:
@@ -148,6 +153,7 @@ def ratios(
                     bound="suppressed",
                     passed=True,
                     note=f"fewer than {bounds.small_group_min} rows",
+                    evaluable=False,
                 )
             )
             continue
@@ -164,6 +170,7 @@ def ratios(
                 bound=f"{bounds.ratio_min}-{bounds.ratio_max}",
                 passed=not finite or bounds.ratio_min <= ratio <= bounds.ratio_max,
                 note="" if finite else "not evaluable: one outcome class in this group",
+                evaluable=finite,
             )
         )
     return rows
