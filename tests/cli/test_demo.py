@@ -14,6 +14,9 @@ def test_demo_builds_the_hospital_end_to_end(cli) -> None:
     ingest = summary["ingest"]
     assert ingest["read"] == ingest["ingested"] + ingest["skipped"] + ingest["quarantined"]
     assert ingest["facts"] > ingest["ingested"]  # blood pressure panels and encounters give several facts
+    assert summary["hospital"]["defects"]["unconvertible_unit"] == 3
+    assert {"json.invalid", "unit.unconvertible", "observation.no_value", "date.no_timezone"} <= set(
+        ingest["quarantine_reasons"])
     assert {site["site"] for site in summary["quality"]["sites"]} == {"north", "south", "east"}
     for name in ("deterioration", "readmission"):
         dataset = summary["datasets"][name]

@@ -88,11 +88,13 @@ class DemoSteps:
         with progress_bar(not self.as_json) as bar:
             task = bar.add_task("generating patients", total=DEMO_PATIENTS)
             summary = generate_hospital(out, patients=DEMO_PATIENTS, sites=list(DEMO_SITES), seed=DEMO_SEED,
-                                        progress=lambda done: bar.update(task, completed=done))
+                                        progress=lambda done: bar.update(task, completed=done), defects=True)
         result = summary.to_dict()
         if not self.as_json:
             rows = [{"resource type": kind, "resources": count} for kind, count in result["resources"].items()]
             console.print(rows_table(rows, ["resource type", "resources"], title=f"Written to {out}"))
+            planted = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in result["defects"].items())
+            console.print(f"Planted into {DEMO_SITES[-1]}'s feed, to be caught by ingest and quality: {planted}")
         return out, result
 
     def ingest(self, folder: Path) -> dict[str, Any]:

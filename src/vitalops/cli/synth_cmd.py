@@ -59,6 +59,9 @@ def register(app: typer.Typer) -> None:
         scenario: Annotated[str | None, typer.Option("--scenario", help=f"One of: {', '.join(SCENARIOS)}.")] = None,
         start: Annotated[str | None, typer.Option("--start", help="First day (YYYY-MM-DD).")] = None,
         end: Annotated[str | None, typer.Option("--end", help="Last day (YYYY-MM-DD).")] = None,
+        defects: Annotated[
+            bool, typer.Option("--defects", help="Plant a few realistic feed defects into the last site.")
+        ] = False,
         as_json: JsonOption = False,
     ) -> None:
         """Write a synthetic multi-site hospital as FHIR R4 bulk NDJSON, with ground truth."""
@@ -83,5 +86,6 @@ def register(app: typer.Typer) -> None:
                 start=first,
                 end=last,
                 progress=lambda done: progress.update(task, completed=done),
+                defects=defects,
             )
         emit(summary.to_dict(), as_json, _render)

@@ -23,6 +23,7 @@ import numpy as np
 
 from vitalops.errors import InvalidInput
 from vitalops.synth.codes import CHRONIC_CONDITIONS
+from vitalops.synth.defects import plant_defects
 from vitalops.synth.encounters import Stay, plan_stay, stay_encounters, visit_encounter
 from vitalops.synth.fhir_json import DAY, HOUR, YEAR, IdMint
 from vitalops.synth.observations import Baseline, ObservationMaker, stay_observations, visit_observations
@@ -260,10 +261,12 @@ def generate_hospital(
     start: date | None = None,
     end: date | None = None,
     progress: Callable[[int], None] | None = None,
+    defects: bool = False,
 ) -> SynthSummary:
     """Simulate ``patients`` patients over ``sites`` and write the bulk export into ``out_dir``.
 
-    ``progress`` (optional) is called with the number of patients done so far. Raises
+    ``progress`` (optional) is called with the number of patients done so far. ``defects`` plants a
+    few realistic feed defects into the last site's export (see ``vitalops.synth.defects``). Raises
     InvalidInput for bad arguments (unknown scenario, bad site names, an empty or short period,
     an output folder that cannot be written).
     """
@@ -296,19 +299,21 @@ def generate_hospital(
                 progress(index + 1)
         writer.write_identifiers()
         per_site = {site: dict(counts) for site, counts in writer.counts.items()}
-        totals = {t: sum(counts[t] for counts in per_site.values()) for t in RESOURCE_TYPES}
-        return SynthSummary(
-            out_dir=str(out_dir),
-            patients=patients,
-            sites=site_names,
-            seed=seed,
-            scenario=chosen.name,
-            change_date=chosen.change_date,
-            start=start.isoformat(),
-            end=end.isoformat(),
-            resources=totals,
-            per_site=per_site,
-            files=writer.files(),
-            planted_identifiers=writer.planted_count(),
-            ground_truth=tally.summary(),
-        )
+    planted = plant_defects(out_dir, site_names[-1], seed) if defects else {}
+    totals = {t: sum(counts[t] for counts in per_site.values()) for t in RESOURCE_TYPES}
+    return SynthSummary(
+        out_dir=str(out_dir),
+        patients=patients,
+        sites=site_names,
+        seed=seed,
+        scenario=chosen.name,
+        change_date=chosen.change_date,
+        start=start.isoformat(),
+        end=end.isoformat(),
+        resources=totals,
+        per_site=per_site,
+        files=writer.files(),
+        planted_identifiers=writer.planted_count(),
+        ground_truth=tally.summary(),
+        defects=planted,
+    )

@@ -66,6 +66,8 @@ class SynthSummary:
     files: list[str] = field(default_factory=list)
     planted_identifiers: int = 0
     ground_truth: dict[str, Any] = field(default_factory=dict)
+    #: Feed defects planted on request, by kind (see ``vitalops.synth.defects``); not in ``resources``.
+    defects: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe copy (no patient data: counts, names of files and sites, rates)."""
