@@ -83,6 +83,13 @@ def _bad_time(text: str | None) -> bool:
     return parsed.tzinfo is None or not 1 <= parsed.year <= 9999
 
 
+def _months(effective: pa.Array) -> pa.Array:
+    """``YYYY-MM`` of each UTC timestamp, formatted once per distinct month (a chunk spans few)."""
+    months = pc.floor_temporal(effective, unit="month")
+    distinct = pc.unique(months)
+    return pc.take(pc.strftime(distinct, format="%Y-%m"), pc.index_in(months, value_set=distinct))
+
+
 def build_facts(rows: list[Row], batch_id: str) -> BuiltFacts:
     """The facts table of ``rows``. Rows whose resource has an unreadable date are left out and
     their resource indexes returned, so that the caller quarantines those resources whole."""
@@ -114,7 +121,7 @@ def build_facts(rows: list[Row], batch_id: str) -> BuiltFacts:
     known = pc.if_else(pc.less(times["known_at"], effective), effective, times["known_at"])
     arrays = {
         "fact_id": ids,
-        "month": pc.strftime(effective, format="%Y-%m"),
+        "month": _months(effective),
         "effective_at": effective,
         "effective_end": times["effective_end"],
         "known_at": known,

@@ -23,11 +23,12 @@ from vitalops.fhir.readers import records_of_line
 from vitalops.ingest.extract_common import SITE_TAG_SYSTEM, Context, pick_coding
 from vitalops.ingest.extract_observation import _CATEGORY_KINDS, _NUMERIC_KINDS, _SKIPPED_STATUSES
 from vitalops.ingest.normalize import ChunkNormalization
-from vitalops.terminology import UnitError, normalize_unit_text, to_canonical
+from vitalops.terminology import UnitError, check_unit, normalize_unit_text, to_canonical
 
 _VALUE_KEY = b'"value'
 _NO_COMPONENTS: tuple[Any, ...] = ()
 _ABSENT = msgspec.Raw(b"")
+_MISS: Any = object()  # not in a cache yet, or a shape the per-resource path must read
 
 
 class _Coding(msgspec.Struct, frozen=True, gc=False):
@@ -60,13 +61,17 @@ class _Component(msgspec.Struct, frozen=True, gc=False):
     valueQuantity: _Quantity | None = None  # noqa: N815
 
 
+_NO_META = _Meta()
+_NO_REFERENCE = _Reference()
+
+
 class _Observation(msgspec.Struct, gc=False):
     resourceType: str | None = None  # noqa: N815
     id: str | None = None
-    meta: _Meta | None = None
+    meta: _Meta = _NO_META
     status: str | None = None
-    subject: _Reference | None = None
-    encounter: _Reference | None = None
+    subject: _Reference = _NO_REFERENCE
+    encounter: _Reference = _NO_REFERENCE
     context: msgspec.Raw = _ABSENT  # read by the per-resource path when encounter is absent
     effectiveDateTime: str | None = None  # noqa: N815
     issued: str | None = None
@@ -103,18 +108,137 @@ class FastObservations:
         self._patients: dict[str, str | None] = {}
         self._encounters: dict[str, str | None] = {}
         self._plain_units: dict[str, str] = {}
+        self._values: dict[tuple[Any, Any], tuple[Any, ...]] = {}
         self.taken = 0  # lines normalized here rather than by the per-resource path
 
     def add_lines(self, chunk: ChunkNormalization, file: str, first_line: int, lines: list[bytes]) -> None:
         """Normalize NDJSON ``lines`` (the first is line ``first_line`` of ``file``) into ``chunk``."""
         decoded = _decode_all(lines)
         source_ids = self._source_ids(decoded)
-        add_fast = self._add_fast
-        for offset, (line, observation) in enumerate(zip(lines, decoded, strict=True)):
-            line_no = first_line + offset
-            if observation is None or not add_fast(chunk, file, line_no, line, observation, source_ids[offset]):
-                for record in records_of_line(file, line_no, line):
-                    chunk.add_record(record)
+        # The loop below is the hot path of bulk ingest: it reads locals only and calls a method
+        # only on a cache miss or for components.
+        rows, provenance, per_site = chunk.rows, chunk.provenance, chunk.per_site
+        append = rows.append
+        patients, encounters, sites, kinds, values = (
+            self._patients,
+            self._encounters,
+            self._sites,
+            self._kinds,
+            self._values,
+        )
+        known_default = self.ctx.known_at_default
+        taken = 0
+        line_no = first_line - 1
+        for line, observation, source_id in zip(lines, decoded, source_ids, strict=True):
+            line_no += 1
+            if observation is None:
+                self._per_resource(chunk, file, line_no, line)
+                continue
+            status = observation.status
+            meta = observation.meta
+            reference = observation.subject.reference
+            patient = patients.get(reference, _MISS) if reference is not None else None
+            if patient is _MISS:
+                patient = self._patient(reference)  # type: ignore[arg-type]
+            encounter_ref = observation.encounter
+            if encounter_ref is _NO_REFERENCE:
+                encounter = None if observation.context is _ABSENT else _MISS
+            else:
+                # Anything but a plain Encounter/<id> reference is left to the per-resource path.
+                reference = encounter_ref.reference
+                encounter = encounters.get(reference, _MISS) if reference is not None else _MISS
+                if encounter is _MISS and reference is not None:
+                    encounter = self._encounter(reference)
+                if encounter is None:
+                    encounter = _MISS
+            effective = observation.effectiveDateTime
+            known = observation.issued
+            if known is None:
+                known = meta.lastUpdated
+            version = meta.versionId or meta.lastUpdated
+            if (
+                observation.resourceType != "Observation"
+                or not observation.id
+                or not status
+                or status in _SKIPPED_STATUSES
+                or not version
+                or patient is None
+                or encounter is _MISS
+                or type(effective) is not str
+                or len(effective) <= 10
+                or not (effective[-1] == "Z" or effective[-6] in "+-")
+                or (known is not None and not _zoned(known))
+            ):
+                self._per_resource(chunk, file, line_no, line)
+                continue
+            if known is None:
+                known = known_default
+            site = sites.get(meta.tag)
+            if site is None:
+                site = self._site(meta.tag)
+            category = observation.category
+            category_kind = kinds.get(category)
+            if category_kind is None:
+                category_kind = kinds[category] = _category_kind(category)
+            index = chunk.read
+            quantity = observation.valueQuantity
+            if quantity is not None and not observation.component:
+                value = quantity.value
+                raw_unit = quantity.code or quantity.unit
+                key = (observation.code, raw_unit)
+                resolved = values.get(key)
+                if resolved is None:
+                    resolved = values[key] = self._resolve_value(observation.code, raw_unit)
+                system, code, name, concept_kind, concept, unit = resolved
+                if value is None or concept is _MISS:
+                    self._per_resource(chunk, file, line_no, line)
+                    continue
+                number = float(value) if concept is None else to_canonical(concept, value, raw_unit)
+                append(
+                    (
+                        site,
+                        patient,
+                        concept_kind or category_kind,
+                        name,
+                        system,
+                        code,
+                        number,
+                        None,
+                        unit,
+                        status,
+                        encounter,
+                        effective,
+                        None,
+                        known,
+                        "Observation",
+                        source_id,
+                        version,
+                        0,
+                        index,
+                    )
+                )
+            elif not self._add_components(
+                rows,
+                observation,
+                line,
+                (site, patient),
+                (status, encounter, effective, None, known),
+                source_id,
+                version,
+                category_kind,
+                index,
+            ):
+                self._per_resource(chunk, file, line_no, line)
+                continue
+            chunk.read += 1
+            taken += 1
+            provenance[index] = (file, line_no, "Observation", site)
+            per_site[site] += 1
+        self.taken += taken
+
+    def _per_resource(self, chunk: ChunkNormalization, file: str, line_no: int, line: bytes) -> None:
+        for record in records_of_line(file, line_no, line):
+            chunk.add_record(record)
 
     def _source_ids(self, decoded: list[_Observation | None]) -> list[str]:
         """``Pseudonymizer.resource_key("Observation", id)`` of every decoded line, as one ``map``
@@ -124,77 +248,51 @@ class FastObservations:
         ]
         return list(self.ctx.pseudonyms.resource_keys("Observation", ids))
 
-    def _add_fast(
+    def _resolve_value(self, code_field: _CodeableConcept | None, raw_unit: str | None) -> tuple[Any, ...]:
+        """(system, code, concept name, concept kind when numeric, concept, unit) of a value coded
+        ``code_field`` in ``raw_unit``; concept is ``_MISS`` when the unit does not convert."""
+        system, code, concept = self._resolve(code_field)
+        if concept is None:
+            unit = None if raw_unit is None else normalize_unit_text(raw_unit)
+            return system, code, None, None, None, unit
+        try:
+            check_unit(concept, raw_unit)
+        except UnitError:
+            return system, code, None, None, _MISS, None
+        kind = concept.kind if concept.kind in _NUMERIC_KINDS else None
+        return system, code, concept.name, kind, concept, concept.canonical_unit
+
+    def _add_components(
         self,
-        chunk: ChunkNormalization,
-        file: str,
-        line_no: int,
-        line: bytes,
+        rows: list[Any],
         observation: _Observation,
+        line: bytes,
+        head: tuple[Any, ...],
+        middle: tuple[Any, ...],
         source_id: str,
+        version: str,
+        category_kind: str,
+        index: int,
     ) -> bool:
-        """Append the facts of one Observation and return True, or return False (and add nothing)
-        when its shape is not one this path handles exactly."""
-        status = observation.status
-        if observation.resourceType != "Observation" or not observation.id or not status or status in _SKIPPED_STATUSES:
-            return False
-        meta = observation.meta
-        if meta is None:
-            return False  # no version metadata: the version is a content hash (per-resource path)
-        version = meta.versionId or meta.lastUpdated
-        if not version:
-            return False
-        subject = observation.subject
-        patient = self._patient(subject.reference) if subject is not None else None
-        if patient is None:
-            return False
-        encounter_ref = observation.encounter
-        if encounter_ref is None:
-            if observation.context is not _ABSENT:
-                return False
-            encounter = None
-        else:
-            encounter = self._encounter(encounter_ref.reference)
-            if encounter is None:
-                return False
-        effective = observation.effectiveDateTime
-        if not _zoned(effective):
-            return False
-        known = observation.issued if observation.issued is not None else meta.lastUpdated
-        if known is None:
-            known = self.ctx.known_at_default
-        elif not _zoned(known):
-            return False
+        """Append the facts of an Observation with components (and perhaps its own value)."""
         components = observation.component
         quantity = observation.valueQuantity
-        if quantity is None:
-            # The per-resource path looks at every value[x] of the resource itself: take the line
-            # only when its every '"value' key belongs to a component Quantity.
-            if not components or line.count(_VALUE_KEY) != 2 * len(components):
-                return False
-        site = self._site(meta.tag)
-        category = observation.category
-        category_kind = self._kinds.get(category)
-        if category_kind is None:
-            category_kind = self._kinds[category] = _category_kind(category)
-        rows = chunk.rows
-        mark = len(rows)
-        index = chunk.read
-        head = (site, patient)
-        tail = (status, encounter, effective, None, known, "Observation", source_id, version)
-        kind = category_kind
-        if quantity is not None and not self._add_value(rows, head, tail, index, 0, observation.code, quantity, kind):
+        # The per-resource path looks at every value[x] of the resource itself: take a panel only
+        # when its every '"value' key belongs to a component Quantity.
+        if quantity is None and (not components or line.count(_VALUE_KEY) != 2 * len(components)):
             return False
-        for ordinal, component in enumerate(components or _NO_COMPONENTS, start=1):
+        tail = (*middle, "Observation", source_id, version)
+        mark = len(rows)
+        if quantity is not None and not self._add_value(
+            rows, head, tail, index, 0, observation.code, quantity, category_kind
+        ):
+            return False
+        for ordinal, component in enumerate(components, start=1):
             if component.valueQuantity is None or not self._add_value(
                 rows, head, tail, index, ordinal, component.code, component.valueQuantity, category_kind
             ):
                 del rows[mark:]
                 return False
-        chunk.read += 1
-        self.taken += 1
-        chunk.provenance[index] = (file, line_no, "Observation", site)
-        chunk.per_site[site] += 1
         return True
 
     def _add_value(

@@ -63,6 +63,7 @@ class NormalizeResult:
     ingested: int = 0
     duplicates: int = 0  # facts dropped because the same fact came twice in the input
     ingested_per_site: dict[str, int] = field(default_factory=dict)
+    added: int = 0  # facts the lake did not hold yet, set once the chunk is committed
 
 
 def resources_to_facts(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from vitalops.db.tables.ingest import IngestBatchRow
 from vitalops.errors import InvalidInput
 from vitalops.ingest.chunks import normalized_chunks
 from vitalops.ingest.extract_common import Context
+from vitalops.ingest.normalize import NormalizeResult
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.lake.facts import FactsStore
 from vitalops.lake.quarantine import QuarantineStore
@@ -132,24 +134,41 @@ def ingest_paths(
     per_site: Counter[str] = Counter()
     ctx = Context(site or DEFAULT_SITE, pseudonyms, terminology, isoformat_utc(started))
     chunks = normalized_chunks(paths, ctx, chunk_resources=_chunk_resources(), batch_id=batch_id)
-    try:
-        for result in chunks:
-            added = facts_store.append(result.facts)
-            quarantine.append(
-                result.quarantined, batch_id=batch_id, default_site=site or DEFAULT_SITE, quarantined_at=utcnow()
-            )
-            report.read += result.read
-            report.ingested += result.ingested
-            report.facts += added
-            report.duplicates += result.duplicates + result.facts.num_rows - added
-            skipped.update(result.skipped)
-            rules.update(q.rule for q in result.quarantined)
-            per_site.update(result.ingested_per_site)
-            if progress is not None:
-                progress(report.read)
-    except BaseException:
-        _finish(database, principal, batch_id, report, status="failed")
-        raise
+
+    def commit(result: NormalizeResult) -> NormalizeResult:
+        result.added = facts_store.append(result.facts)
+        quarantine.append(
+            result.quarantined, batch_id=batch_id, default_site=site or DEFAULT_SITE, quarantined_at=utcnow()
+        )
+        return result
+
+    def count(result: NormalizeResult) -> None:
+        report.read += result.read
+        report.ingested += result.ingested
+        report.facts += result.added
+        report.duplicates += result.duplicates + result.facts.num_rows - result.added
+        skipped.update(result.skipped)
+        rules.update(q.rule for q in result.quarantined)
+        per_site.update(result.ingested_per_site)
+        if progress is not None:
+            progress(report.read)
+
+    # One chunk commits to Delta (native code, outside the GIL) while the next is normalized; the
+    # commits stay one at a time and in input order, so a killed batch still leaves whole chunks.
+    committing: Future[NormalizeResult] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-commit") as committer:
+        try:
+            for result in chunks:
+                if committing is not None:
+                    count(committing.result())
+                committing = committer.submit(commit, result)
+            if committing is not None:
+                count(committing.result())
+        except BaseException:
+            if committing is not None and not committing.done():
+                committing.cancel() or wait([committing])
+            _finish(database, principal, batch_id, report, status="failed")
+            raise
     report.skipped = sum(skipped.values())
     report.quarantined = sum(rules.values())
     report.skipped_reasons = dict(sorted(skipped.items()))
