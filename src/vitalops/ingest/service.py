@@ -2,10 +2,12 @@
 batch and its audit events.
 
 A batch streams its input in chunks (``VITALOPS_INGEST_CHUNK_ROWS`` resources, default 50,000), so
-memory stays flat, and commits each chunk's facts to Delta atomically. Facts are de-duplicated by
-``fact_id`` on append, so a batch killed midway and run again ends with exactly the facts of one
-clean run. The batch row and its ``ingest.batch.started``/``ingest.batch.completed`` audit events
-are written in the same transactions (counts only, no patient data).
+memory stays flat, and commits each chunk's facts to Delta atomically, one chunk committing while
+the next is normalized (``vitalops.ingest.chunks``: plain Observation NDJSON takes the fast path).
+Facts are de-duplicated by ``fact_id`` on append, so a batch killed midway and run again ends with
+exactly the facts of one clean run. The batch row and its ``ingest.batch.started`` and
+``ingest.batch.completed`` audit events are written in the same transactions (counts only, no
+patient data).
 """
 
 from __future__ import annotations
