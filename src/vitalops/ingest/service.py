@@ -167,8 +167,8 @@ def ingest_paths(
             if committing is not None:
                 count(committing.result())
         except BaseException:
-            if committing is not None and not committing.done():
-                committing.cancel() or wait([committing])
+            if committing is not None and not committing.cancel():
+                wait([committing])  # a commit under way ends whole before the batch is marked failed
             _finish(database, principal, batch_id, report, status="failed")
             raise
     report.skipped = sum(skipped.values())
