@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from vitalops.features import DEMO_SPECS, TrainingSet, build_training_set, demo_spec_path, load_spec
 from vitalops.ingest.normalize import resources_to_facts
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.lake.facts import FactsStore
@@ -55,3 +56,9 @@ def hospital_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hospital
     lake_root = str(root / "lake")
     FactsStore(lake_root).append(result.facts)
     yield HospitalLake(fhir_dir, lake_root, resources, pseudonymizer, terminology)
+
+
+@pytest.fixture(scope="session")
+def demo_sets(hospital_lake: HospitalLake) -> dict[str, TrainingSet]:
+    """The two demo training sets built once from the hospital lake."""
+    return {name: build_training_set(load_spec(demo_spec_path(name)), hospital_lake.lake_root) for name in DEMO_SPECS}

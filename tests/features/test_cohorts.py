@@ -10,7 +10,6 @@ import pyarrow.compute as pc
 import pytest
 
 from tests.features.fact_rows import T0, fact, hours, inpatient_stay, patient, table
-from vitalops.features import build_training_set, demo_spec_path, load_spec
 from vitalops.features.cohorts import build_index
 from vitalops.features.definitions import CohortDef
 from vitalops.features.facts_view import register_facts
@@ -117,7 +116,7 @@ def test_misplaced_exclusions_are_refused(cohort: dict, message: str) -> None:
         CohortDef.model_validate(cohort)
 
 
-def test_demo_cohorts_on_the_synthetic_hospital(hospital_lake) -> None:
+def test_demo_cohorts_on_the_synthetic_hospital(hospital_lake, demo_sets) -> None:
     facts = FactsStore(hospital_lake.lake_root).dataset().to_table()
     icu = facts.filter(pc.equal(facts.column("concept"), "icu_stay")).to_pylist()
     transfers: dict[str, list] = {}
@@ -128,7 +127,7 @@ def test_demo_cohorts_on_the_synthetic_hospital(hospital_lake) -> None:
     for row in facts.filter(pc.equal(facts.column("concept"), "encounter")).to_pylist():
         key = row["encounter_key"]
         admitted[key] = min(row["effective_at"], admitted.get(key, row["effective_at"]))
-    deterioration = build_training_set(load_spec(demo_spec_path("deterioration")), hospital_lake.lake_root)
+    deterioration = demo_sets["deterioration"]
     for row in deterioration.table.select(["patient_key", "encounter_key", "index_time"]).to_pylist():
         stay_start = admitted[row["encounter_key"]]
         # never in the ICU, and never after an ICU transfer during the same stay
@@ -138,6 +137,6 @@ def test_demo_cohorts_on_the_synthetic_hospital(hospital_lake) -> None:
     assert expired, "the synthetic hospital should have deaths in hospital"
     nested_icu_encounters = {row["encounter_key"] for row in icu if row["code"] is not None}  # by service type
     assert nested_icu_encounters
-    readmission = build_training_set(load_spec(demo_spec_path("readmission")), hospital_lake.lake_root)
+    readmission = demo_sets["readmission"]
     indexed = set(readmission.table.column("encounter_key").to_pylist())
     assert indexed and not indexed & (expired | nested_icu_encounters)

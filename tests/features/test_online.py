@@ -11,11 +11,8 @@ from hypothesis import strategies as st
 
 from vitalops.errors import InvalidInput
 from vitalops.features import (
-    build_training_set,
-    demo_spec_path,
     features_from_resources,
     features_from_store,
-    load_spec,
 )
 
 
@@ -27,10 +24,8 @@ def _subject(resource: dict) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def offline(hospital_lake):
-    sets = {}
-    for name in ("deterioration", "readmission"):
-        sets[name] = build_training_set(load_spec(demo_spec_path(name)), hospital_lake.lake_root)
+def offline(hospital_lake, demo_sets):
+    sets = demo_sets
     by_patient: dict[str, list[dict]] = {}
     for resource in hospital_lake.resources:
         subject = _subject(resource)
