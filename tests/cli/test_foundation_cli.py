@@ -64,3 +64,15 @@ def test_unreachable_database_is_a_plain_error(cli, monkeypatch) -> None:
     result = cli("audit", "log")
     assert result.exit_code == 2
     assert "unreachable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_init_from_nothing_in_production_generates_secrets_first(cli, tmp_path, monkeypatch) -> None:
+    fresh = tmp_path / "fresh-home"
+    monkeypatch.setenv("VITALOPS_HOME", str(fresh))
+    monkeypatch.setenv("VITALOPS_ENVIRONMENT", "production")
+    monkeypatch.delenv("VITALOPS_DATABASE_URL")
+    result = cli("init", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["secrets"] == "generated" and (fresh / "secrets.env").exists()
+    unnamed = cli("audit", "log")
+    assert unnamed.exit_code == 2 and "set VITALOPS_USER" in unnamed.stderr

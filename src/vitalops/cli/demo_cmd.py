@@ -18,14 +18,14 @@ from rich.panel import Panel
 from vitalops.audit import verify_chain
 from vitalops.auth import SYSTEM, Principal
 from vitalops.auth.users import create_key, create_user, get_user
-from vitalops.cli.context import cli_settings, open_database
+from vitalops.cli.context import open_database
 from vitalops.cli.dataset_cmd import render_dataset_summary
 from vitalops.cli.ingest_cmd import render_ingest_report
 from vitalops.cli.init_cmd import initialize
 from vitalops.cli.output import JsonOption, console, print_json, progress_bar, rows_table
 from vitalops.cli.quality_cmd import render_quality_report
 from vitalops.cli.serve_cmd import serve_forever
-from vitalops.core.settings import Settings, get_settings
+from vitalops.core.settings import Settings, get_settings, home_from_environment
 from vitalops.db import Database
 from vitalops.errors import NotFound
 from vitalops.features import demo_spec_path
@@ -48,7 +48,7 @@ DEMO_USERS = (
     ("ehr-north", "ehr"),
 )
 DEMO_SITES = ("north", "south", "east")
-DEMO_PATIENTS = 600
+DEMO_PATIENTS = 1000
 DEMO_SEED = 7
 DEMO_MARKER = "demo.done"
 
@@ -182,6 +182,9 @@ def render_model_plane(result: dict[str, Any]) -> None:
                 "gate": "" if not check else ("pass" if check["passed"] else "FAIL: " + ", ".join(check["failed"])),
             })
     console.print(rows_table(rows, ["model", "version", "state", "auroc (95% CI)", "gate"], title="Model versions"))
+    for name, record in result["models"].items():
+        if "not_approved" in record:
+            console.print(f"[yellow]{name}: {record['not_approved']}[/]")
     deterioration = result["models"].get("deterioration", {})
     if "champion" in deterioration:
         console.print(f"champion at each site: {deterioration['champion']}")
@@ -190,10 +193,9 @@ def render_model_plane(result: dict[str, Any]) -> None:
                       f"{deterioration['blocked']['deploy_beyond_shadow']}")
 
 
-def build_demo(settings: Settings, *, as_json: bool) -> dict[str, Any]:
+def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
     """Run every demo step and return a summary."""
-    summary: dict[str, Any] = {"home": initialize(settings)}
-    get_settings.cache_clear()
+    summary: dict[str, Any] = {"home": initialize(home)}
     settings = get_settings()
     database = open_database(settings)
     staff, keys = ensure_demo_users(database)
@@ -231,10 +233,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Build the synthetic multi-site hospital end to end, then serve it."""
-        settings = cli_settings()
-        if reset and settings.home.exists():
-            shutil.rmtree(settings.home)
-        summary = build_demo(settings, as_json=as_json)
+        home = home_from_environment()
+        if reset and home.exists():
+            shutil.rmtree(home)
+        summary = build_demo(home, as_json=as_json)
         summary["url"] = f"http://{host}:{port}"
         if as_json:
             print_json(summary)

@@ -85,10 +85,15 @@ def _read_secrets_file(home: Path) -> dict[str, str]:
     return values
 
 
+def home_from_environment() -> Path:
+    """The home folder named by ``VITALOPS_HOME`` (default ``./.vitalops``), without loading settings."""
+    return Path(os.environ.get("VITALOPS_HOME", ".vitalops"))
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The installation's settings: environment first, then the home folder's secrets file."""
-    home = Path(os.environ.get("VITALOPS_HOME", ".vitalops"))
+    home = home_from_environment()
     from_file = {
         name: value
         for name, value in _read_secrets_file(home).items()

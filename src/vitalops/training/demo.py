@@ -52,6 +52,9 @@ DEMO_MODELS: dict[str, dict[str, str]] = {
 #: The feature group the failing demo version leaves out: every vital-sign feature.
 VITAL_SIGN_PREFIXES = ("heart_rate", "respiratory_rate", "systolic_bp", "spo2", "temperature", "hours_since_vitals")
 FROZEN_SHARE = 0.2  # the latest fifth of index times is the frozen test set
+#: The demo's floor on the lower 95% bound of AUROC. Readmission is a weak-signal task (published
+#: models rarely exceed 0.70) and the demo hospital is small, so its floor is "better than chance".
+MINIMUM_AUROC_LOW = {"deterioration": 0.6, "readmission": 0.5}
 
 
 def _later_cut(table: pa.Table, share: float) -> Any:
@@ -145,7 +148,7 @@ def run_model_plane_demo(
             return train_on_dataset(database, data_scientist, spec, dataset)
 
         note(f"training {name} v1")
-        first = train(0.6, [], {"auroc_low": 0.55})
+        first = train(0.6, [], {"auroc_low": MINIMUM_AUROC_LOW[name]})
         create_pccp(database, data_scientist, name, _plan(name, frozen_uri, frozen_fingerprint))
         record: dict[str, Any] = {
             "sites": sites,
@@ -153,6 +156,11 @@ def run_model_plane_demo(
             "frozen_test_set": frozen_uri,
             "versions": [first.summary()],
         }
+        if first.version.state != "validated":
+            # Too little signal in this data for the minimums: say so rather than approve a draft.
+            record["not_approved"] = f"v1 is {first.version.state}: missed minimums {', '.join(first.failures)}"
+            summary["models"][name] = record
+            continue
         with database.session() as session:
             required = get_model(session, name).approvals_required
         for approver in approvers[:required]:
