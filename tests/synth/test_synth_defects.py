@@ -11,7 +11,7 @@ def test_defects_are_planted_only_on_request_and_deterministically(tmp_path: Pat
     first = generate_hospital(tmp_path / "a", patients=12, sites=["north", "east"], seed=5, defects=True)
     second = generate_hospital(tmp_path / "b", patients=12, sites=["north", "east"], seed=5, defects=True)
     assert clean.defects == {}
-    assert first.defects == dict.fromkeys(DEFECT_KINDS, DEFECTS_PER_KIND)
+    assert first.defects == second.defects == dict.fromkeys(DEFECT_KINDS, DEFECTS_PER_KIND)
     for name in ("Observation.ndjson", "Condition.ndjson"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
         grown = (tmp_path / "a" / name).read_bytes()
