@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
+from distributed import LocalCluster
 
 from vitalops.features import build_training_set, demo_spec_path, load_spec, read_training_set, summarize
 from vitalops.features.training_set import FINGERPRINT_FILE, write_training_set
@@ -21,9 +22,9 @@ def deterioration(hospital_lake):
 
 @pytest.fixture(scope="module")
 def dask_scheduler() -> Iterator[str]:
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    # A generous start-up timeout: on a loaded 2-core machine a worker process can take a while.
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      timeout=120) as cluster:
         yield cluster.scheduler_address
 
 

@@ -39,7 +39,9 @@ from vitalops.lake.facts import FactsStore
 from vitalops.lake.quarantine import QuarantineStore
 from vitalops.terminology import load_terminology
 
-DEFAULT_SITE = "default"
+#: The site of a resource that carries no site tag when no ``--site`` is given, and of a record
+#: that could not be read at all (a line that is not JSON).
+DEFAULT_SITE = "unknown"
 DEFAULT_CHUNK_RESOURCES = 50_000
 CHUNK_ENV = "VITALOPS_INGEST_CHUNK_ROWS"
 
