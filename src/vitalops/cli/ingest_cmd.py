@@ -10,11 +10,14 @@ from urllib.parse import urlparse
 
 import typer
 
+from vitalops.auth import Permission, authorize
 from vitalops.cli.context import cli_principal, cli_settings, open_database
 from vitalops.cli.output import JsonOption, console, emit, key_value_table, progress_bar, rows_table
 from vitalops.core.clock import as_utc
+from vitalops.core.settings import Settings
 from vitalops.errors import InvalidInput
 from vitalops.fhir.bulk import download_export
+from vitalops.fhir.smart import BackendServicesAuth
 from vitalops.ingest.service import ingest_paths
 
 
@@ -34,7 +37,30 @@ def render_ingest_report(result: dict[str, Any]) -> None:
             console.print(rows_table(rows, ["reason", "count"], title=title))
 
 
-def _download(url: str, since: str | None, types: str | None, home: Path, show: bool) -> list[Path]:
+def backend_auth(settings: Settings, token_url: str | None, client_id: str | None,
+                 private_key: Path | None, key_id: str | None) -> BackendServicesAuth | None:
+    """SMART Backend Services credentials from the options, else from ``VITALOPS_FHIR_*`` settings.
+
+    None when no client id is configured (an open server); InvalidInput when they are incomplete.
+    """
+    client = client_id or settings.fhir_client_id
+    if client is None:
+        return None
+    url = token_url or settings.fhir_token_url
+    key_file = private_key or settings.fhir_private_key_file
+    if url is None or key_file is None:
+        raise InvalidInput("SMART Backend Services needs --token-url and --private-key (or VITALOPS_FHIR_TOKEN_URL "
+                           "and VITALOPS_FHIR_PRIVATE_KEY_FILE) with the client id")
+    try:
+        pem = key_file.read_bytes()
+    except OSError:
+        raise InvalidInput(f"the private key file {key_file} cannot be read") from None
+    return BackendServicesAuth(token_url=url, client_id=client, private_key_pem=pem,
+                               key_id=key_id or settings.fhir_key_id, scope=settings.fhir_scope)
+
+
+def _download(url: str, since: str | None, types: str | None, level: str, auth: BackendServicesAuth | None,
+              home: Path, show: bool) -> list[Path]:
     moment = None
     if since is not None:
         try:
@@ -42,7 +68,8 @@ def _download(url: str, since: str | None, types: str | None, home: Path, show: 
         except ValueError:
             raise InvalidInput(f"--since '{since}' is not an ISO date or time") from None
     host = re.sub(r"[^A-Za-z0-9.-]", "_", urlparse(url).netloc or "server")
-    folder = home / "bulk" / f"{host}-{re.sub(r'[^0-9A-Za-z]', '', since or 'all')}"
+    scope = re.sub(r"[^0-9A-Za-z]", "", f"{level}-{since or 'all'}")
+    folder = home / "bulk" / f"{host}-{scope}"
     type_list = [t.strip() for t in types.split(",") if t.strip()] if types else None
     with progress_bar(enabled=show) as progress:
         task = progress.add_task("bulk export", total=1.0)
@@ -50,7 +77,7 @@ def _download(url: str, since: str | None, types: str | None, home: Path, show: 
         def report(stage: str, fraction: float | None) -> None:
             progress.update(task, description=f"bulk export: {stage}", completed=fraction or 0.0)
 
-        return download_export(url, folder, since=moment, types=type_list, progress=report)
+        return download_export(url, folder, level=level, since=moment, types=type_list, auth=auth, progress=report)
 
 
 def register(app: typer.Typer) -> None:
@@ -61,6 +88,11 @@ def register(app: typer.Typer) -> None:
         from_fhir: Annotated[str | None, typer.Option("--from-fhir", help="FHIR server base URL ($export).")] = None,
         since: Annotated[str | None, typer.Option("--since", help="Only resources changed since (ISO).")] = None,
         types: Annotated[str | None, typer.Option("--type", help="Resource types, e.g. Patient,Observation.")] = None,
+        level: Annotated[str, typer.Option("--level", help="system, patient, or group:<id>.")] = "system",
+        token_url: Annotated[str | None, typer.Option("--token-url", help="SMART token endpoint.")] = None,
+        client_id: Annotated[str | None, typer.Option("--client-id", help="SMART client id.")] = None,
+        private_key: Annotated[Path | None, typer.Option("--private-key", help="PEM key signing assertions.")] = None,
+        key_id: Annotated[str | None, typer.Option("--key-id", help="The key's id (kid) at the EHR.")] = None,
         as_json: JsonOption = False,
     ) -> None:
         """Ingest FHIR R4 into the facts table; bad records go to the quarantine, the rest lands."""
@@ -70,7 +102,10 @@ def register(app: typer.Typer) -> None:
         database = open_database(settings)
         principal = cli_principal(database, settings)
         if from_fhir:
-            paths = _download(from_fhir, since, types, settings.home, not as_json)
+            # Patient data is downloaded only for someone allowed to ingest it.
+            authorize(database, principal, Permission.DATA_INGEST, object_type="bulk_export", object_id=from_fhir)
+            auth = backend_auth(settings, token_url, client_id, private_key, key_id)
+            paths = _download(from_fhir, since, types, level, auth, settings.home, not as_json)
         with progress_bar(enabled=not as_json) as progress:
             task = progress.add_task("resources read", total=None)
             report = ingest_paths(

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     #: The user the command line acts as; see docs/security.md.
     user: str | None = None
     api_key_days: int = Field(default=90, ge=1, le=3650)
+    #: SMART Backend Services credentials for ``vitalops ingest --from-fhir`` (the EHR's token
+    #: endpoint, the client id it registered for VitalOps, and the private key that signs assertions).
+    fhir_token_url: str | None = None
+    fhir_client_id: str | None = None
+    fhir_private_key_file: Path | None = None
+    fhir_key_id: str | None = None
+    fhir_scope: str = "system/*.read"
     small_group_min: int = Field(default=20, ge=1)
 
     @model_validator(mode="after")
