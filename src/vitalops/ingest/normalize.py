@@ -141,10 +141,11 @@ class ChunkNormalization:
                 )
             return
         resource_type = resource.get("resourceType")
-        extractor = EXTRACTORS.get(resource_type)  # type: ignore[arg-type]
-        if extractor is None:
+        # Not a string (a list, an object): unsupported, as a missing type is.
+        if not isinstance(resource_type, str) or resource_type not in EXTRACTORS:
             _unsupported(record, resource_type, self.skipped, self.quarantined, ctx)
             return
+        extractor = EXTRACTORS[resource_type]
         mark = len(rows)
         try:
             resource_site = extractor(resource, ctx, index, rows)
