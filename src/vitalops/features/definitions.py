@@ -71,6 +71,11 @@ def _positive_duration(value: str) -> str:
     return value
 
 
+def _inpatient_classes() -> list[EncounterClass]:
+    """The default encounter classes of cohorts and readmission labels: inpatient stays."""
+    return ["IMP"]
+
+
 def duration_us(text: str) -> int:
     """The duration in whole microseconds (the facts' time resolution)."""
     return int(parse_duration(text) / timedelta(microseconds=1))
@@ -217,7 +222,7 @@ class CohortDef(_Definition):
 
     schedule: Literal["every", "discharge"]
     every: str | None = None
-    encounter_classes: list[EncounterClass] = Field(default_factory=lambda: ["IMP"], min_length=1)
+    encounter_classes: list[EncounterClass] = Field(default_factory=_inpatient_classes, min_length=1)
     include: CriteriaDef = Field(default_factory=CriteriaDef)
     exclude: CriteriaDef | None = None
     exclude_active: list[ActiveEncounterConcept] = Field(default_factory=list)
@@ -250,7 +255,7 @@ class LabelDef(_Definition):
 
     kind: Literal["outcome", "readmission"]
     outcomes: list[OutcomeRef] = Field(default_factory=list)
-    encounter_classes: list[EncounterClass] = Field(default_factory=lambda: ["IMP"])
+    encounter_classes: list[EncounterClass] = Field(default_factory=_inpatient_classes)
     start: str = "0h"
     horizon: str
 

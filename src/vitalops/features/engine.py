@@ -120,27 +120,27 @@ def _feature_blocks(spec: DatasetSpec) -> list[tuple[str, list[str]]]:
         concepts = _in_list([f.concept for f in conditions])
         join = f"f.kind = 'condition' AND f.concept IN ({concepts}) AND {visible}"
         columns = {}
-        for feature in conditions:
+        for condition in conditions:
             window = ""
-            if feature.window is not None:
-                window = f" AND f.eff_us > i.t_us - {duration_us(feature.window)}"
-            hits = f"count(f.fact_id) FILTER (WHERE f.concept = {_literal(feature.concept)}{window})"
-            columns[feature.name] = f"CASE WHEN {hits} > 0 THEN 1.0 ELSE 0.0 END"
+            if condition.window is not None:
+                window = f" AND f.eff_us > i.t_us - {duration_us(condition.window)}"
+            hits = f"count(f.fact_id) FILTER (WHERE f.concept = {_literal(condition.concept)}{window})"
+            columns[condition.name] = f"CASE WHEN {hits} > 0 THEN 1.0 ELSE 0.0 END"
         blocks.append((_block("b_condition", join, columns), list(columns)))
     medications = [f for f in spec.features if isinstance(f, MedicationFeature)]
     if medications:
         concepts = _in_list([f.concept for f in medications])
         join = f"f.kind = 'medication' AND f.concept IN ({concepts}) AND {visible}"
         columns = {}
-        for feature in medications:
-            concept = f"f.concept = {_literal(feature.concept)}"
-            if feature.mode == "active":
+        for medication in medications:
+            concept = f"f.concept = {_literal(medication.concept)}"
+            if medication.mode == "active":
                 running = "(f.end_us IS NULL OR f.end_us > i.t_us)"
                 active = f"count(f.fact_id) FILTER (WHERE {concept} AND {running})"
-                columns[feature.name] = f"CASE WHEN {active} > 0 THEN 1.0 ELSE 0.0 END"
+                columns[medication.name] = f"CASE WHEN {active} > 0 THEN 1.0 ELSE 0.0 END"
             else:
-                window = f"f.eff_us > i.t_us - {duration_us(feature.window or '0h')}"
-                columns[feature.name] = (
+                window = f"f.eff_us > i.t_us - {duration_us(medication.window or '0h')}"
+                columns[medication.name] = (
                     f"CAST(count(DISTINCT f.source_id) FILTER (WHERE {concept} AND {window}) AS DOUBLE)"
                 )
         blocks.append((_block("b_medication", join, columns), list(columns)))

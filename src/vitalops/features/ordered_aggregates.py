@@ -64,7 +64,7 @@ def slope_of(effective_us: Sequence[int], values: Sequence[float], index_us: int
     return result if math.isfinite(result) else None
 
 
-def _padded(lists: pa.Array, dtype: type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _padded(lists: pa.Array, dtype: type[np.generic]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values rows x width, mask of real entries, counts) from an Arrow list array (null = empty)."""
     lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
     counts = np.asarray(lists.value_lengths().fill_null(0), dtype=np.int64)

@@ -99,11 +99,11 @@ def _run_dask(tasks: list[PartitionTask], scheduler: str, report: Progress) -> l
     from distributed import Client, as_completed  # the cluster client only when asked for
 
     results: dict[int, PartitionResult] = {}
-    with Client(scheduler, set_as_default=False) as client:
+    with Client(scheduler, set_as_default=False) as client:  # type: ignore[no-untyped-call]
         futures = {
             client.submit(build_partition, task, pure=False): position for position, task in enumerate(tasks)
         }
-        for future in as_completed(list(futures), loop=client.loop):
+        for future in as_completed(list(futures), loop=client.loop):  # type: ignore[no-untyped-call]
             results[futures[future]] = future.result()
             report(len(results), len(tasks))
     return [results[position] for position in range(len(tasks))]

@@ -154,10 +154,10 @@ def _measurement(feature: MeasurementFeature) -> FeatureFunction:
             return _flag(bool(facts))
         if agg == "time_since_last":
             return (moment.t_us - max(f.eff_us for f in facts)) / US_PER_HOUR if facts else None
-        numeric = [f for f in facts if f.value_num is not None]
+        numeric = [(f.eff_us, f.value_num) for f in facts if f.value_num is not None]
         if not numeric:
             return None
-        values = [f.value_num for f in numeric]
+        values = [value for _, value in numeric]
         if agg == "last":
             return values[-1]
         if agg == "first":
@@ -169,7 +169,7 @@ def _measurement(feature: MeasurementFeature) -> FeatureFunction:
         if agg == "mean":
             return mean_of(values)
         if agg == "slope":
-            return slope_of([f.eff_us for f in numeric], values, moment.t_us)
+            return slope_of([eff_us for eff_us, _ in numeric], values, moment.t_us)
         return values[-1] - values[0] if len(values) >= 2 else None  # delta
 
     return compute

@@ -127,7 +127,8 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     known = known_at(resource, ctx)
     version = source_version(resource)
     this_encounter = source_id
-    encounter_class = resource.get("class") if isinstance(resource.get("class"), dict) else {}
+    recorded_class = resource.get("class")
+    encounter_class = recorded_class if isinstance(recorded_class, dict) else {}
     ordinal = 0
 
     def add(concept: str, system: str | None, code: str | None, at: str, until: str | None) -> None:

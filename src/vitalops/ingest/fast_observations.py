@@ -139,7 +139,7 @@ class FastObservations:
             reference = observation.subject.reference
             patient = patients.get(reference, _MISS) if reference is not None else None
             if patient is _MISS:
-                patient = self._patient(reference)  # type: ignore[arg-type]
+                patient = self._patient(reference)
             encounter_ref = observation.encounter
             if encounter_ref is _NO_REFERENCE:
                 encounter = None if observation.context is _ABSENT else _MISS

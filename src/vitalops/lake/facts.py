@@ -101,7 +101,7 @@ class FactsStore:
             if fresh.num_rows == 0:
                 return 0
             write_deltalake(self.uri, fresh, mode="append", partition_by=FACTS_PARTITIONS)
-        return fresh.num_rows
+        return int(fresh.num_rows)
 
     @contextlib.contextmanager
     def _commit_lock(self) -> Iterator[None]:

@@ -65,7 +65,7 @@ class QuarantineStore:
             columns["quarantined_at"].append(quarantined_at)
         table = pa.Table.from_pydict(columns, schema=QUARANTINE_SCHEMA)
         write_deltalake(self.uri, table, mode="append", partition_by=["site"])
-        return table.num_rows
+        return int(table.num_rows)
 
     def read(self, batch_id: str | None = None) -> pa.Table:
         """All quarantine records, or those of one batch; an empty table when there are none."""

@@ -63,7 +63,7 @@ def _templates(path: Path, site: str, wanted: set[str] | None, limit: int) -> li
 
 
 def _renamed(resource: dict[str, Any], number: int) -> dict[str, Any]:
-    copy = orjson.loads(orjson.dumps(resource))
+    copy: dict[str, Any] = orjson.loads(orjson.dumps(resource))
     copy["id"] = f"{resource['id']}-defect-{number}"
     copy.setdefault("meta", {})["versionId"] = "1"
     return copy
