@@ -8,6 +8,7 @@ record a full review of a failed version, which lets it be deployed beyond shado
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
@@ -65,7 +66,7 @@ def _champion(session: Session, name: str, site: str | None, candidate: int) -> 
     return get_version(session, name, max(set(champions), key=champions.count))
 
 
-def _locked(candidate: ModelVersion, champion: ModelVersion | None, locked: list[str]) -> list[Criterion]:
+def _locked(candidate: ModelVersion, champion: ModelVersion | None, locked: Sequence[str]) -> list[Criterion]:
     if champion is None or "input_signature" not in locked:
         return []
     same = candidate.signature.inputs == champion.signature.inputs

@@ -23,6 +23,14 @@ from vitalops.db.tables.governance import PccpRow
 from vitalops.errors import InvalidInput, NotFound
 from vitalops.registry.versions import model_row
 
+#: What a plan may keep fixed across versions.
+LockedAspect = Literal["input_signature", "intended_use", "output_meaning"]
+
+
+def _everything_locked() -> list[LockedAspect]:
+    """The default of a plan's ``locked``: every aspect."""
+    return ["input_signature", "intended_use", "output_meaning"]
+
 
 class FrozenTestSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -67,9 +75,7 @@ class PccpSpec(BaseModel):
 
     model: str
     allowed_modifications: list[Literal["retrain", "recalibrate", "threshold_change"]]
-    locked: list[Literal["input_signature", "intended_use", "output_meaning"]] = Field(
-        default_factory=lambda: ["input_signature", "intended_use", "output_meaning"]
-    )
+    locked: list[LockedAspect] = Field(default_factory=_everything_locked)
     frozen_test_set: FrozenTestSet
     #: ``<metric>_low: bound``: the lower end of the 95% bootstrap interval must reach the bound.
     acceptance: dict[str, float] = Field(default_factory=dict)

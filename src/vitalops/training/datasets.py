@@ -103,7 +103,7 @@ def split_rows(
             raise InvalidInput("every row belongs to a held-out site; nothing is left to train on")
         cut = internal_times[
             min(
-                int(np.floor(train_fraction * internal_times.shape[0])),  # type: ignore[operator]
+                int(np.floor(train_fraction * internal_times.shape[0])),
                 internal_times.shape[0] - 1,
             )
         ]

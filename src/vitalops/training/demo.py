@@ -29,7 +29,7 @@ from vitalops.governance.gate import run_pccp_check
 from vitalops.governance.pccp import create_pccp
 from vitalops.registry.versions import get_model, get_version
 from vitalops.training.datasets import ResolvedDataset, freeze_dataset
-from vitalops.training.spec import spec_from_dict
+from vitalops.training.spec import TrainingSpec, spec_from_dict
 from vitalops.training.trainer import TrainingResult, train_on_dataset
 
 DEMO_MODELS: dict[str, dict[str, str]] = {
@@ -77,7 +77,9 @@ seed: 7
 """
 
 
-def _spec(name: str, *, train_fraction: float, external: list[str], exclude: list[str], minimums: dict[str, float]):  # noqa: ANN202
+def _spec(
+    name: str, *, train_fraction: float, external: list[str], exclude: list[str], minimums: dict[str, float]
+) -> TrainingSpec:
     return spec_from_dict(
         {
             "model": {"name": name, **DEMO_MODELS[name], "approvals_required": 2},

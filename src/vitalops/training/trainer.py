@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vitalops.artifacts import ModelBundle, open_store, save_model
 from vitalops.artifacts.bundle import load_predictor
@@ -138,7 +138,7 @@ def train_on_dataset(
         small_group_min=spec.validation.small_group_min or get_settings().small_group_min,
         minimums=spec.minimums,
     )
-    state = "draft" if evaluation.failures else "validated"
+    state: Literal["draft", "validated"] = "draft" if evaluation.failures else "validated"
     version_spec = VersionCreate(
         source="trained",
         state=state,

@@ -14,7 +14,8 @@ _TOLERANCE = 1e-10
 def logit(scores: np.ndarray) -> np.ndarray:
     """``log(p / (1 - p))`` with ``p`` clipped to ``[LOGIT_CLIP, 1 - LOGIT_CLIP]``."""
     clipped = np.clip(scores, LOGIT_CLIP, 1 - LOGIT_CLIP)
-    return np.log(clipped) - np.log1p(-clipped)
+    logits: np.ndarray = np.log(clipped) - np.log1p(-clipped)
+    return logits
 
 
 def fit_calibration_line(outcomes: np.ndarray, scores: np.ndarray) -> tuple[float, float]:

@@ -135,7 +135,8 @@ def _fairness(report: ValidationReport) -> tuple[list[dict[str, str]], list[str]
         shown = [r for r in report.subgroups if r.attribute == attribute and not r.suppressed and r.ratios]
         suppressed = sum(1 for r in report.subgroups if r.attribute == attribute and r.suppressed)
         for metric in ("sensitivity", "ppv", "flag_rate"):
-            ratios = [r.ratios[metric].estimate for r in shown if r.ratios and r.ratios[metric].estimate is not None]
+            estimates = [r.ratios[metric].estimate for r in shown if r.ratios]
+            ratios = [estimate for estimate in estimates if estimate is not None]
             if ratios:
                 rows.append(
                     {

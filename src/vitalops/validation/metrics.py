@@ -9,7 +9,7 @@ the data (AUROC with one outcome class, PPV with nobody flagged) is NaN here and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -80,9 +80,18 @@ def _quiet_metrics(sample: SortedSample) -> dict[str, np.ndarray]:
     return {name: array for name, array in sample.metrics(counts).items() if array.ndim == 1}
 
 
+class CalibrationRow(TypedDict):
+    """One non-empty bin of ``calibration_curve``."""
+
+    bin: int
+    mean_predicted: float
+    observed_rate: float
+    count: int
+
+
 def calibration_curve(
     y_true: Any, y_score: Any, n_bins: int = 10, strategy: str = "quantile"
-) -> list[dict[str, float | int]]:
+) -> list[CalibrationRow]:
     """Observed outcome rate against mean predicted risk per bin, non-empty bins only.
 
     ``strategy="quantile"`` makes equal-count bins from the score percentiles, ``"uniform"``
