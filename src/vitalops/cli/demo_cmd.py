@@ -160,11 +160,11 @@ class DemoSteps:
 
     def audit(self) -> dict[str, Any]:
         self.heading("6. The audit trail")
-        report = verify_chain(self.database.engine).to_dict()
+        chain = verify_chain(self.database.engine)
         if not self.as_json:
-            console.print(f"{report['events']} events, hash chain intact: {report['ok']} "
-                          f"(head {report['head_hash'][:16]}...). Try: vitalops audit log")
-        return report
+            console.print(f"{chain.events} events, hash chain intact: {chain.ok} "
+                          f"(head {chain.head_hash[:16]}...). Try: vitalops audit log")
+        return chain.to_dict()
 
 
 def render_model_plane(result: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,20 +68,18 @@ def history(
     result = read_deployment_history(
         database, cli_principal(database), name, site=site, at=None if at is None else as_utc(at)
     )
-    emit(
-        result,
-        as_json,
-        lambda r: (
-            console.print(
-                rows_table(
-                    r["events"],
-                    ["at", "site", "slot", "version", "previous_version", "mode", "action", "actor", "reason"],
-                    title="history",
-                )
-            ),
-            console.print(rows_table(r["state"], ["site", "slot", "version", "mode", "percent"], title="state")),
-        ),
+    emit(result, as_json, _render_history)
+
+
+def _render_history(result: dict[str, Any]) -> None:
+    console.print(
+        rows_table(
+            result["events"],
+            ["at", "site", "slot", "version", "previous_version", "mode", "action", "actor", "reason"],
+            title="history",
+        )
     )
+    console.print(rows_table(result["state"], ["site", "slot", "version", "mode", "percent"], title="state"))
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -35,19 +35,19 @@ def models_show(
     if version is None:
         detail = service.read_model(database, actor, name)
 
-        def render(value: dict[str, object]) -> None:
+        def render(value: dict[str, Any]) -> None:
             emit(value["model"], False)
             console.print(
                 rows_table(
                     value["versions"],
-                    ["number", "state", "estimator", "submitter", "threshold"],  # type: ignore[arg-type]
+                    ["number", "state", "estimator", "submitter", "threshold"],
                     title="versions",
                 )
             )
             console.print(
                 rows_table(
                     value["deployments"],
-                    ["site", "slot", "version", "mode", "percent"],  # type: ignore[arg-type]
+                    ["site", "slot", "version", "mode", "percent"],
                     title="deployments",
                 )
             )
