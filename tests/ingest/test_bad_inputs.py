@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -7,10 +8,13 @@ import pyarrow.compute as pc
 from vitalops.auth import SYSTEM
 from vitalops.core.settings import Settings
 from vitalops.db import Database
+from vitalops.ingest.normalize import resources_to_facts
+from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.ingest.service import ingest_paths
 from vitalops.lake.facts import FactsStore
 from vitalops.lake.quarantine import QuarantineStore
 from vitalops.quality.report import quality_report
+from vitalops.terminology import load_terminology
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad_inputs"
 
@@ -49,3 +53,11 @@ def test_every_bad_input_is_handled_or_quarantined_by_file_and_line(home: Settin
     assert site["site"] == "lab" and site["quarantined"]["date.no_timezone"] == 1
     assert site["unknown_patients"] == 1  # the Bundle's reference to a patient never seen, kept
     assert site["facts"] == facts.num_rows
+
+
+def test_a_resource_type_that_is_not_text_is_quarantined_not_a_crash() -> None:
+    odd = [{"resourceType": ["Observation"], "id": "x1"}, {"resourceType": 7, "id": "x2"}]
+    result = resources_to_facts(odd, site="north", pseudonymizer=Pseudonymizer(b"k" * 32),
+                                terminology=load_terminology(), known_at_default=datetime(2026, 1, 1, tzinfo=UTC))
+    assert result.facts.num_rows == 0
+    assert [record.rule for record in result.quarantined] == ["resource.no_type", "resource.no_type"]
