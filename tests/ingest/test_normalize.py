@@ -7,6 +7,7 @@ import pytest
 from tests.ingest.fhir_builders import encounter, observation, patient
 from vitalops.ingest.normalize import NormalizeResult, resources_to_facts
 from vitalops.ingest.pseudonym import Pseudonymizer
+from vitalops.lake.facts import pit_view
 from vitalops.terminology import Terminology, load_terminology
 
 INGEST_TIME = datetime(2025, 1, 1, tzinfo=UTC)
@@ -66,11 +67,12 @@ def test_outcomes_of_observations_without_value_status_or_zone(terminology: Term
     bad_unit = observation("u", code="2160-0", value=1.0, unit="furlongs")
     spaced = observation("s", code="2160-0", value=1.2, unit="mg/dl ")
     result = normalize([absent, missing, erroneous, no_zone, bad_unit, spaced], terminology)
-    assert result.skipped == {"data absent": 1, "status entered-in-error": 1}
+    assert result.skipped == {"data absent": 1}
+    assert [f["kind"] for f in result.facts.to_pylist()].count("retraction") == 1
     rules = {q.line: q.rule for q in result.quarantined}
     assert rules[2] == "observation.no_value" and rules[4] == "date.no_timezone"
     assert rules[5].startswith("unit.")
-    assert result.facts.to_pylist()[0]["value_num"] == pytest.approx(1.2)
+    assert [f["value_num"] for f in result.facts.to_pylist() if f["kind"] != "retraction"] == [pytest.approx(1.2)]
     assert result.read == result.ingested + sum(result.skipped.values()) + len(result.quarantined)
 
 
@@ -104,3 +106,29 @@ def test_unknown_and_unsupported_types(terminology: Terminology) -> None:
                        terminology)
     assert result.skipped == {"unsupported resource type AllergyIntolerance": 1}
     assert [q.rule for q in result.quarantined] == ["resource.unknown_type"]
+
+
+def test_a_version_entered_in_error_retracts_the_earlier_version_from_its_known_time(
+    terminology: Terminology,
+) -> None:
+    first = observation("hr1", value=180, issued="2024-05-01T09:00:00Z", updated="2024-05-01T09:00:00Z")
+    first["meta"]["versionId"] = "1"
+    wrong = observation("hr1", value=180, issued="2024-05-01T09:00:00Z", updated="2024-05-02T12:00:00Z",
+                        status="entered-in-error")
+    wrong["meta"]["versionId"] = "2"
+    facts = normalize([first, wrong], terminology).facts
+    kinds = sorted(f["kind"] for f in facts.to_pylist())
+    assert kinds == ["retraction", "vital"]  # history stays queryable
+    before = pit_view(facts, datetime(2024, 5, 2, 11, 0, tzinfo=UTC)).to_pylist()
+    after = pit_view(facts, datetime(2024, 5, 2, 13, 0, tzinfo=UTC)).to_pylist()
+    assert [f["concept"] for f in before] == ["heart_rate"]
+    assert [f["kind"] for f in after] == ["retraction"]
+
+
+def test_a_retraction_that_names_no_patient_is_counted_as_skipped(
+    terminology: Terminology,
+) -> None:
+    orphan = observation("o9", status="entered-in-error")
+    del orphan["subject"]
+    result = normalize([orphan], terminology)
+    assert result.facts.num_rows == 0 and result.skipped == {"status entered-in-error": 1}

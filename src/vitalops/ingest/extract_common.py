@@ -36,6 +36,12 @@ class Skipped(Exception):  # noqa: N818 - an outcome, not an error
         self.reason = reason
 
 
+class Retracted(Skipped):
+    """The resource's current version says it never was (entered in error, cancelled, refuted, not
+    done): it yields one ``retraction`` fact, which supersedes the facts of its earlier versions from
+    its ``known_at`` on. Where an extractor does not handle it, it counts as skipped."""
+
+
 class Rejected(Exception):  # noqa: N818 - an outcome, not an error
     """The resource breaks a rule and goes to quarantine; ``reason`` names fields, never values."""
 
@@ -193,3 +199,22 @@ def first_code(concept_field: Any) -> tuple[str | None, str | None]:
             if coding.get("code"):
                 return coding.get("system"), coding["code"]
     return None, None
+
+
+def append_retraction(resource: dict[str, Any], resource_type: str, status: str, ctx: Context, index: int,
+                      rows: list[Row]) -> str:
+    """Append the one ``retraction`` fact of a retracted resource version; return its site.
+
+    The fact has no concept (no feature, cohort or label ever reads it); its only effect is that,
+    as the resource's newest version, it supersedes the earlier versions' facts from its
+    ``known_at`` on. Raises Rejected when the resource names no patient.
+    """
+    known = known_at(resource, ctx)
+    site = site_of(resource, ctx.default_site)
+    rows.append((
+        site, patient_key(resource, ctx), "retraction", None, None, None, None, None, None, status,
+        encounter_key(resource, ctx), known, None, known, resource_type,
+        ctx.pseudonyms.resource_key(resource_type, resource_id(resource, resource_type)),
+        source_version(resource), 0, index,
+    ))
+    return site

@@ -17,6 +17,7 @@ from typing import Any
 from vitalops.ingest.extract_common import (
     Context,
     Rejected,
+    Retracted,
     Row,
     Skipped,
     encounter_key,
@@ -96,7 +97,7 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
     """
     status = resource.get("status")
     if status in _SKIPPED_STATUSES:
-        raise Skipped(f"status {status}")
+        raise Retracted(f"status {status}")
     if not status:
         raise Rejected("required.status", "Observation has no status")
     source_id = ctx.pseudonyms.resource_key("Observation", resource_id(resource, "Observation"))

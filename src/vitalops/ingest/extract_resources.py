@@ -13,6 +13,7 @@ from typing import Any
 from vitalops.ingest.extract_common import (
     Context,
     Rejected,
+    Retracted,
     Row,
     Skipped,
     encounter_key,
@@ -117,7 +118,7 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     discharge disposition (at the end of the period)."""
     status = resource.get("status")
     if status in ("entered-in-error", "cancelled"):
-        raise Skipped(f"status {status}")
+        raise Retracted(f"status {status}")
     source_id = ctx.pseudonyms.encounter_key(resource_id(resource, "Encounter"))
     patient = patient_key(resource, ctx)
     site = site_of(resource, ctx.default_site)
@@ -179,7 +180,7 @@ def condition_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     """One condition fact: onset (else recorded date) to abatement, with the clinical status."""
     _, verification = first_code(resource.get("verificationStatus"))
     if verification in ("refuted", "entered-in-error"):
-        raise Skipped(f"verification status {verification}")
+        raise Retracted(f"verification status {verification}")
     source_id = ctx.pseudonyms.resource_key("Condition", resource_id(resource, "Condition"))
     patient = patient_key(resource, ctx)
     site = site_of(resource, ctx.default_site)
@@ -278,7 +279,7 @@ def medication_request_facts(resource: dict[str, Any], ctx: Context, index: int,
     """An order: authored on (else the first dosage's bounds start) to the bounds or validity end."""
     status = resource.get("status")
     if status in ("entered-in-error", "cancelled"):
-        raise Skipped(f"status {status}")
+        raise Retracted(f"status {status}")
     start = optional_instant(resource.get("authoredOn"), "authoredOn")
     end = None
     for dosage in resource.get("dosageInstruction") or ():
@@ -295,7 +296,7 @@ def medication_administration_facts(resource: dict[str, Any], ctx: Context, inde
     """A dose given: effective time or period."""
     status = resource.get("status")
     if status in ("entered-in-error", "not-done"):
-        raise Skipped(f"status {status}")
+        raise Retracted(f"status {status}")
     start, end = _period(resource, "effectivePeriod")
     start = optional_instant(resource.get("effectiveDateTime"), "effectiveDateTime") or start
     return _medication(resource, ctx, index, rows, resource_type="MedicationAdministration", start=start, end=end)
@@ -305,7 +306,7 @@ def procedure_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     """A procedure performed: performed time or period."""
     status = resource.get("status")
     if status in ("entered-in-error", "not-done"):
-        raise Skipped(f"status {status}")
+        raise Retracted(f"status {status}")
     source_id = ctx.pseudonyms.resource_key("Procedure", resource_id(resource, "Procedure"))
     patient = patient_key(resource, ctx)
     site = site_of(resource, ctx.default_site)

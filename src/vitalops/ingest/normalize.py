@@ -20,7 +20,15 @@ import pyarrow as pa
 from vitalops.core.clock import isoformat_utc
 from vitalops.fhir.readers import SourceRecord
 from vitalops.fhir.resource_types import R4_RESOURCE_TYPES
-from vitalops.ingest.extract_common import Context, Rejected, Row, Skipped, site_of
+from vitalops.ingest.extract_common import (
+    Context,
+    Rejected,
+    Retracted,
+    Row,
+    Skipped,
+    append_retraction,
+    site_of,
+)
 from vitalops.ingest.extract_observation import observation_facts
 from vitalops.ingest.extract_resources import (
     Extractor,
@@ -149,6 +157,14 @@ class ChunkNormalization:
         mark = len(rows)
         try:
             resource_site = extractor(resource, ctx, index, rows)
+        except Retracted as outcome:
+            del rows[mark:]
+            try:
+                resource_site = append_retraction(resource, resource_type, outcome.reason, ctx, index, rows)
+            except (Rejected, AttributeError, TypeError, KeyError, ValueError, IndexError):
+                del rows[mark:]
+                self.skipped[outcome.reason] += 1  # nothing to retract without a patient or an id
+                return
         except Skipped as outcome:
             del rows[mark:]
             self.skipped[outcome.reason] += 1

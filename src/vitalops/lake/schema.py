@@ -13,7 +13,9 @@ import pyarrow as pa
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
-#: Kinds of fact. ``outcome`` facts (death) are never features; labels read them.
+#: Kinds of fact. ``outcome`` facts (death) are never features; labels read them. A ``retraction``
+#: fact (no concept) is the newest version of a resource that was entered in error, cancelled,
+#: refuted or not done: it only supersedes that resource's earlier facts.
 FACT_KINDS = (
     "demographic",
     "encounter",
@@ -24,6 +26,7 @@ FACT_KINDS = (
     "medication",
     "procedure",
     "outcome",
+    "retraction",
 )
 
 FACTS_SCHEMA = pa.schema(
