@@ -23,6 +23,7 @@ from vitalops.artifacts.predictor import (
 )
 from vitalops.artifacts.store import ArtifactStore, open_store
 from vitalops.core.ids import canonical_json
+from vitalops.core.settings import get_settings
 from vitalops.errors import IntegrityError, InvalidInput
 
 MANIFEST_FORMAT = "vitalops.model/1"
@@ -116,7 +117,6 @@ def load_predictor(sha256: str, *, store: ArtifactStore | None = None) -> Predic
     Raises IntegrityError for a corrupted artifact and NotFound when it is missing.
     """
     if store is None:
-        from vitalops.core.settings import get_settings
 
         store = open_store(get_settings().artifacts_root)
     bundle = read_bundle(store, sha256)

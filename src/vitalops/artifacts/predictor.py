@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from vitalops.errors import InvalidInput
+
 
 class Predictor(ABC):
     """Scores a float64 matrix whose columns are ``feature_names`` in order (NaN = missing)."""
@@ -31,7 +33,6 @@ class Predictor(ABC):
         if matrix.ndim == 1:
             matrix = matrix.reshape(1, -1)
         if matrix.shape[1] != len(self.feature_names):
-            from vitalops.errors import InvalidInput
 
             raise InvalidInput(
                 f"the model expects {len(self.feature_names)} features, got {matrix.shape[1]} columns"
@@ -138,7 +139,6 @@ class OnnxPredictor(Predictor):
             array = np.asarray(output)
             if array.dtype.kind == "f" and array.ndim == 2 and array.shape[1] == 2:
                 return array[:, 1].astype(np.float64)
-        from vitalops.errors import InvalidInput
 
         raise InvalidInput("the ONNX model has no output with positive-class probabilities")
 

@@ -9,6 +9,7 @@ import typer
 
 from vitalops.cli.context import cli_principal, open_database
 from vitalops.cli.output import JsonOption, console, emit, rows_table
+from vitalops.core.clock import as_utc
 from vitalops.governance.deploy import deploy_version, rollback_deployment
 from vitalops.registry.service import read_deployment_history
 
@@ -62,7 +63,6 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Every deployment change of a model, and the state (now or at --at)."""
-    from vitalops.core.clock import as_utc
 
     database = open_database()
     result = read_deployment_history(

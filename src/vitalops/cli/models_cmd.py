@@ -9,8 +9,10 @@ import typer
 
 from vitalops.cli.context import cli_principal, open_database
 from vitalops.cli.output import JsonOption, console, emit, rows_table
+from vitalops.errors import InvalidInput
 from vitalops.governance.approvals import approve_version, reject_version
 from vitalops.registry import service
+from vitalops.training.byo import register_model_file
 
 models_app = typer.Typer(help="The model registry: versions, approvals and model cards.", no_args_is_help=True)
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (recorded in the audit trail).")]
@@ -70,7 +72,6 @@ def models_register(
     as_json: JsonOption = False,
 ) -> None:
     """Bring your own fitted model: store it, check its signature, validate it on a dataset, register it."""
-    from vitalops.training.byo import register_model_file
 
     database = open_database()
     result = register_model_file(
@@ -119,7 +120,6 @@ def models_card(
     as_json: JsonOption = False,
 ) -> None:
     """The version's model card (CHAI applied model card sections)."""
-    from vitalops.errors import InvalidInput
 
     renderers = {"md": "to_markdown", "html": "to_html", "json": "to_json"}
     if fmt not in renderers:

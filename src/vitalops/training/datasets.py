@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from vitalops.artifacts import ArtifactStore
 from vitalops.core.ids import sha256_hex
 from vitalops.errors import InvalidInput
+from vitalops.features.training_set import read_training_set
 from vitalops.lake.schema import DATASET_ATTRIBUTE_COLUMNS, DATASET_KEY_COLUMNS, DATASET_LABEL_COLUMNS
 
 ARTIFACT_URI_PREFIX = "artifact:"
@@ -129,7 +130,6 @@ def read_dataset(store: ArtifactStore, uri: str) -> tuple[pa.Table, str]:
     if uri.startswith(ARTIFACT_URI_PREFIX):
         digest = uri.removeprefix(ARTIFACT_URI_PREFIX)
         return pq.read_table(io.BytesIO(store.get(digest))), digest
-    from vitalops.features.training_set import read_training_set
 
     training_set = read_training_set(uri)
     return training_set.table, training_set.fingerprint.content_sha256

@@ -18,6 +18,8 @@ from vitalops.auth import Permission, Principal, authorize
 from vitalops.core.settings import get_settings
 from vitalops.db import Database
 from vitalops.errors import Conflict, InvalidInput, NotFound
+from vitalops.features.definitions import load_spec
+from vitalops.features.training_set import build_training_set
 from vitalops.registry.schemas import ModelCreate, ModelVersion, Signature, VersionCreate
 from vitalops.registry.versions import create_model, create_version, get_model
 from vitalops.training.datasets import (
@@ -66,8 +68,6 @@ def resolve_dataset(spec: TrainingSpec, lake_root: str) -> ResolvedDataset:
     if spec.dataset.uri is not None:
         table, fingerprint = read_dataset(store, spec.dataset.uri)
         return ResolvedDataset(table, feature_columns(table), fingerprint, "prebuilt", spec.dataset.uri)
-    from vitalops.features.definitions import load_spec
-    from vitalops.features.training_set import build_training_set
 
     definitions_path = spec.resolve(str(spec.dataset.spec))
     if not definitions_path.exists():
