@@ -76,3 +76,11 @@ def test_init_from_nothing_in_production_generates_secrets_first(cli, tmp_path, 
     assert result.json()["secrets"] == "generated" and (fresh / "secrets.env").exists()
     unnamed = cli("audit", "log")
     assert unnamed.exit_code == 2 and "set VITALOPS_USER" in unnamed.stderr
+
+
+def test_usage_errors_exit_2_with_the_parsers_message(cli) -> None:
+    missing = cli("users", "add", "bob")
+    assert missing.exit_code == 2 and "Missing option '--role'" in missing.stderr
+    unknown = cli("nosuchcommand")
+    assert unknown.exit_code == 2 and "No such command" in unknown.stderr
+    assert "unexpected" not in missing.stderr + unknown.stderr

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import sys
 
-import click
 import typer
 
 from vitalops.cli import (
@@ -85,8 +84,11 @@ def run() -> None:
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(2)
-    except click.exceptions.ClickException as exc:
-        exc.show()
+    except typer.exceptions.TyperException as exc:
+        # Usage errors (a missing option, a bad value, an unknown command): the parser's own words.
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
         sys.exit(2)
     except Exception as exc:  # the last line of defence: no traceback text, which may hold PHI
         log.exception("unexpected error")
