@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from vitalops.auth import SYSTEM
-from vitalops.core.settings import Settings
+from vitalops.core.settings import Settings, get_settings
 from vitalops.db import Database
 from vitalops.errors import InvalidInput, PermissionDenied
 from vitalops.ingest.service import ingest_paths, list_batches
@@ -57,3 +57,22 @@ def test_cli_ingest_json(cli, synth_export: list[Path]) -> None:
     assert body["read"] == body["ingested"] + body["skipped"] + body["quarantined"] > 0
     assert body["batch"].startswith("batch_")
     assert cli("ingest", "--json").exit_code == 2
+
+
+def test_the_hospitals_local_code_mappings_apply_at_ingest(home, database, tmp_path, monkeypatch) -> None:
+    resource = {
+        "resourceType": "Observation", "id": "lac1", "status": "final",
+        "meta": {"versionId": "1", "lastUpdated": "2025-03-01T10:00:00Z"},
+        "code": {"coding": [{"system": "https://north.hospital.example/lab", "code": "LACT-ART"}]},
+        "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2025-03-01T09:00:00Z",
+        "valueQuantity": {"value": 2.1, "unit": "mmol/L"},
+    }
+    feed = tmp_path / "Observation.ndjson"
+    feed.write_bytes(orjson.dumps(resource) + b"\n")
+    mappings = tmp_path / "local-codes.csv"
+    mappings.write_text("system,code,concept\nhttps://north.hospital.example/lab,LACT-ART,lactate\n")
+    monkeypatch.setenv("VITALOPS_LOCAL_CODES_FILE", str(mappings))
+    get_settings.cache_clear()
+    ingest_paths(database, SYSTEM, [feed], site="north")
+    facts = FactsStore(get_settings().lake_root).dataset().to_table().to_pylist()
+    assert [(f["concept"], f["value_num"], f["unit"]) for f in facts] == [("lactate", 2.1, "mmol/L")]

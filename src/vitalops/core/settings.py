@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     fhir_private_key_file: Path | None = None
     fhir_key_id: str | None = None
     fhir_scope: str = "system/*.read"
+    #: The hospital's own code mappings (CSV: system,code,concept[,unit]) added to the shipped value sets.
+    local_codes_file: Path | None = None
     small_group_min: int = Field(default=20, ge=1)
 
     @model_validator(mode="after")

@@ -105,7 +105,7 @@ def ingest_paths(
     settings = get_settings()
     lake_root = lake_root or settings.lake_root
     pseudonyms = Pseudonymizer(settings.pseudonym_key.get_secret_value().encode())
-    terminology = load_terminology()
+    terminology = load_terminology(settings.local_codes_file)
     batch_id = new_id("batch")
     started = utcnow()
     source = ", ".join(str(p) for p in paths)
