@@ -218,3 +218,17 @@ def append_retraction(resource: dict[str, Any], resource_type: str, status: str,
         source_version(resource), 0, index,
     ))
     return site
+
+
+def event_row(
+    resource: dict[str, Any], ctx: Context, index: int, *, kind: str, resource_type: str, site: str, patient: str,
+    source_id: str, coding: tuple[str | None, str | None, Concept | None], status: Any, start: str,
+    end: str | None,
+) -> Row:
+    """The one fact of a coded event (a condition, a medication order or administration, a procedure)."""
+    system, code, concept = coding
+    return (
+        site, patient, kind, concept.name if concept else None, system, code, None, None, None, status,
+        encounter_key(resource, ctx), start, end, known_at(resource, ctx), resource_type, source_id,
+        source_version(resource), 0, index,
+    )

@@ -16,7 +16,7 @@ from vitalops.ingest.extract_common import (
     Retracted,
     Row,
     Skipped,
-    encounter_key,
+    event_row,
     first_code,
     instant,
     known_at,
@@ -193,29 +193,9 @@ def condition_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     abated = optional_instant(resource.get("abatementDateTime"), "abatementDateTime") or abated
     _, clinical = first_code(resource.get("clinicalStatus"))
     system, code, concept = pick_coding(resource.get("code"), ctx)
-    rows.append(
-        (
-            site,
-            patient,
-            "condition",
-            concept.name if concept else None,
-            system,
-            code,
-            None,
-            None,
-            None,
-            clinical,
-            encounter_key(resource, ctx),
-            onset,
-            abated,
-            known_at(resource, ctx),
-            "Condition",
-            source_id,
-            source_version(resource),
-            0,
-            index,
-        )
-    )
+    rows.append(event_row(resource, ctx, index, kind="condition", resource_type="Condition", site=site,
+                          patient=patient, source_id=source_id, coding=(system, code, concept), status=clinical,
+                          start=onset, end=abated))
     return site
 
 
@@ -249,29 +229,9 @@ def _medication(
     if start is None:
         raise Rejected("required.effective", f"{resource_type} has no start time")
     system, code, concept = _medication_coding(resource, ctx)
-    rows.append(
-        (
-            site,
-            patient,
-            "medication",
-            concept.name if concept else None,
-            system,
-            code,
-            None,
-            None,
-            None,
-            resource.get("status"),
-            encounter_key(resource, ctx),
-            start,
-            end,
-            known_at(resource, ctx),
-            resource_type,
-            source_id,
-            source_version(resource),
-            0,
-            index,
-        )
-    )
+    rows.append(event_row(resource, ctx, index, kind="medication", resource_type=resource_type, site=site,
+                          patient=patient, source_id=source_id, coding=(system, code, concept),
+                          status=resource.get("status"), start=start, end=end))
     return site
 
 
@@ -315,29 +275,9 @@ def procedure_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     if start is None:
         raise Rejected("required.performed", "Procedure has no performed time")
     system, code, concept = pick_coding(resource.get("code"), ctx)
-    rows.append(
-        (
-            site,
-            patient,
-            "procedure",
-            concept.name if concept else None,
-            system,
-            code,
-            None,
-            None,
-            None,
-            status,
-            encounter_key(resource, ctx),
-            start,
-            end,
-            known_at(resource, ctx),
-            "Procedure",
-            source_id,
-            source_version(resource),
-            0,
-            index,
-        )
-    )
+    rows.append(event_row(resource, ctx, index, kind="procedure", resource_type="Procedure", site=site,
+                          patient=patient, source_id=source_id, coding=(system, code, concept), status=status,
+                          start=start, end=end))
     return site
 
 
