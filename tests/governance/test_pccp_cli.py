@@ -20,3 +20,6 @@ def test_pccp_check_cli_records_then_exits_one(cli, governed, make_user):  # noq
     assert listed.exit_code == 0 and listed.json()[0]["champions"] == ["A:v1"]
     self_approval = cli("models", "approve", "deterioration", "1", "--reason", "mine", "--json")
     assert self_approval.exit_code == 2
+    shown = cli("models", "show", "deterioration", "3", user="carol")
+    assert shown.exit_code == 0 and "deterioration v3" in shown.stdout
+    assert "gate: closed beyond shadow" in shown.stdout and "Lifecycle" in shown.stdout

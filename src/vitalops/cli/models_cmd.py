@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from vitalops.cli.context import cli_principal, open_database
-from vitalops.cli.output import JsonOption, console, emit, rows_table
+from vitalops.cli.output import JsonOption, console, emit, key_value_table, rows_table
 from vitalops.errors import InvalidInput
 from vitalops.governance.approvals import approve_version, reject_version
 from vitalops.registry import service
@@ -56,7 +56,38 @@ def models_show(
 
         emit(detail, as_json, render)
     else:
-        emit(service.read_version(database, actor, name, version), as_json)
+        emit(service.read_version(database, actor, name, version), as_json, render_version)
+
+
+def render_version(detail: dict[str, Any]) -> None:
+    """One version for people: identity and lineage, then its history, approvals, checks and gate."""
+    version = detail["version"]
+    inputs = [column["name"] for column in version["signature"]["inputs"]]
+    console.print(key_value_table({
+        "version": f"{version['model']} v{version['number']}",
+        "state": version["state"],
+        "submitted by": f"{version['submitter']} ({version['source']}, {version['created_at']})",
+        "estimator": f"{version['estimator']} {version['hyperparameters']}",
+        "threshold": version["threshold"],
+        "inputs": f"{len(inputs)}: {', '.join(inputs)}",
+        "output": version["signature"]["output"],
+        "dataset fingerprint": version["dataset_fingerprint"],
+        "definitions version": version["definitions_version"],
+        "code version": version["code_version"],
+        "artifact sha256": version["artifact_sha256"],
+        "report hash": version["report_hash"],
+    }, title="Model version"))
+    console.print(rows_table(detail["transitions"], ["at", "from_state", "to_state", "actor", "reason"],
+                             title="Lifecycle"))
+    if detail["approvals"]:
+        console.print(rows_table(detail["approvals"], ["at", "approver", "decision", "reason", "valid"],
+                                 title="Approvals"))
+    if detail["pccp_checks"]:
+        console.print(rows_table(detail["pccp_checks"], ["id", "at", "site", "passed", "actor", "evidence_hash"],
+                                 title="PCCP checks"))
+    gate = detail["gate"]
+    verdict = "open beyond shadow" if gate["open"] else "closed beyond shadow"
+    console.print(f"gate: {verdict} ({gate['reason']})")
 
 
 @models_app.command("register")
