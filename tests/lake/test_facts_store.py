@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
 from tests.ingest.fhir_builders import encounter, observation, patient
 from vitalops.ingest.normalize import resources_to_facts
@@ -45,8 +47,6 @@ def test_append_is_idempotent_and_versioned(tmp_path: Path, facts) -> None:
 def test_small_commits_and_duplicates_inside_one_append(tmp_path: Path, facts) -> None:
     store = FactsStore(str(tmp_path), commit_rows=2)
     doubled = facts.slice(0, 3).to_batches()[0]
-    import pyarrow as pa
-
     table = pa.Table.from_batches([doubled, doubled])
     assert store.append(table) == 3
     assert store.version is not None and store.version >= 1
@@ -72,3 +72,19 @@ def test_pit_view_supersedes_old_versions_only_from_when_the_new_one_is_known(tm
     # history stays queryable in the table itself
     assert {"1", "2"} <= set(store.dataset().to_table()["source_version"].to_pylist())
     assert pit_view(facts).num_rows == everything.num_rows + 1  # + the other patient's fact
+
+
+def test_compaction_merges_small_files_and_changes_no_fact(tmp_path: Path, facts) -> None:
+    store = FactsStore(str(tmp_path), commit_rows=1)
+    assert store.append(facts) == facts.num_rows
+    before = store.version
+    files_before = len(DeltaTable(store.uri).file_uris())
+    removed = store.compact()
+    assert removed > 0 and len(DeltaTable(store.uri).file_uris()) < files_before
+    assert store.version == before + 1
+
+    def rows(version: int | None) -> list[dict]:
+        return sorted(store.dataset(version).to_table().to_pylist(), key=lambda row: row["fact_id"])
+
+    assert rows(None) == rows(before)  # same facts; the earlier version stays readable
+    assert store.compact() == 0  # nothing left to merge

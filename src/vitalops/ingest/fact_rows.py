@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import operator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -83,11 +83,28 @@ def _bad_time(text: str | None) -> bool:
     return parsed.tzinfo is None or not 1 <= parsed.year <= 9999
 
 
-def _months(effective: pa.Array) -> pa.Array:
-    """``YYYY-MM`` of each UTC timestamp, formatted once per distinct month (a chunk spans few)."""
+# The ``month`` partition. Partitions must stay few and dense, or every reader pays to open
+# near-empty files: a patient's slowly changing history (birth, sex, conditions with onsets
+# decades back) shares one ``history`` partition per site, and any other fact effective before
+# 2000 shares ``before-2000``. Derived from the fact's kind and ``effective_at`` only, so a fact's
+# partition never depends on when it was ingested (which de-duplication relies on).
+PARTITION_FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
+BEFORE_FLOOR = "before-2000"
+HISTORY = "history"
+HISTORY_KINDS = ("demographic", "condition")
+
+
+def _months(effective: pa.Array, kinds: pa.Array | None = None) -> pa.Array:
+    """The ``month`` partition of each fact: ``history`` for the kinds in ``HISTORY_KINDS``, else
+    ``YYYY-MM`` of its UTC ``effective_at`` or ``before-2000``; formatted once per distinct month."""
     months = pc.floor_temporal(effective, unit="month")
     distinct = pc.unique(months)
-    return pc.take(pc.strftime(distinct, format="%Y-%m"), pc.index_in(months, value_set=distinct))
+    labels = pc.take(pc.strftime(distinct, format="%Y-%m"), pc.index_in(months, value_set=distinct))
+    early = pc.less(effective, pa.scalar(PARTITION_FLOOR, type=effective.type))
+    labels = pc.if_else(early, pa.scalar(BEFORE_FLOOR), labels)
+    if kinds is None:
+        return labels
+    return pc.if_else(pc.is_in(kinds, value_set=pa.array(HISTORY_KINDS)), pa.scalar(HISTORY), labels)
 
 
 def build_facts(rows: list[Row], batch_id: str) -> BuiltFacts:
@@ -121,7 +138,7 @@ def build_facts(rows: list[Row], batch_id: str) -> BuiltFacts:
     known = pc.if_else(pc.less(times["known_at"], effective), effective, times["known_at"])
     arrays = {
         "fact_id": ids,
-        "month": _months(effective),
+        "month": _months(effective, texts["kind"]),
         "effective_at": effective,
         "effective_end": times["effective_end"],
         "known_at": known,

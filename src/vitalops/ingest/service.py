@@ -178,6 +178,8 @@ def ingest_paths(
     report.skipped_reasons = dict(sorted(skipped.items()))
     report.quarantine_reasons = dict(sorted(rules.items()))
     report.per_site = dict(sorted(per_site.items()))
+    if report.facts:
+        facts_store.compact()
     report.facts_version = facts_store.version
     _finish(database, principal, batch_id, report, status="completed")
     return report

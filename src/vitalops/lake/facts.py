@@ -103,6 +103,25 @@ class FactsStore:
             write_deltalake(self.uri, fresh, mode="append", partition_by=FACTS_PARTITIONS)
         return int(fresh.num_rows)
 
+    def compact(self, *, min_files: int = 2) -> int:
+        """Merge small files within each partition into larger ones (one more atomic Delta commit;
+        the facts do not change and earlier versions stay readable). Returns the files removed.
+
+        Readers pay per file opened, and every ingest chunk adds a file per partition it touches,
+        so an ingest compacts when it is done. Nothing happens while the table has fewer than
+        ``min_files`` files per partition on average.
+        """
+        if not self.exists():
+            return 0
+        table = DeltaTable(self.uri)
+        files = len(table.file_uris())
+        partitions = len({tuple(sorted(p.items())) for p in table.partitions()})
+        if files < min_files * max(partitions, 1):
+            return 0
+        with self._commit_lock():
+            metrics = DeltaTable(self.uri).optimize.compact()
+        return int(metrics.get("numFilesRemoved", 0))
+
     @contextlib.contextmanager
     def _commit_lock(self) -> Iterator[None]:
         """Hold the lake's facts lock while a chunk is checked against the table and committed.

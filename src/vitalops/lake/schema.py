@@ -34,7 +34,7 @@ FACTS_SCHEMA = pa.schema(
         pa.field("fact_id", pa.string(), nullable=False),  # sha256 of source + version + ordinal + content
         pa.field("patient_key", pa.string(), nullable=False),  # HMAC-SHA256 pseudonym, hex
         pa.field("site", pa.string(), nullable=False),
-        pa.field("month", pa.string(), nullable=False),  # partition: YYYY-MM of effective_at
+        pa.field("month", pa.string(), nullable=False),  # partition: YYYY-MM of effective_at ("history", "before-2000")
         pa.field("kind", pa.string(), nullable=False),
         pa.field("concept", pa.string()),  # None when the code is not mapped to a concept
         pa.field("code_system", pa.string()),
