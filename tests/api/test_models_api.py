@@ -70,3 +70,9 @@ def test_models_api_permissions_approvals_and_gate(client, database, settings, m
     html = client.get("/v1/models/deterioration/versions/1/card", params={"format": "html"},
                       headers=bearer(scientist_key))
     assert html.headers["content-type"].startswith("text/html") and "<html" in html.text.lower()
+    report = client.get("/v1/models/deterioration/versions/1/report", params={"format": "html"},
+                        headers=bearer(scientist_key))
+    assert report.status_code == 200 and "Validation report: deterioration v1" in report.text
+    assert "<svg" in report.text  # calibration and decision curves inline, no network
+    stored = client.get("/v1/models/deterioration/versions/1/report", headers=bearer(scientist_key)).json()
+    assert stored["threshold"] == 0.4

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from vitalops.errors import InvalidInput
+from vitalops.validation.labels import group_label
 from vitalops.validation.report import ValidationReport
 from vitalops.validation.report_html import interval_text, number, template_environment
 
@@ -148,8 +149,9 @@ def _fairness(report: ValidationReport) -> tuple[list[dict[str, str]], list[str]
             for metric, ratio in (result.ratios or {}).items():
                 if ratio.estimate is not None and not low_bound <= ratio.estimate <= high_bound:
                     concerns.append(
-                        f"{attribute}={result.group}: {metric} ratio {number(ratio.estimate, 2)} to reference "
-                        f"{result.reference_group} is outside {low_bound}–{high_bound}"
+                        f"{attribute} {group_label(attribute, result.group)}: {metric} ratio "
+                        f"{number(ratio.estimate, 2)} to reference {group_label(attribute, result.reference_group)} "
+                        f"is outside {low_bound}–{high_bound}"
                     )
         if suppressed:
             rows.append({"label": f"{attribute}: groups suppressed (too small)", "value": str(suppressed)})

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup
 
+from vitalops.validation.labels import group_label
 from vitalops.validation.plots import calibration_svg, decision_curve_svg
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ def template_environment() -> jinja2.Environment:
     environment.filters["number"] = number
     environment.filters["interval"] = interval_text
     environment.globals["metric_labels"] = METRIC_LABELS
+    environment.globals["group_label"] = group_label
     return environment
 
 

@@ -18,6 +18,8 @@ from vitalops.governance.approvals import approve_version, reject_version
 from vitalops.governance.gate import record_full_review, run_pccp_check
 from vitalops.governance.pccp import create_pccp, get_pccp
 from vitalops.registry import service
+from vitalops.validation.report import ValidationReport
+from vitalops.validation.report_html import render_report_html
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 Reader = Annotated[Principal, Depends(require(Permission.MODELS_READ))]
@@ -57,9 +59,16 @@ def get_version(name: str, number: int, database: DatabaseDep, actor: Reader) ->
     return service.read_version(database, actor, name, number)
 
 
-@router.get("/{name}/versions/{number}/report")
-def get_report(name: str, number: int, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
-    return service.read_report(database, actor, name, number)
+@router.get("/{name}/versions/{number}/report", response_model=None)
+def get_report(
+    name: str, number: int, database: DatabaseDep, actor: Reader, format: Literal["json", "html"] = "json"
+) -> dict[str, Any] | Response:  # noqa: A002 - the public query name
+    """The validation report as stored (JSON), or rendered as one self-contained HTML page."""
+    report = service.read_report(database, actor, name, number)
+    if format == "html":
+        parsed = ValidationReport.model_validate(report)
+        return HTMLResponse(render_report_html(parsed, title=f"Validation report: {name} v{number}"))
+    return report
 
 
 @router.get("/{name}/versions/{number}/approvals")
