@@ -28,7 +28,10 @@ def test_demo_builds_the_hospital_end_to_end(cli) -> None:
     assert deterioration["blocked"]["deploy_beyond_shadow"].startswith("refused")
     assert summary["audit"]["ok"] is True and summary["audit"]["events"] > 20
     cards = summary["models"]["cards"]
-    assert len(cards) == 4 and all(Path(card).read_text().count("Key metrics") >= 1 for card in cards)
+    pages = {Path(card).name: Path(card).read_text() for card in cards}
+    assert len(pages) == 6
+    assert all("Key metrics" in text for name, text in pages.items() if not name.endswith("validation.html"))
+    assert "Calibration" in pages["deterioration-v1.validation.html"]
 
     again = cli("demo", "--no-serve", "--json")
     assert again.exit_code == 0 and again.json()["rebuilt"] is False

@@ -32,9 +32,11 @@ from vitalops.features import demo_spec_path
 from vitalops.features.service import build_dataset
 from vitalops.ingest.service import ingest_paths
 from vitalops.quality.report import quality_report
-from vitalops.registry.service import build_card
+from vitalops.registry.service import build_card, read_report
 from vitalops.synth import RESOURCE_TYPES, generate_hospital
 from vitalops.training.demo import DEMO_MODELS, run_model_plane_demo
+from vitalops.validation.report import ValidationReport
+from vitalops.validation.report_html import render_report_html
 
 #: The demo hospital's staff: one user per role (two approvers, for the two-person rule).
 DEMO_USERS = (
@@ -149,13 +151,15 @@ class DemoSteps:
         result["cards"] = []
         for name in DEMO_MODELS:
             card = build_card(self.database, self.staff["alex"], name, 1)
-            for suffix, text in (("html", card.to_html()), ("md", card.to_markdown())):
+            report = ValidationReport.model_validate(read_report(self.database, self.staff["alex"], name, 1))
+            page = render_report_html(report, title=f"Validation report: {name} v1")
+            for suffix, text in (("html", card.to_html()), ("md", card.to_markdown()), ("validation.html", page)):
                 path = cards / f"{name}-v1.{suffix}"
                 path.write_text(text, encoding="utf-8")
                 result["cards"].append(str(path))
         if not self.as_json:
             render_model_plane(result)
-            console.print(f"model cards (CHAI applied model card sections): {cards}/")
+            console.print(f"model cards (CHAI applied model card sections) and validation reports: {cards}/")
         return result
 
     def audit(self) -> dict[str, Any]:
