@@ -18,6 +18,12 @@ from vitalops.synth import IDENTIFIERS_FILE, generate_hospital
 KEY = b"synthetic-hospital-test-key-42"
 DATE_FIELDS = ("effectiveDateTime", "authoredOn", "onsetDateTime", "recordedDate", "issued", "abatementDateTime")
 
+US_CORE_RACE_ETHNICITY = {
+    "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+    "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity",
+}
+SITE_TAG = "https://vitalops.dev/fhir/site"
+
 
 @pytest.fixture(scope="module")
 def hospital(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -85,7 +91,13 @@ def test_no_planted_identifier_survives(hospital: Path, deidentified: tuple[Path
     assert source_ids.isdisjoint(strings | tails)
     for patient in _lines(out / "Patient.ndjson"):
         assert all(len(a.get("postalCode", "")) <= 3 for a in patient.get("address", []))
-        assert {"name", "identifier", "telecom", "text", "extension"}.isdisjoint(patient)
+        assert {"name", "identifier", "telecom", "text"}.isdisjoint(patient)
+        # Only US Core race and ethnicity survive, as codings: never their free-text part.
+        assert {e["url"] for e in patient.get("extension", [])} <= US_CORE_RACE_ETHNICITY
+        for extension in patient.get("extension", []):
+            assert {part["url"] for part in extension["extension"]} <= {"ombCategory", "detailed"}
+            assert all(set(part) == {"url", "valueCoding"} for part in extension["extension"])
+        assert {tag["system"] for tag in patient["meta"].get("tag", [])} <= {SITE_TAG}
 
 
 def test_dates_move_by_one_nonzero_offset_per_patient(hospital: Path, deidentified: tuple[Path, Any]) -> None:

@@ -343,3 +343,25 @@ def test_an_allowed_modifier_extension_is_kept_with_its_element(tmp_path: Path) 
     report = deidentify_path(source, tmp_path / "out", key=KEY, rules=rules, as_of=AS_OF)
     assert report.written == 1
     assert _read_output(tmp_path / "out")["Observation"][0]["component"][0]["modifierExtension"] == [negated]
+
+
+def test_us_core_race_and_ethnicity_codings_and_the_site_tag_are_kept_and_nothing_else(tmp_path: Path) -> None:
+    race = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+    omb = {"system": "urn:oid:2.16.840.1.113883.6.238", "code": "2106-3", "display": "White"}
+    patient = {
+        "resourceType": "Patient", "id": "p-race", "gender": "female", "birthDate": "1970-05-01",
+        "meta": {"lastUpdated": "2024-01-01T00:00:00Z",
+                 "tag": [{"system": "https://vitalops.dev/fhir/site", "code": "north"},
+                         {"system": "http://example.org/ward", "code": "MRN-4471"}]},
+        "extension": [
+            {"url": race, "extension": [{"url": "ombCategory", "valueCoding": omb},
+                                        {"url": "text", "valueString": "White, lives on Elm Street"}]},
+            {"url": "http://example.org/mothers-maiden-name", "valueString": "Smithfield"},
+        ],
+    }
+    outputs, _, raw = _run(tmp_path, [patient])
+    kept = outputs["Patient"][0]
+    assert kept["extension"] == [{"url": race, "extension": [{"url": "ombCategory", "valueCoding": omb}]}]
+    assert kept["meta"]["tag"] == [{"system": "https://vitalops.dev/fhir/site", "code": "north"}]
+    for leaked in (b"Elm Street", b"Smithfield", b"MRN-4471"):
+        assert leaked not in raw

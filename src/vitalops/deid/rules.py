@@ -9,7 +9,7 @@ or drop a field.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,9 @@ class ScrubRules:
     patient_reference_elements: tuple[str, ...]
     allowed_modifier_extensions: frozenset[str]
     source: str
+    #: Kept extensions by url; each spec may hold ``extension``: kept sub-extensions by url.
+    extensions: dict[str, ElementSpec] = field(default_factory=dict)
+    kept_tag_systems: frozenset[str] = frozenset()
 
     def is_terminology(self, system: object) -> bool:
         """True when ``system`` is a code system whose display strings are terminology, not patient text."""
@@ -63,6 +66,11 @@ def load_rules(path: Path | None = None) -> ScrubRules:
     for owner, spec in [*(("datatypes." + k, v) for k, v in datatypes.items()),
                         *(("resources." + k, v) for k, v in resources.items())]:
         _check_spec(spec, owner, datatypes, path.name)
+    extensions = raw.get("extensions", {})
+    if not isinstance(extensions, dict):
+        raise InvalidInput(f"de-identification rules {path.name}: [extensions] must be a table of urls")
+    for url, spec in extensions.items():
+        _check_spec(spec, f"extensions.{url}", datatypes, path.name)
     zips = [str(z) for z in raw.get("restricted_zip3", [])]
     if any(len(z) != 3 or not z.isdigit() for z in zips):
         raise InvalidInput(f"de-identification rules {path.name}: restricted_zip3 must hold 3-digit prefixes")
@@ -76,6 +84,8 @@ def load_rules(path: Path | None = None) -> ScrubRules:
         patient_reference_elements=tuple(raw.get("patient_reference_elements", ["subject", "patient"])),
         allowed_modifier_extensions=frozenset(raw.get("allowed_modifier_extensions", [])),
         source=path.name,
+        extensions=extensions,
+        kept_tag_systems=frozenset(raw.get("kept_tag_systems", [])),
     )
 
 

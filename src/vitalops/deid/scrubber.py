@@ -106,10 +106,19 @@ class Scrubber:
                 counts[(visit.resource_type, f"{path}.{name}", "keep")] += 1
                 continue
             element = f"{path}.{name}"
+            if name == "extension" and isinstance(value, list):
+                extensions = self._extensions(value, spec.get("extension") if not top else None, element, visit)
+                if extensions:
+                    kept[name] = extensions
+                continue
             rule = spec.get(name)
             if rule is None:
                 counts[(visit.resource_type, element, "drop")] += 1
                 continue
+            if name == "tag" and path.endswith(".meta") and isinstance(value, list):
+                value = [tag for tag in value if isinstance(tag, dict)
+                         and tag.get("system") in self.rules.kept_tag_systems]
+                counts[(visit.resource_type, element, "drop")] += len(node[name]) - len(value)
             if isinstance(value, list):
                 items = [self._apply(item, rule, element, node, visit) for item in value]
                 result: Any = [item for item in items if item is not DROPPED] or DROPPED
@@ -117,6 +126,25 @@ class Scrubber:
                 result = self._apply(value, rule, element, node, visit)
             if result is not DROPPED:
                 kept[name] = result
+        return kept
+
+    def _extensions(
+        self, items: list[Any], listed: Any, element: str, visit: _Visit
+    ) -> list[dict[str, Any]]:
+        """The extensions kept by url: the rules' top-level [extensions] table, or for
+        sub-extensions the ``extension`` table of their parent's spec. Everything else is dropped."""
+        allowed = self.rules.extensions if listed is None else (listed if isinstance(listed, dict) else {})
+        kept: list[dict[str, Any]] = []
+        for item in items:
+            url = item.get("url") if isinstance(item, dict) else None
+            spec = allowed.get(url) if isinstance(url, str) else None
+            if not isinstance(spec, dict):
+                self.report.count(visit.resource_type, element, "drop")
+                continue
+            scrubbed = self._walk(item, spec, element, visit)
+            if len(scrubbed) > 1:  # more than its url
+                kept.append(scrubbed)
+                self.report.count(visit.resource_type, element, "keep")
         return kept
 
     def _apply(self, value: Any, rule: Any, element: str, siblings: dict[str, Any], visit: _Visit) -> Any:
