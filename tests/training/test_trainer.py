@@ -75,6 +75,8 @@ def test_train_registers_a_validated_version_deterministically(database, setting
     assert first.version.dataset_fingerprint == fingerprint
     assert second.version.number == 2 and first.version.code_version.startswith("vitalops")
     assert first.evaluation.report.external[0].site == "C"
+    # The threshold is picked by the rule on the training rows, never on the rows that judge it.
+    assert first.evaluation.report.threshold_source == "training"
 
     predictor = load_predictor(first.version.artifact_sha256, store=store)
     model = load_bundle_model(store, read_bundle(store, first.version.artifact_sha256))

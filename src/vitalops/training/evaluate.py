@@ -59,6 +59,7 @@ def evaluate(
     """Choose the threshold on the training rows (unless given), then validate on the test rows, with
     each held-out site as external validation. ``failures`` lists the minimums the report misses."""
     require_both_classes(test, what="temporal test")
+    from_training = threshold is None
     if threshold is None:
         threshold = choose_threshold(
             training.labels,
@@ -82,6 +83,7 @@ def evaluate(
         small_group_min=small_group_min,
         patient_days=len(test) * patient_days_per_row,
         threshold=threshold,
+        threshold_from_training=from_training,
     )
     return Evaluation(
         report=report,

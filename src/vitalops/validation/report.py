@@ -98,7 +98,9 @@ class ValidationReport(BaseModel):
     created_at: str
     threshold: float
     threshold_rule: dict[str, Any] | None
-    threshold_source: Literal["rule", "given"]
+    #: "rule": picked by ``threshold_rule`` on these rows; "training": picked by the rule on the
+    #: training rows and applied here unchanged; "given": set by the caller.
+    threshold_source: Literal["rule", "given", "training"]
     confidence: float
     n_bootstrap: int
     seed: int
@@ -131,13 +133,15 @@ def build_report(
     reference: dict[str, str] | None = None,
     confidence: float = 0.95,
     decision_thresholds: tuple[float, ...] = DEFAULT_DECISION_THRESHOLDS,
+    threshold_from_training: bool = False,
 ) -> ValidationReport:
     """Validate scores against outcomes: overall metrics with intervals, calibration, decision
     curve, subgroups (``groups`` plus ``sites`` as attribute ``site``) and each held-out site in
     ``external`` (``site -> (y_true, y_score)``), all at one operating threshold.
 
     The threshold is ``threshold`` when given, else the one ``threshold_rule`` picks on these
-    rows. The cohort and its subgroups share the same resamples. Raises InvalidInput for bad
+    rows; ``threshold_from_training`` records that a given threshold was picked by the rule on the
+    training rows. The cohort and its subgroups share the same resamples. Raises InvalidInput for bad
     arrays, arguments, or a ``site`` attribute given twice.
     """
     check_bootstrap_arguments(n_resamples, confidence)
@@ -145,9 +149,9 @@ def build_report(
     warnings: list[str] = []
     if threshold is None:
         threshold = choose_threshold(outcomes, scores, threshold_rule, patient_days=patient_days)
-        source: Literal["rule", "given"] = "rule"
+        source: Literal["rule", "given", "training"] = "rule"
     else:
-        source = "given"
+        source = "training" if threshold_from_training else "given"
     threshold = float(threshold)
     all_groups = dict(groups)
     if sites is not None:
