@@ -4,10 +4,8 @@ import httpx
 import pytest
 
 from tests.conftest import bearer
-from tests.governance.test_pccp_gate import SCIENTIST, _register, _table
+from tests.governance.test_pccp_gate import _register, _table, create_deterioration_model
 from vitalops.artifacts import open_store
-from vitalops.registry.schemas import ModelCreate
-from vitalops.registry.versions import create_model
 
 
 @pytest.fixture
@@ -18,18 +16,7 @@ def client(api_client: httpx.Client) -> httpx.Client:
 def test_models_api_permissions_approvals_and_gate(client, database, settings, make_user):
     _, scientist_key = make_user("data_scientist", "dana")
     _, approver_key = make_user("approver", "alice")
-    with database.session() as session:
-        create_model(
-            session,
-            SCIENTIST,
-            ModelCreate(
-                name="deterioration",
-                intended_use="early warning",
-                clinical_owner="ward",
-                target_population="adults",
-                approvals_required=1,
-            ),
-        )
+    create_deterioration_model(database)
     _register(database, open_store(settings.artifacts_root), _table(1), ["heart_rate", "lactate"], 1)
 
     assert client.get("/v1/models").status_code == 401

@@ -54,6 +54,22 @@ def _table(seed: int, n: int = 600) -> pa.Table:
     )
 
 
+def create_deterioration_model(database) -> None:
+    """The model the gate tests (and the API test) register versions of."""
+    with database.session() as session:
+        create_model(
+            session,
+            SCIENTIST,
+            ModelCreate(
+                name="deterioration",
+                intended_use="early warning",
+                clinical_owner="ward",
+                target_population="adults",
+                approvals_required=1,
+            ),
+        )
+
+
 def _register(database, store, table, columns, number_hint):
     x = np.column_stack([table.column(c).to_numpy() for c in columns])
     y = table.column("label").to_numpy()
@@ -94,18 +110,7 @@ def _register(database, store, table, columns, number_hint):
 def governed(database, settings):
     store = open_store(settings.artifacts_root)
     frozen_uri, fingerprint = freeze_dataset(store, _table(99))
-    with database.session() as session:
-        create_model(
-            session,
-            SCIENTIST,
-            ModelCreate(
-                name="deterioration",
-                intended_use="early warning",
-                clinical_owner="ward",
-                target_population="adults",
-                approvals_required=1,
-            ),
-        )
+    create_deterioration_model(database)
     create_pccp(
         database,
         SCIENTIST,

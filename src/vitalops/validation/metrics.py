@@ -15,24 +15,10 @@ import numpy as np
 
 from vitalops.errors import InvalidInput
 from vitalops.validation.inputs import outcomes_and_scores
-from vitalops.validation.kernels import SortedSample, quantile_bin_bounds
+from vitalops.validation.kernels import RESAMPLED_METRICS, SortedSample, quantile_bin_bounds
 
-METRIC_NAMES = (
-    "auroc",
-    "auprc",
-    "brier",
-    "calibration_intercept",
-    "calibration_slope",
-    "ece",
-    "sensitivity",
-    "specificity",
-    "ppv",
-    "npv",
-    "flag_rate",
-    "prevalence",
-    "n",
-    "positives",
-)
+#: The point metrics: every metric the bootstrap resamples, plus the two counts.
+METRIC_NAMES = (*RESAMPLED_METRICS, "n", "positives")
 
 
 def sorted_sample(
