@@ -56,21 +56,39 @@ class BuiltFacts:
 
 
 _HEX = operator.methodcaller("hexdigest")
-#: Columns held as text; the rest of the id fields (value_num, ordinal) are numbers.
+#: Columns held as text; the rest (value_num, ordinal, resource_index) are numbers.
 _TEXT_FIELDS = tuple(name for name in ROW_FIELDS if name not in ("value_num", "ordinal", "resource_index"))
 _ID_NAMES = tuple(ROW_FIELDS[i] for i in _ID_FIELDS)
+#: The Arrow type of each row field in a column block (``build_fact_table``).
+COLUMN_TYPES = {name: pa.string() for name in _TEXT_FIELDS} | {
+    "value_num": pa.float64(),
+    "ordinal": pa.int64(),
+    "resource_index": pa.int64(),
+}
 
 
-def fact_ids(columns: list[tuple[object, ...]], texts: dict[str, pa.Array]) -> list[str]:
+def fact_ids(columns: dict[str, pa.Array]) -> pa.Array:
     """The ``fact_id`` of each row: sha256 (hex) of the ``str`` of every id field (``None`` spelt
     ``"None"``) joined by ``"\\x1f"``, in ``ROW_FIELDS`` order. Arrow joins the texts and a ``map``
     over C functions hashes them, so that no Python bytecode runs per fact."""
-    parts = [
-        pc.fill_null(texts[name], "None") if name in texts else pa.array(list(map(str, columns[_INDEX[name]])))
-        for name in _ID_NAMES
-    ]
+    parts = []
+    for name in _ID_NAMES:
+        column = columns[name]
+        if name == "value_num":  # Python's float text (shortest repr), as the id was first defined
+            column = pa.array(list(map(str, column.to_pylist())), pa.string())
+        elif name == "ordinal":
+            column = column.cast(pa.string())
+        parts.append(pc.fill_null(column, "None"))
     messages = pc.binary_join_element_wise(*parts, "\x1f").cast(pa.binary()).to_pylist()
-    return list(map(_HEX, map(hashlib.sha256, messages)))
+    return pa.array(list(map(_HEX, map(hashlib.sha256, messages))), pa.string())
+
+
+def rows_to_columns(rows: list[Row]) -> dict[str, pa.Array]:
+    """Row tuples (``ROW_FIELDS`` order) as a column block."""
+    if not rows:
+        return {name: pa.array([], COLUMN_TYPES[name]) for name in ROW_FIELDS}
+    columns = list(zip(*rows, strict=True))
+    return {name: pa.array(columns[i], COLUMN_TYPES[name]) for i, name in enumerate(ROW_FIELDS)}
 
 
 def _bad_time(text: str | None) -> bool:
@@ -108,29 +126,37 @@ def _months(effective: pa.Array, kinds: pa.Array | None = None) -> pa.Array:
 
 
 def build_facts(rows: list[Row], batch_id: str) -> BuiltFacts:
-    """The facts table of ``rows``. Rows whose resource has an unreadable date are left out and
-    their resource indexes returned, so that the caller quarantines those resources whole."""
-    if not rows:
+    """The facts table of ``rows``; see ``build_fact_table``."""
+    return build_fact_table(rows_to_columns(rows), batch_id)
+
+
+def build_fact_table(columns: dict[str, pa.Array], batch_id: str) -> BuiltFacts:
+    """The facts table of a column block (every ``ROW_FIELDS`` name, ``COLUMN_TYPES`` types), rows
+    in input order. Rows whose resource has an unreadable date are left out and their resource
+    indexes returned, so that the caller quarantines those resources whole."""
+    count = len(columns["resource_index"])
+    if not count:
         return BuiltFacts(FACTS_SCHEMA.empty_table(), set(), 0)
-    columns = list(zip(*rows, strict=True))
-    texts = {name: pa.array(columns[_INDEX[name]], pa.string()) for name in _TEXT_FIELDS}
     try:
-        times = {name: texts[name].cast(TIMESTAMP) for name in _TIME_FIELDS}
+        times = {name: columns[name].cast(TIMESTAMP) for name in _TIME_FIELDS}
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        bad = {row[-1] for row in rows if any(_bad_time(row[_INDEX[name]]) for name in _TIME_FIELDS)}
+        texts = [columns[name].to_pylist() for name in _TIME_FIELDS]
+        indexes = columns["resource_index"].to_pylist()
+        bad = {index for index, *values in zip(indexes, *texts, strict=True) if any(map(_bad_time, values))}
         if not bad:
             raise
-        kept = [row for row in rows if row[-1] not in bad]
-        built = build_facts(kept, batch_id) if kept else BuiltFacts(FACTS_SCHEMA.empty_table(), set(), 0)
+        keep = pc.invert(pc.is_in(columns["resource_index"], value_set=pa.array(sorted(bad), pa.int64())))
+        built = build_fact_table({name: column.filter(keep) for name, column in columns.items()}, batch_id)
         return BuiltFacts(built.table, bad | built.bad_time_resources, built.duplicates)
-    ids = pa.array(fact_ids(columns, texts), pa.string())
-    keep: list[bool] | None = None
+    ids = fact_ids(columns)
+    keep_first: pa.Array | None = None
     if pc.count_distinct(ids).as_py() != len(ids):
         seen: set[str] = set()
-        keep = []
+        flags = []
         for fact_id in ids.to_pylist():
-            keep.append(fact_id not in seen)
+            flags.append(fact_id not in seen)
             seen.add(fact_id)
+        keep_first = pa.array(flags)
     effective = times["effective_at"]
     # A fact cannot be known before it happened: a lastUpdated/issued earlier than the effective
     # time (clock skew, a scheduled time recorded ahead) would make the fact visible to a
@@ -138,18 +164,15 @@ def build_facts(rows: list[Row], batch_id: str) -> BuiltFacts:
     known = pc.if_else(pc.less(times["known_at"], effective), effective, times["known_at"])
     arrays = {
         "fact_id": ids,
-        "month": _months(effective, texts["kind"]),
+        "month": _months(effective, columns["kind"]),
         "effective_at": effective,
         "effective_end": times["effective_end"],
         "known_at": known,
-        "batch_id": pa.array([batch_id] * len(rows), pa.string()),
+        "batch_id": pa.array([batch_id] * count, pa.string()),
     }
-    for field in FACTS_SCHEMA:
-        if field.name not in arrays:
-            name = field.name
-            arrays[name] = texts[name] if name in texts else pa.array(columns[_INDEX[name]], field.type)
-    table = pa.Table.from_arrays([arrays[f.name] for f in FACTS_SCHEMA], schema=FACTS_SCHEMA)
-    duplicates = 0 if keep is None else len(keep) - sum(keep)
-    if keep is not None:
-        table = table.filter(pa.array(keep))
-    return BuiltFacts(table, set(), duplicates)
+    table = pa.Table.from_arrays(
+        [arrays[f.name] if f.name in arrays else columns[f.name] for f in FACTS_SCHEMA], schema=FACTS_SCHEMA
+    )
+    if keep_first is None:
+        return BuiltFacts(table, set(), 0)
+    return BuiltFacts(table.filter(keep_first), set(), count - pc.sum(keep_first).as_py())

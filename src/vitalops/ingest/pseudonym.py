@@ -53,6 +53,12 @@ class Pseudonymizer:
         inner = map(_DIGEST, map(hashlib.sha256, map(self._ipad.__add__, messages)))
         return map(_HEXDIGEST, map(hashlib.sha256, map(self._opad.__add__, inner)))
 
+    def hmac_pads(self) -> tuple[bytes, bytes]:
+        """The inner and outer padded keys (RFC 2104), for a query engine that computes the same
+        keys a column at a time as ``sha256(outer || sha256(inner || "<Type>/<id>"))``. Secret
+        material: pass it as query parameters, never into query text or logs."""
+        return self._ipad, self._opad
+
     def encounter_key(self, source_encounter_id: str) -> str:
         """The pseudonym of ``Encounter/<id>`` (cached: every vital sign of a stay asks for it)."""
         key = self._encounters.get(source_encounter_id)

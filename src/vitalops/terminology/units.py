@@ -267,6 +267,19 @@ def to_canonical(concept: Concept, value: float, unit: str | None) -> float:
     raise UnitError(second, rule=first, details={"concept": concept.name})
 
 
+def canonical_affine(concept: Concept, unit: str | None) -> tuple[float, float]:
+    """(scale, offset) such that ``to_canonical(concept, v, unit) == v * scale + offset`` for every
+    number ``v``, for code that converts a column of values at once; raises UnitError as
+    ``to_canonical`` does."""
+    entry = concept._unit_cache.get(unit) if unit is None or isinstance(unit, str) else None
+    if entry is None:
+        entry = _cache_entry(concept, unit)
+    first, second, ok = entry
+    if ok:
+        return first, second
+    raise UnitError(second, rule=first, details={"concept": concept.name})
+
+
 def check_unit(concept: Concept, unit: str | None) -> None:
     """Returns None when values of ``concept`` in ``unit`` can be converted; raises UnitError when not."""
     to_canonical(concept, 0.0, unit)
