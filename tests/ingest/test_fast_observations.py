@@ -1,4 +1,5 @@
-"""The Observation fast path gives exactly the facts, quarantine and counts of the per-resource path."""
+"""The Observation fast paths (msgspec, and DuckDB columnar) give exactly the facts, quarantine and
+counts of the per-resource path."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from vitalops.fhir.readers import iter_resources
 from vitalops.ingest.chunks import normalized_chunks
+from vitalops.ingest.columnar_observations import ColumnarObservations
 from vitalops.ingest.extract_common import Context
 from vitalops.ingest.fact_rows import ROW_FIELDS
 from vitalops.ingest.fast_observations import FastObservations
@@ -65,6 +67,16 @@ def _fast(file: Path, terminology: Terminology) -> tuple[NormalizeResult, int]:
     return chunk.result("b1"), fast.taken
 
 
+def _columnar(file: Path, terminology: Terminology, block: int = 1_000) -> tuple[NormalizeResult, ColumnarObservations]:
+    ctx = _ctx(terminology)
+    chunk = ChunkNormalization(ctx)
+    lines = file.read_bytes().splitlines(keepends=True)
+    with ColumnarObservations(ctx) as columnar:
+        for start in range(0, len(lines), block):
+            columnar.add_lines(chunk, str(file), start + 1, lines[start : start + block])
+    return chunk.result("b1"), columnar
+
+
 def _assert_same(fast: NormalizeResult, exact: NormalizeResult) -> None:
     assert fast.facts.schema == exact.facts.schema
     assert fast.facts.sort_by("fact_id").to_pylist() == exact.facts.sort_by("fact_id").to_pylist()
@@ -83,6 +95,9 @@ def test_synthetic_hospital_observations_give_identical_facts(
     fast, taken = _fast(file, terminology)
     _assert_same(fast, exact)
     assert taken > 0.95 * exact.read  # the fast path really ran
+    columnar, reader = _columnar(file, terminology)
+    _assert_same(columnar, exact)
+    assert reader.blocks_refused == 0 and reader.taken > 0.95 * exact.read
     assert exact.facts.num_rows > 30_000 and {"Cel", "kg"} <= set(exact.facts["unit"].to_pylist())
     # Fact ids keep their first definition.
     first_definition = {hashlib.sha256((_ID_TEMPLATE % _ID_FIELDS(row)).encode()).hexdigest() for row in rows}
@@ -183,6 +198,78 @@ def test_odd_and_bad_lines_give_identical_outcomes(
     _assert_same(fast, exact)
     assert exact.quarantined and exact.skipped and exact.duplicates  # the file exercises every outcome
     assert 200 < taken < exact.read
+    # The block holding lines that are not JSON goes to the msgspec path whole; the others do not.
+    columnar, reader = _columnar(odd, terminology, block=100)
+    _assert_same(columnar, exact)
+    assert reader.blocks_refused >= 1 and reader.taken >= 100
+
+
+def _lenient_json_variants(line: bytes) -> list[bytes]:
+    """Lines that DuckDB's JSON reader takes but read differently from strict JSON, or values of
+    another JSON type than the element has: the columnar path must leave each to the paths that
+    read strict JSON."""
+    text = line.decode()
+    assert text.endswith("}")
+    return [
+        (text[:-1] + ',"note":NaN}').encode(),
+        (text[:-1] + ',"note":Infinity}').encode(),
+        (text[:-1] + ',"note":[1,2,]}').encode(),
+        (text[:-1] + ",}").encode(),
+        text.replace('"status":"final"', '"status":5').encode(),
+        text.replace('"status":"final"', '"status":true').encode(),
+        text.replace('"status":"final"', '"status":{"a":1}').encode(),
+        text.replace('"status":"final"', '"status":null').encode(),
+        text.replace('"versionId":"', '"versionId":7,"x":"').encode(),
+    ]
+
+
+def test_columnar_path_leaves_lenient_json_and_odd_types_to_strict_readers(
+    hospital_observations: dict[str, Path], terminology: Terminology, tmp_path: Path
+) -> None:
+    source = hospital_observations["None"].read_bytes().splitlines()
+    plain = [orjson.loads(line) for line in source[:300]]
+    with_quantity = [o for o in plain if "valueQuantity" in o][:2]
+    lines: list[bytes] = []
+    for observation in with_quantity:
+        for variant in _odd_variants(observation):
+            if isinstance(variant, dict):  # lines DuckDB reads: the msgspec and per-resource rules decide
+                lines.append(orjson.dumps(variant))
+        line = orjson.dumps(observation)
+        lines += _lenient_json_variants(line)
+        for edit in (
+            lambda o: o.update(id="id\\x41-é-\u00e9"),  # a backslash and text beyond ASCII in the pseudonymized id
+            lambda o: o.update(encounter=None),
+            lambda o: o.update(meta=None),
+            lambda o: o["meta"].update(tag=None),
+            lambda o: o.update(category=None),
+            lambda o: o.update(category=[{"coding": None}, {"coding": [{"code": "vital-signs"}]}]),
+            lambda o: o.update(code={"coding": None}),
+            lambda o: o.update(code=None),
+            lambda o: o.update(component=None),
+            lambda o: o["valueQuantity"].update(value=1e300),
+            lambda o: o["valueQuantity"].update(value=-0.0),
+            lambda o: o["valueQuantity"].update(value=12345678901234567890),
+            lambda o: o["valueQuantity"].update(code="", unit="kg"),
+            lambda o: o.update(subject={"reference": "Patient/a/b"}),
+        ):
+            changed = copy.deepcopy(observation)
+            edit(changed)
+            lines.append(orjson.dumps(changed))
+    # Keep the lines DuckDB reads (it refuses an element of the wrong shape, such as an object
+    # where FHIR has a list, and such a block goes to the msgspec path whole).
+    with ColumnarObservations(_ctx(terminology)) as probe:
+        lines = [line for line in lines if probe._read([line + b"\n"]) is not None]
+    for lenient in (b"NaN", b"Infinity", b",]", b",}"):  # DuckDB reads each; strict JSON does not
+        assert sum(lenient in line for line in lines) == len(with_quantity)
+    lines += source[:300]
+    odd = tmp_path / "Observation.ndjson"
+    odd.write_bytes(b"\n".join(lines) + b"\n")
+    exact, _ = _per_resource(odd, terminology)
+    columnar, reader = _columnar(odd, terminology, block=len(lines))
+    _assert_same(columnar, exact)
+    assert reader.blocks_refused == 0  # DuckDB read every line: the guards, not a refusal, decided
+    assert 300 < reader.taken < exact.read
+    assert exact.quarantined and exact.skipped
 
 
 def test_ingest_chunks_of_any_size_match_the_per_resource_path(

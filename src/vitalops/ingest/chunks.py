@@ -1,7 +1,8 @@
 """The input of an ingest batch as a stream of normalized chunks.
 
 A plain NDJSON file of Observations (what a Bulk Data ``$export`` writes for the largest resource
-type) goes through ``fast_observations`` a chunk of lines at a time; every other file is read
+type) goes through ``columnar_observations`` a chunk of lines at a time (which hands a chunk it
+cannot read to ``fast_observations``); every other file is read
 record by record (``vitalops.fhir.readers``) and normalized by the per-resource path, in chunks of
 the same size. Both give the same facts and counts for the same input; the choice only changes
 how fast they come.
@@ -18,8 +19,8 @@ from pathlib import Path
 import orjson
 
 from vitalops.fhir.readers import SourceRecord, is_plain_ndjson, iter_resources, source_files
+from vitalops.ingest.columnar_observations import ColumnarObservations
 from vitalops.ingest.extract_common import Context
-from vitalops.ingest.fast_observations import FastObservations
 from vitalops.ingest.normalize import ChunkNormalization, NormalizeResult
 
 #: Lines read to find the resource type of an NDJSON file (blank lines are allowed before it).
@@ -31,23 +32,23 @@ def normalized_chunks(
 ) -> Iterator[NormalizeResult]:
     """The facts of ``paths`` (files and folders, read in ``iter_resources`` order), a chunk of at
     most about ``chunk_resources`` records at a time. Raises FileNotFoundError for a missing path."""
-    fast = FastObservations(ctx)
-    pending = ChunkNormalization(ctx)
-    for path in paths:
-        for file in source_files(path):
-            if _holds_observations(file):
-                if pending.read:
-                    yield pending.result(batch_id)
-                    pending = ChunkNormalization(ctx)
-                yield from _observation_chunks(file, fast, ctx, chunk_resources, batch_id)
-                continue
-            for record in iter_resources(file):
-                pending.add_record(record)
-                if pending.read >= chunk_resources:
-                    yield pending.result(batch_id)
-                    pending = ChunkNormalization(ctx)
-    if pending.read:
-        yield pending.result(batch_id)
+    with ColumnarObservations(ctx) as fast:
+        pending = ChunkNormalization(ctx)
+        for path in paths:
+            for file in source_files(path):
+                if _holds_observations(file):
+                    if pending.read:
+                        yield pending.result(batch_id)
+                        pending = ChunkNormalization(ctx)
+                    yield from _observation_chunks(file, fast, ctx, chunk_resources, batch_id)
+                    continue
+                for record in iter_resources(file):
+                    pending.add_record(record)
+                    if pending.read >= chunk_resources:
+                        yield pending.result(batch_id)
+                        pending = ChunkNormalization(ctx)
+        if pending.read:
+            yield pending.result(batch_id)
 
 
 def _holds_observations(file: Path) -> bool:
@@ -66,7 +67,7 @@ def _holds_observations(file: Path) -> bool:
 
 
 def _observation_chunks(
-    file: Path, fast: FastObservations, ctx: Context, chunk_lines: int, batch_id: str
+    file: Path, fast: ColumnarObservations, ctx: Context, chunk_lines: int, batch_id: str
 ) -> Iterator[NormalizeResult]:
     name = str(file)
     line_no = 1
