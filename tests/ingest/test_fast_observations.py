@@ -71,7 +71,7 @@ def _columnar(file: Path, terminology: Terminology, block: int = 1_000) -> tuple
     ctx = _ctx(terminology)
     chunk = ChunkNormalization(ctx)
     lines = file.read_bytes().splitlines(keepends=True)
-    with ColumnarObservations(ctx) as columnar:
+    with ColumnarObservations(ctx, min_block_lines=1) as columnar:
         for start in range(0, len(lines), block):
             columnar.add_lines(chunk, str(file), start + 1, lines[start : start + block])
     return chunk.result("b1"), columnar
@@ -257,7 +257,7 @@ def test_columnar_path_leaves_lenient_json_and_odd_types_to_strict_readers(
             lines.append(orjson.dumps(changed))
     # Keep the lines DuckDB reads (it refuses an element of the wrong shape, such as an object
     # where FHIR has a list, and such a block goes to the msgspec path whole).
-    with ColumnarObservations(_ctx(terminology)) as probe:
+    with ColumnarObservations(_ctx(terminology), min_block_lines=1) as probe:
         lines = [line for line in lines if probe._read([line + b"\n"]) is not None]
     for lenient in (b"NaN", b"Infinity", b",]", b",}"):  # DuckDB reads each; strict JSON does not
         assert sum(lenient in line for line in lines) == len(with_quantity)

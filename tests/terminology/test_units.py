@@ -18,6 +18,7 @@ from vitalops.terminology import (
     normalize_unit_text,
     to_canonical,
 )
+from vitalops.terminology.units import canonical_affine
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +58,29 @@ def terminology() -> Terminology:
 def test_conversions_give_exact_numbers(
     terminology: Terminology, concept: str, value: float, unit: str, expected: float
 ) -> None:
-    assert to_canonical(terminology.concept(concept), value, unit) == pytest.approx(
-        expected, rel=1e-6, abs=1e-12
-    )
+    assert to_canonical(terminology.concept(concept), value, unit) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+def test_canonical_affine_is_the_map_to_canonical_applies(terminology: Terminology) -> None:
+    cases = [
+        ("creatinine", "umol/L"),
+        ("body_temperature", "[degF]"),
+        ("body_weight", "[lb_av]"),
+        ("spo2", "1"),
+        ("glucose", "mmol/L"),
+        ("heart_rate", "bpm"),
+        ("creatinine", "mg/dl "),
+    ]
+    for name, unit in cases:
+        concept = terminology.concept(name)
+        scale, offset = canonical_affine(concept, unit)
+        for value in (0.0, -0.0, 1.0, 36.6, 98.6, 123.456, 1e300, 7):
+            assert value * scale + offset == to_canonical(concept, value, unit)  # the same float, bit for bit
+    with pytest.raises(UnitError) as raised:
+        canonical_affine(terminology.concept("creatinine"), "kg")
+    assert raised.value.rule == UNIT_UNCONVERTIBLE
+    with pytest.raises(UnitError):
+        canonical_affine(terminology.concept("creatinine"), 5)  # type: ignore[arg-type]
 
 
 def test_exact_figures_from_the_brief(terminology: Terminology) -> None:
@@ -67,9 +88,7 @@ def test_exact_figures_from_the_brief(terminology: Terminology) -> None:
     assert to_canonical(terminology.concept("body_temperature"), 98.6, "[degF]") == 37.0
     assert to_canonical(terminology.concept("glucose"), 5.5, "mmol/L") == pytest.approx(99.088, abs=1e-12)
     # 154.324 lb is 70.000189 kg (1 lb = 0.45359237 kg exactly): 70.0 to the gram.
-    assert to_canonical(terminology.concept("body_weight"), 154.324, "[lb_av]") == pytest.approx(
-        70.0, abs=1e-3
-    )
+    assert to_canonical(terminology.concept("body_weight"), 154.324, "[lb_av]") == pytest.approx(70.0, abs=1e-3)
 
 
 def test_hba1c_ifcc_is_not_converted_as_a_plain_ratio(terminology: Terminology) -> None:
@@ -125,9 +144,7 @@ def test_stray_spaces_convert(terminology: Terminology) -> None:
         ("sepsis", "mg", UNIT_UNCONVERTIBLE),
     ],
 )
-def test_bad_units_raise_with_rule(
-    terminology: Terminology, concept: str, unit: str | None, rule: str
-) -> None:
+def test_bad_units_raise_with_rule(terminology: Terminology, concept: str, unit: str | None, rule: str) -> None:
     for _ in range(2):  # the second call answers from the cache and must fail the same way
         with pytest.raises(UnitError) as raised:
             to_canonical(terminology.concept(concept), 123.456, unit)

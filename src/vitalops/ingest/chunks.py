@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -32,23 +33,36 @@ def normalized_chunks(
 ) -> Iterator[NormalizeResult]:
     """The facts of ``paths`` (files and folders, read in ``iter_resources`` order), a chunk of at
     most about ``chunk_resources`` records at a time. Raises FileNotFoundError for a missing path."""
+    for chunk in pending_chunks(paths, ctx, chunk_resources=chunk_resources):
+        yield build_chunk(chunk, batch_id)
+
+
+def build_chunk(chunk: ChunkNormalization, batch_id: str) -> NormalizeResult:
+    """``chunk.result(batch_id)`` with the garbage collector paused (see ``collector_paused``)."""
+    with collector_paused():
+        return chunk.result(batch_id)
+
+
+def pending_chunks(paths: Sequence[Path], ctx: Context, *, chunk_resources: int) -> Iterator[ChunkNormalization]:
+    """As ``normalized_chunks``, but each chunk normalized and not yet built into a facts table
+    (``build_chunk``), so that a caller can build one chunk while the next is read."""
     with ColumnarObservations(ctx) as fast:
         pending = ChunkNormalization(ctx)
         for path in paths:
             for file in source_files(path):
                 if _holds_observations(file):
                     if pending.read:
-                        yield pending.result(batch_id)
+                        yield pending
                         pending = ChunkNormalization(ctx)
-                    yield from _observation_chunks(file, fast, ctx, chunk_resources, batch_id)
+                    yield from _observation_chunks(file, fast, ctx, chunk_resources)
                     continue
                 for record in iter_resources(file):
                     pending.add_record(record)
                     if pending.read >= chunk_resources:
-                        yield pending.result(batch_id)
+                        yield pending
                         pending = ChunkNormalization(ctx)
         if pending.read:
-            yield pending.result(batch_id)
+            yield pending
 
 
 def _holds_observations(file: Path) -> bool:
@@ -67,8 +81,8 @@ def _holds_observations(file: Path) -> bool:
 
 
 def _observation_chunks(
-    file: Path, fast: ColumnarObservations, ctx: Context, chunk_lines: int, batch_id: str
-) -> Iterator[NormalizeResult]:
+    file: Path, fast: ColumnarObservations, ctx: Context, chunk_lines: int
+) -> Iterator[ChunkNormalization]:
     name = str(file)
     line_no = 1
     with file.open("rb") as handle:
@@ -80,27 +94,39 @@ def _observation_chunks(
                 # As ``iter_resources`` does: say where the file stopped being readable.
                 detail = f"file could not be read ({type(exc).__name__})"
                 chunk.add_record(SourceRecord(name, line_no, None, "file.unreadable", detail))
-                yield chunk.result(batch_id)
+                yield chunk
                 return
             if not lines:
                 return
-            with _collector_paused():
+            with collector_paused():
                 fast.add_lines(chunk, name, line_no, lines)
-                result = chunk.result(batch_id)
             line_no += len(lines)
             if chunk.read:
-                yield result
+                yield chunk
+
+
+_pauses = 0
+_pauses_lock = threading.Lock()
+_collector_was_enabled = False
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused while a chunk is built: a chunk allocates hundreds of
-    thousands of acyclic tuples, each allocation counts toward a collection, and the collections
-    (which find nothing) cost as much as the normalization itself."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while a chunk is normalized or built: a chunk allocates
+    hundreds of thousands of acyclic objects, each allocation counts toward a collection, and the
+    collections (which find nothing) cost as much as the normalization itself. Pauses may overlap
+    (one thread reads a chunk while another builds the last): the collector runs again when the
+    last one ends."""
+    global _pauses, _collector_was_enabled
+    with _pauses_lock:
+        if _pauses == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _pauses_lock:
+            _pauses -= 1
+            if _pauses == 0 and _collector_was_enabled:
+                gc.enable()

@@ -166,8 +166,10 @@ class ColumnarObservations:
     """Normalizes blocks of Observation NDJSON lines into a ``ChunkNormalization``; its caches and
     DuckDB connection live for one ingest run (``close`` when done)."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, min_block_lines: int = 2_000) -> None:
         self.ctx = ctx
+        # A smaller block goes to ``fast_observations``: starting DuckDB costs more than it saves.
+        self.min_block_lines = min_block_lines
         self.fallback = FastObservations(ctx)
         self._pairs: dict[str, _Resolved] = {}
         self._references: dict[str, str] = {}  # "Patient/<id>" or "Encounter/<id>" -> its pseudonym
@@ -192,6 +194,9 @@ class ColumnarObservations:
 
     def add_lines(self, chunk: ChunkNormalization, file: str, first_line: int, lines: list[bytes]) -> None:
         """Normalize NDJSON ``lines`` (the first is line ``first_line`` of ``file``) into ``chunk``."""
+        if len(lines) < self.min_block_lines:
+            self.fallback.add_lines(chunk, file, first_line, lines)
+            return
         # DuckDB reads the block (releasing the GIL) while msgspec checks its lines here.
         reading = self._reader.submit(self._read, lines)
         decodable = _decodable(lines)

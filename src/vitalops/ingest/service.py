@@ -31,9 +31,9 @@ from vitalops.core.settings import get_settings
 from vitalops.db import Database
 from vitalops.db.tables.ingest import IngestBatchRow
 from vitalops.errors import InvalidInput
-from vitalops.ingest.chunks import normalized_chunks
+from vitalops.ingest.chunks import build_chunk, pending_chunks
 from vitalops.ingest.extract_common import Context
-from vitalops.ingest.normalize import NormalizeResult
+from vitalops.ingest.normalize import ChunkNormalization, NormalizeResult
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.lake.facts import FactsStore
 from vitalops.lake.quarantine import QuarantineStore
@@ -137,9 +137,10 @@ def ingest_paths(
     rules: Counter[str] = Counter()
     per_site: Counter[str] = Counter()
     ctx = Context(site or DEFAULT_SITE, pseudonyms, terminology, isoformat_utc(started))
-    chunks = normalized_chunks(paths, ctx, chunk_resources=_chunk_resources(), batch_id=batch_id)
+    chunks = pending_chunks(paths, ctx, chunk_resources=_chunk_resources())
 
-    def commit(result: NormalizeResult) -> NormalizeResult:
+    def commit(chunk: ChunkNormalization) -> NormalizeResult:
+        result = build_chunk(chunk, batch_id)
         result.added = facts_store.append(result.facts)
         quarantine.append(
             result.quarantined, batch_id=batch_id, default_site=site or DEFAULT_SITE, quarantined_at=utcnow()
@@ -157,15 +158,16 @@ def ingest_paths(
         if progress is not None:
             progress(report.read)
 
-    # One chunk commits to Delta (native code, outside the GIL) while the next is normalized; the
-    # commits stay one at a time and in input order, so a killed batch still leaves whole chunks.
+    # One chunk is built into a facts table and committed to Delta (mostly native code, outside the
+    # GIL) while the next is read and normalized; the commits stay one at a time and in input
+    # order, so a killed batch still leaves whole chunks.
     committing: Future[NormalizeResult] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-commit") as committer:
         try:
-            for result in chunks:
+            for chunk in chunks:
                 if committing is not None:
                     count(committing.result())
-                committing = committer.submit(commit, result)
+                committing = committer.submit(commit, chunk)
             if committing is not None:
                 count(committing.result())
         except BaseException:
