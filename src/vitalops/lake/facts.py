@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import DeltaTable, write_deltalake
+from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
 
 from vitalops.core.clock import as_utc
 from vitalops.lake.schema import FACTS_PARTITIONS, FACTS_SCHEMA
@@ -36,6 +36,13 @@ DEFAULT_COMMIT_ROWS = 100_000
 _END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
 #: The lock file, under the lake root, that serializes de-duplication and commit of facts.
 _LOCK_FILE = ".facts.lock"
+#: Parquet settings for fact files: no dictionary for the columns unique to each fact (a dictionary
+#: of random hashes only costs time to try and build), dictionaries and Snappy for the rest.
+_UNIQUE_PER_FACT = ("fact_id", "source_id")
+WRITER_PROPERTIES = WriterProperties(
+    compression="SNAPPY",
+    column_properties={name: ColumnProperties(dictionary_enabled=False) for name in _UNIQUE_PER_FACT},
+)
 
 
 def pit_facts_sql(view_name: str, as_of: str = "$as_of") -> str:
@@ -100,7 +107,9 @@ class FactsStore:
             fresh = self._without_existing(chunk)
             if fresh.num_rows == 0:
                 return 0
-            write_deltalake(self.uri, fresh, mode="append", partition_by=FACTS_PARTITIONS)
+            write_deltalake(
+                self.uri, fresh, mode="append", partition_by=FACTS_PARTITIONS, writer_properties=WRITER_PROPERTIES
+            )
         return int(fresh.num_rows)
 
     def compact(self, *, min_files: int = 2) -> int:
@@ -119,7 +128,7 @@ class FactsStore:
         if files < min_files * max(partitions, 1):
             return 0
         with self._commit_lock():
-            metrics = DeltaTable(self.uri).optimize.compact()
+            metrics = DeltaTable(self.uri).optimize.compact(writer_properties=WRITER_PROPERTIES)
         return int(metrics.get("numFilesRemoved", 0))
 
     @contextlib.contextmanager
