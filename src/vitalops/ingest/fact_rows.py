@@ -72,8 +72,14 @@ COLUMN_TYPES = {name: pa.string() for name in _TEXT_FIELDS} | {
 
 def fact_ids(columns: dict[str, pa.Array]) -> pa.Array:
     """The ``fact_id`` of each row: sha256 (hex) of the ``str`` of every id field (``None`` spelt
-    ``"None"``) joined by ``"\\x1f"``, in ``ROW_FIELDS`` order. Arrow joins the texts and a ``map``
-    over C functions hashes them, so that no Python bytecode runs per fact."""
+    ``"None"``) joined by ``"\\x1f"``, in ``ROW_FIELDS`` order.
+
+    A large block is joined and hashed by DuckDB outside the GIL, a batch per core, in order;
+    DuckDB writes a finite double as Python's ``repr`` does (shortest round trip, same exponent
+    form; a test compares them), and a block with a value that is not finite is done here."""
+    values = columns["value_num"]
+    if len(values) >= _HASH_IN_DUCKDB_FROM and pc.all(pc.is_finite(values).fill_null(True)).as_py():
+        return _fact_ids_in_duckdb(columns)
     parts = []
     for name in _ID_NAMES:
         column = columns[name]
@@ -82,20 +88,22 @@ def fact_ids(columns: dict[str, pa.Array]) -> pa.Array:
         elif name == "ordinal":
             column = column.cast(pa.string())
         parts.append(pc.fill_null(column, "None"))
-    messages = pc.binary_join_element_wise(*parts, "\x1f")
-    if len(messages) < _HASH_IN_DUCKDB_FROM:
-        return pa.array(list(map(_HEX, map(hashlib.sha256, messages.cast(pa.binary()).to_pylist()))), pa.string())
-    # Many rows: DuckDB hashes the same UTF-8 bytes outside the GIL, a batch per core, in order.
-    size = -(-len(messages) // _HASH_BATCHES)
-    table = pa.Table.from_batches(
-        [pa.record_batch([messages.slice(start, size)], names=["message"]) for start in range(0, len(messages), size)]
-    )
+    messages = pc.binary_join_element_wise(*parts, "\x1f").cast(pa.binary()).to_pylist()
+    return pa.array(list(map(_HEX, map(hashlib.sha256, messages))), pa.string())
+
+
+def _fact_ids_in_duckdb(columns: dict[str, pa.Array]) -> pa.Array:
+    table = pa.table({name: columns[name] for name in _ID_NAMES})
+    size = -(-table.num_rows // _HASH_BATCHES)
+    batches = table.to_batches(max_chunksize=size)
+    parts = ", ".join(f"coalesce(CAST({name} AS VARCHAR), 'None')" for name in _ID_NAMES)
     connection = duckdb.connect()
     try:
-        connection.register("messages", table)
-        return connection.sql("SELECT sha256(message) AS id FROM messages").to_arrow_table()["id"].combine_chunks()
+        connection.register("id_fields", pa.Table.from_batches(batches, schema=table.schema))
+        ids = connection.sql(f"SELECT sha256(concat_ws(chr(31), {parts})) AS id FROM id_fields").to_arrow_table()
     finally:
         connection.close()
+    return ids["id"].combine_chunks()
 
 
 def rows_to_columns(rows: list[Row]) -> dict[str, pa.Array]:
