@@ -143,6 +143,7 @@ FROM shaped
 
 _VALUE_KEY = b'"value'
 _REFERENCE_CACHE_LIMIT = 1_000_000
+_WRITE_BUFFER = 4 << 20
 _SHM_SPARE = 1 << 30  # bytes free on /dev/shm before blocks are written there
 _DUCKDB_ERRORS = (duckdb.Error,)
 #: A NUL escaped in a string: DuckDB text cannot hold it as Python text does.
@@ -218,11 +219,10 @@ class ColumnarObservations:
     def _read(self, lines: list[bytes]) -> pa.Table | None:
         """The block as DuckDB reads it, one row per line in line order, or None when DuckDB refuses
         it or its rows are not its lines (a blank line, which DuckDB skips)."""
-        content = b"".join(lines)
-        if not lines or _ESCAPED_NUL in content:
+        if not lines or any(_ESCAPED_NUL in line for line in lines):
             return None
-        with tempfile.NamedTemporaryFile(dir=self._folder.name, suffix=".ndjson") as block:
-            block.write(content)
+        with tempfile.NamedTemporaryFile(dir=self._folder.name, suffix=".ndjson", buffering=_WRITE_BUFFER) as block:
+            block.writelines(lines)  # no joined copy of the block: fewer fresh pages to fault in
             block.flush()
             ipad, opad = self.ctx.pseudonyms.hmac_pads()
             parameters = {
