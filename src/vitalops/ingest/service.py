@@ -141,7 +141,7 @@ def ingest_paths(
 
     def commit(chunk: ChunkNormalization) -> NormalizeResult:
         result = build_chunk(chunk, batch_id)
-        result.added = facts_store.append(result.facts)
+        result.added = facts_store.append(result.facts, unique=True)  # built facts never repeat an id
         quarantine.append(
             result.quarantined, batch_id=batch_id, default_site=site or DEFAULT_SITE, quarantined_at=utcnow()
         )
