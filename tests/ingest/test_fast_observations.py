@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import operator
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -282,3 +283,20 @@ def test_ingest_chunks_of_any_size_match_the_per_resource_path(
     ids = [fact_id for result in results for fact_id in result.facts["fact_id"].to_pylist()]
     assert sorted(ids) == sorted(exact.facts["fact_id"].to_pylist())
     assert sum(result.read for result in results) == exact.read
+
+
+def test_a_block_that_cannot_be_written_for_duckdb_is_read_by_the_msgspec_path(
+    hospital_observations: dict[str, Path], terminology: Terminology
+) -> None:
+    """The private folder for blocks can vanish (a temporary-file reaper) or fill up: the block is
+    then read by the msgspec path, with the same outcome."""
+    file = hospital_observations["None"]
+    exact, _ = _per_resource(file, terminology)
+    ctx = _ctx(terminology)
+    chunk = ChunkNormalization(ctx)
+    lines = file.read_bytes().splitlines(keepends=True)
+    with ColumnarObservations(ctx, min_block_lines=1) as columnar:
+        shutil.rmtree(columnar._folder.name)
+        columnar.add_lines(chunk, str(file), 1, lines)
+    _assert_same(chunk.result("b1"), exact)
+    assert columnar.blocks_refused == 1 and columnar.taken == 0 and columnar.fallback.taken > 0.95 * exact.read

@@ -176,7 +176,9 @@ class ColumnarObservations:
         self._references: dict[str, str] = {}  # "Patient/<id>" or "Encounter/<id>" -> its pseudonym
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read")
-        self._folder = tempfile.TemporaryDirectory(prefix="vitalops-ingest-", dir=_block_folder())
+        self._folder = tempfile.TemporaryDirectory(
+            prefix="vitalops-ingest-", dir=_block_folder(), ignore_cleanup_errors=True
+        )
         self.taken = 0  # lines normalized here
         self.blocks_refused = 0  # blocks handed whole to ``fast_observations``
 
@@ -221,23 +223,29 @@ class ColumnarObservations:
         it or its rows are not its lines (a blank line, which DuckDB skips)."""
         if not lines or any(_ESCAPED_NUL in line for line in lines):
             return None
-        with tempfile.NamedTemporaryFile(dir=self._folder.name, suffix=".ndjson", buffering=_WRITE_BUFFER) as block:
-            block.writelines(lines)  # no joined copy of the block: fewer fresh pages to fault in
-            block.flush()
-            ipad, opad = self.ctx.pseudonyms.hmac_pads()
-            parameters = {
-                "path": block.name,
-                "site_system": SITE_TAG_SYSTEM,
-                "default_site": self.ctx.default_site,
-                "known_default": self.ctx.known_at_default,
-                "ipad": ipad,
-                "opad": opad,
-            }
-            try:
-                table = self._database().sql(_QUERY, params=parameters).to_arrow_table()
-            except _DUCKDB_ERRORS:
-                return None
-        return table if table.num_rows == len(lines) else None
+        try:
+            with tempfile.NamedTemporaryFile(dir=self._folder.name, suffix=".ndjson", buffering=_WRITE_BUFFER) as block:
+                block.writelines(lines)  # no joined copy of the block: fewer fresh pages to fault in
+                block.flush()
+                table = self._query(block.name)
+        except OSError:  # no room for the block (a small /dev/shm, a full TMPDIR): the msgspec path reads it
+            return None
+        return table if table is not None and table.num_rows == len(lines) else None
+
+    def _query(self, path: str) -> pa.Table | None:
+        ipad, opad = self.ctx.pseudonyms.hmac_pads()
+        parameters = {
+            "path": path,
+            "site_system": SITE_TAG_SYSTEM,
+            "default_site": self.ctx.default_site,
+            "known_default": self.ctx.known_at_default,
+            "ipad": ipad,
+            "opad": opad,
+        }
+        try:
+            return self._database().sql(_QUERY, params=parameters).to_arrow_table()
+        except _DUCKDB_ERRORS:
+            return None
 
     def _database(self) -> duckdb.DuckDBPyConnection:
         if self._connection is None:
