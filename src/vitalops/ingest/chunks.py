@@ -16,6 +16,7 @@ import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -84,26 +85,37 @@ def _holds_observations(file: Path) -> bool:
 def _observation_chunks(
     file: Path, fast: ColumnarObservations, ctx: Context, chunk_lines: int
 ) -> Iterator[ChunkNormalization]:
+    """The chunks of an Observation file. The next block is read and handed to DuckDB before this
+    one is normalized, so that DuckDB reads while Python works."""
     name = str(file)
     line_no = 1
     with file.open("rb", buffering=_READ_BUFFER) as handle:
-        while True:
+        lines, failure = _next_lines(handle, chunk_lines)
+        reading = fast.start(lines) if lines else None
+        while lines:
+            following, failure = _next_lines(handle, chunk_lines) if failure is None else ([], failure)
+            reading_next = fast.start(following) if following else None
             chunk = ChunkNormalization(ctx)
-            try:
-                lines = list(itertools.islice(handle, chunk_lines))
-            except OSError as exc:
-                # As ``iter_resources`` does: say where the file stopped being readable.
-                detail = f"file could not be read ({type(exc).__name__})"
-                chunk.add_record(SourceRecord(name, line_no, None, "file.unreadable", detail))
-                yield chunk
-                return
-            if not lines:
-                return
             with collector_paused():
-                fast.add_lines(chunk, name, line_no, lines)
+                fast.add_lines(chunk, name, line_no, lines, reading)
             line_no += len(lines)
             if chunk.read:
                 yield chunk
+            lines, reading = following, reading_next
+        if failure is not None:
+            # As ``iter_resources`` does: say where the file stopped being readable.
+            chunk = ChunkNormalization(ctx)
+            detail = f"file could not be read ({type(failure).__name__})"
+            chunk.add_record(SourceRecord(name, line_no, None, "file.unreadable", detail))
+            yield chunk
+
+
+def _next_lines(handle: BinaryIO, count: int) -> tuple[list[bytes], OSError | None]:
+    """The next ``count`` lines (fewer at the end), or the error that stopped the reading."""
+    try:
+        return list(itertools.islice(handle, count)), None
+    except OSError as exc:
+        return [], exc
 
 
 _pauses = 0

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -143,6 +143,7 @@ FROM shaped
 
 _VALUE_KEY = b'"value'
 _REFERENCE_CACHE_LIMIT = 1_000_000
+_NOT_STARTED: Any = object()
 _WRITE_BUFFER = 4 << 20
 _SHM_SPARE = 1 << 30  # bytes free on /dev/shm before blocks are written there
 _DUCKDB_ERRORS = (duckdb.Error,)
@@ -195,13 +196,30 @@ class ColumnarObservations:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def add_lines(self, chunk: ChunkNormalization, file: str, first_line: int, lines: list[bytes]) -> None:
-        """Normalize NDJSON ``lines`` (the first is line ``first_line`` of ``file``) into ``chunk``."""
+    def start(self, lines: list[bytes]) -> Future[pa.Table | None] | None:
+        """Start DuckDB reading a block (it releases the GIL) and return the read under way, or None
+        for a block too small to be worth it. Pass it to ``add_lines`` with the same lines; a caller
+        that starts the next block before adding this one keeps the reader busy meanwhile."""
         if len(lines) < self.min_block_lines:
+            return None
+        return self._reader.submit(self._read, lines)
+
+    def add_lines(
+        self,
+        chunk: ChunkNormalization,
+        file: str,
+        first_line: int,
+        lines: list[bytes],
+        reading: Future[pa.Table | None] | None = _NOT_STARTED,
+    ) -> None:
+        """Normalize NDJSON ``lines`` (the first is line ``first_line`` of ``file``) into ``chunk``;
+        ``reading`` is what ``start(lines)`` returned, if it was called."""
+        if reading is _NOT_STARTED:
+            reading = self.start(lines)
+        if reading is None:
             self.fallback.add_lines(chunk, file, first_line, lines)
             return
-        # DuckDB reads the block (releasing the GIL) while msgspec checks its lines here.
-        reading = self._reader.submit(self._read, lines)
+        # msgspec checks the lines here while DuckDB reads them.
         decodable = _decodable(lines)
         table = reading.result()
         if table is None:
