@@ -6,6 +6,10 @@ The Python SDK is the names below; everything else is internal and may change. T
 
 __version__ = "0.1.0"
 
+from vitalops.core import memory as _memory  # noqa: E402
+
+_memory.use_platform_memory_pool()
+
 from vitalops.artifacts import load_predictor  # noqa: E402 - the version comes first: modules read it
 from vitalops.audit import append as append_audit_event  # noqa: E402
 from vitalops.audit import verify_chain  # noqa: E402
