@@ -143,6 +143,7 @@ FROM shaped
 
 _VALUE_KEY = b'"value'
 _REFERENCE_CACHE_LIMIT = 1_000_000
+_PAIR_CACHE_LIMIT = 100_000
 _NOT_STARTED: Any = object()
 _WRITE_BUFFER = 4 << 20
 _SHM_SPARE = 1 << 30  # bytes free on /dev/shm before blocks are written there
@@ -391,6 +392,8 @@ class ColumnarObservations:
             else:
                 kind = concept.kind if concept.kind in _NUMERIC_KINDS else None
                 entry = (system, code, concept.name, kind, concept.canonical_unit, scale, offset)
+        if len(self._pairs) >= _PAIR_CACHE_LIMIT:  # a feed of endless distinct codes must not grow memory
+            self._pairs.clear()
         self._pairs[pair] = entry
         return entry
 
