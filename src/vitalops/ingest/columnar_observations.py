@@ -33,7 +33,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import duckdb
-import msgspec
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -41,8 +40,8 @@ import pyarrow.compute as pc
 
 from vitalops.fhir.readers import records_of_line
 from vitalops.ingest.extract_common import SITE_TAG_SYSTEM, Context, pick_coding
-from vitalops.ingest.extract_observation import _CATEGORY_KINDS, _NUMERIC_KINDS, _SKIPPED_STATUSES
-from vitalops.ingest.fast_observations import _DECODER, FastObservations
+from vitalops.ingest.extract_observation import CATEGORY_KINDS, NUMERIC_KINDS, SKIPPED_STATUSES
+from vitalops.ingest.fast_observations import FastObservations, decodable_lines
 from vitalops.ingest.normalize import BlockProvenance, ChunkNormalization
 from vitalops.terminology import UnitError, normalize_unit_text
 from vitalops.terminology.units import canonical_affine
@@ -135,9 +134,9 @@ SELECT
 FROM shaped
 """.format(
     columns=_COLUMNS_SQL,
-    skipped=", ".join(f"'{status}'" for status in sorted(_SKIPPED_STATUSES)),
-    vital=_CATEGORY_KINDS["vital-signs"],
-    lab=_CATEGORY_KINDS["laboratory"],
+    skipped=", ".join(f"'{status}'" for status in sorted(SKIPPED_STATUSES)),
+    vital=CATEGORY_KINDS["vital-signs"],
+    lab=CATEGORY_KINDS["laboratory"],
 )
 
 
@@ -221,7 +220,7 @@ class ColumnarObservations:
             self.fallback.add_lines(chunk, file, first_line, lines)
             return
         # msgspec checks the lines here while DuckDB reads them.
-        decodable = _decodable(lines)
+        decodable = decodable_lines(lines)
         table = reading.result()
         if table is None:
             self.blocks_refused += 1
@@ -390,32 +389,12 @@ class ColumnarObservations:
             except UnitError:
                 entry = None
             else:
-                kind = concept.kind if concept.kind in _NUMERIC_KINDS else None
+                kind = concept.kind if concept.kind in NUMERIC_KINDS else None
                 entry = (system, code, concept.name, kind, concept.canonical_unit, scale, offset)
         if len(self._pairs) >= _PAIR_CACHE_LIMIT:  # a feed of endless distinct codes must not grow memory
             self._pairs.clear()
         self._pairs[pair] = entry
         return entry
-
-
-def _decodable(lines: list[bytes]) -> np.ndarray:
-    """Which lines msgspec decodes into ``fast_observations``' types: strict JSON (DuckDB reads
-    ``NaN`` and trailing commas, which the per-resource path rejects) with every element read here
-    of the JSON type it must have (DuckDB would turn ``5`` into ``"5"`` and ``"12"`` into 12.0)."""
-    decode = _DECODER.decode
-    try:
-        for _ in map(decode, lines):
-            pass
-        return np.ones(len(lines), dtype=bool)
-    except msgspec.DecodeError:  # ValidationError is one too
-        pass
-    flags = np.ones(len(lines), dtype=bool)
-    for position, line in enumerate(lines):
-        try:
-            decode(line)
-        except msgspec.DecodeError:
-            flags[position] = False
-    return flags
 
 
 def _block_folder() -> str | None:

@@ -31,15 +31,17 @@ from vitalops.ingest.extract_common import (
 )
 from vitalops.terminology import UnitError, normalize_unit_text, to_canonical
 
-_SKIPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
-_CATEGORY_KINDS = {"vital-signs": "vital", "laboratory": "lab"}
-_NUMERIC_KINDS = frozenset({"vital", "lab", "observation"})
+#: Shared with the fast paths (``fast_observations``, ``columnar_observations``), which must decide
+#: as this module does.
+SKIPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
+CATEGORY_KINDS = {"vital-signs": "vital", "laboratory": "lab"}
+NUMERIC_KINDS = frozenset({"vital", "lab", "observation"})
 
 
 def _category_kind(resource: dict[str, Any]) -> str:
     for category in resource.get("category") or ():
         for coding in category.get("coding") or ():
-            kind = _CATEGORY_KINDS.get(coding.get("code"))
+            kind = CATEGORY_KINDS.get(coding.get("code"))
             if kind is not None:
                 return kind
     return "observation"
@@ -96,7 +98,7 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
     Raises Skipped or Rejected (the resource adds no facts then).
     """
     status = resource.get("status")
-    if status in _SKIPPED_STATUSES:
+    if status in SKIPPED_STATUSES:
         raise Retracted(f"status {status}")
     if not status:
         raise Rejected("required.status", "Observation has no status")
@@ -127,7 +129,7 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
         if found is None:
             return False
         number, coded, unit = found
-        kind = concept.kind if concept is not None and concept.kind in _NUMERIC_KINDS else category_kind
+        kind = concept.kind if concept is not None and concept.kind in NUMERIC_KINDS else category_kind
         rows.append(
             (
                 site,

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from vitalops.fhir.readers import records_of_line
 from vitalops.ingest.extract_common import SITE_TAG_SYSTEM, Context, pick_coding
-from vitalops.ingest.extract_observation import _CATEGORY_KINDS, _NUMERIC_KINDS, _SKIPPED_STATUSES
+from vitalops.ingest.extract_observation import CATEGORY_KINDS, NUMERIC_KINDS, SKIPPED_STATUSES
 from vitalops.ingest.normalize import ChunkNormalization
 from vitalops.terminology import UnitError, check_unit, normalize_unit_text, to_canonical
 
@@ -160,7 +161,7 @@ class FastObservations:
                 observation.resourceType != "Observation"
                 or not observation.id
                 or not status
-                or status in _SKIPPED_STATUSES
+                or status in SKIPPED_STATUSES
                 or not version
                 or patient is None
                 or encounter is _MISS
@@ -259,7 +260,7 @@ class FastObservations:
             check_unit(concept, raw_unit)
         except UnitError:
             return system, code, None, None, _MISS, None
-        kind = concept.kind if concept.kind in _NUMERIC_KINDS else None
+        kind = concept.kind if concept.kind in NUMERIC_KINDS else None
         return system, code, concept.name, kind, concept, concept.canonical_unit
 
     def _add_components(
@@ -330,7 +331,7 @@ class FastObservations:
             except UnitError:
                 return False
             unit = concept.canonical_unit
-            kind = concept.kind if concept.kind in _NUMERIC_KINDS else category_kind
+            kind = concept.kind if concept.kind in NUMERIC_KINDS else category_kind
             name = concept.name
         rows.append((*head, kind, name, system, code, number, None, unit, *tail, ordinal, index))
         return True
@@ -378,7 +379,7 @@ class FastObservations:
 def _category_kind(category: tuple[_CodeableConcept, ...]) -> str:
     for concept in category:
         for coding in concept.coding or ():
-            kind = _CATEGORY_KINDS.get(coding.code)  # type: ignore[arg-type]
+            kind = CATEGORY_KINDS.get(coding.code)  # type: ignore[arg-type]
             if kind is not None:
                 return kind
     return "observation"
@@ -398,3 +399,24 @@ def _decode_all(lines: list[bytes]) -> list[_Observation | None]:
         except (msgspec.DecodeError, msgspec.ValidationError):
             decoded.append(None)
     return decoded
+
+
+def decodable_lines(lines: list[bytes]) -> np.ndarray:
+    """Which lines decode into the types this path reads, without keeping what they decode to:
+    strict JSON, every element read of the JSON type it must have. The columnar path takes a line
+    only then (DuckDB reads ``NaN`` and trailing commas, and would turn ``5`` into ``"5"`` and
+    ``"12"`` into 12.0)."""
+    decode = _DECODER.decode
+    try:
+        for _ in map(decode, lines):
+            pass
+        return np.ones(len(lines), dtype=bool)
+    except msgspec.DecodeError:  # ValidationError is one too
+        pass
+    flags = np.ones(len(lines), dtype=bool)
+    for position, line in enumerate(lines):
+        try:
+            decode(line)
+        except msgspec.DecodeError:
+            flags[position] = False
+    return flags
