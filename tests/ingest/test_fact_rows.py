@@ -7,8 +7,10 @@ import struct
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from vitalops.ingest.fact_rows import ROW_FIELDS, _months, fact_ids, rows_to_columns
+from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.lake.schema import TIMESTAMP
 
 
@@ -46,25 +48,32 @@ def test_a_patients_history_shares_one_partition() -> None:
     assert _months(effective, kinds).to_pylist() == ["history", "history", "2024-05"]
 
 
-def test_fact_ids_hashed_by_duckdb_equal_the_first_definition() -> None:
-    """Large blocks are hashed by DuckDB, which must spell every double as Python's ``str`` does
-    (including values from random bit patterns: subnormals, huge exponents, -0.0)."""
-    rng = random.Random(5)
-    count = 12_000
+def _random_doubles(rng: random.Random, count: int) -> list[float | None]:
     values: list[float | None] = []
     for index in range(count):
-        pick = index % 5
+        pick = index % 6
         if pick == 0:
             values.append(round(rng.uniform(0, 300), 1))
         elif pick == 1:
             values.append((rng.uniform(90, 105) - 32) * 5 / 9)
         elif pick == 2:
-            bits = struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0]
-            values.append(bits if math.isfinite(bits) else 1e-310)
+            values.append(struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0])  # any bits: nan, inf, subnormal
         elif pick == 3:
-            values.append(rng.choice([0.0, -0.0, 1e16, 1e15, 1e-5, 1e-4, 1e22, 2.0**53, 123456789.125]))
+            values.append(
+                rng.choice([0.0, -0.0, 1e16, 1e15, 9999999999999998.0, 1e-5, 1e-4, 1e22, 2.0**53, 123456789.125])
+            )
+        elif pick == 4:
+            values.append(rng.choice([math.inf, -math.inf, math.nan, 5e-324, 1.7976931348623157e308]))
         else:
             values.append(None)
+    return values
+
+
+def test_fact_ids_equal_the_first_definition(implementation: str) -> None:
+    """sha256 over every id field as Python's ``str`` spells it; the C module must spell every
+    double as Python does (random bit patterns: subnormals, huge exponents, nan, inf, -0.0)."""
+    rng = random.Random(5)
+    values = _random_doubles(rng, 12_000)
     rows = [
         (
             f"site{i % 3}",
@@ -74,9 +83,9 @@ def test_fact_ids_hashed_by_duckdb_equal_the_first_definition() -> None:
             "http://loinc.org",
             "8867-4",
             value,
-            "é\\x" if i % 11 == 0 else None,
+            "é\\x\x1f" if i % 11 == 0 else None,
             "/min",
-            "final",
+            "final" if i % 13 else "",
             None,
             "2024-01-01T00:00:00Z",
             None,
@@ -84,12 +93,13 @@ def test_fact_ids_hashed_by_duckdb_equal_the_first_definition() -> None:
             "Observation",
             f"s{i}",
             "1",
-            i % 4,
+            i % 4 - 1,
             i,
         )
         for i, value in enumerate(values)
     ]
-    ids = fact_ids(rows_to_columns(rows)).to_pylist()
+    columns = rows_to_columns(rows)
+    ids = fact_ids(columns).to_pylist()
     first_definition = [
         hashlib.sha256(
             "\x1f".join(str(row[i]) for i in range(len(ROW_FIELDS)) if i not in (13, 18)).encode()
@@ -98,3 +108,17 @@ def test_fact_ids_hashed_by_duckdb_equal_the_first_definition() -> None:
     ]
     assert ROW_FIELDS[13] == "known_at" and ROW_FIELDS[18] == "resource_index"
     assert ids == first_definition
+    # A slice of a column block (arrays that start inside their buffers) gives the same ids.
+    sliced = {name: column.slice(1_001, 3_000) for name, column in columns.items()}
+    assert fact_ids(sliced).to_pylist() == first_definition[1_001:4_001]
+
+
+def test_pseudonyms_of_a_column_equal_one_at_a_time(implementation: str) -> None:
+    pseudonyms = Pseudonymizer(b"column-key")
+    ids = ["obs-1", "", "é/ü\\x", "a" * 300, *(f"r{i}" for i in range(5_000))]
+    column = pa.array(ids, pa.string())
+    expected = [pseudonyms.resource_key("Observation", i) for i in ids]
+    assert pseudonyms.resource_key_column("Observation", column).to_pylist() == expected
+    assert pseudonyms.resource_key_column("Observation", column.slice(3, 10)).to_pylist() == expected[3:13]
+    with pytest.raises(ValueError, match="null"):
+        pseudonyms.resource_key_column("Observation", pa.array(["a", None]))

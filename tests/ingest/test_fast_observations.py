@@ -1,12 +1,11 @@
-"""The Observation fast paths (msgspec, and DuckDB columnar) give exactly the facts, quarantine and
-counts of the per-resource path."""
+"""The Observation fast path (msgspec and Arrow columns, with or without its C module) gives
+exactly the facts, quarantine and counts of the per-resource path."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import operator
-import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,6 @@ from vitalops.ingest.chunks import normalized_chunks
 from vitalops.ingest.columnar_observations import ColumnarObservations
 from vitalops.ingest.extract_common import Context
 from vitalops.ingest.fact_rows import ROW_FIELDS
-from vitalops.ingest.fast_observations import FastObservations
 from vitalops.ingest.normalize import ChunkNormalization, NormalizeResult
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.synth import generate_hospital
@@ -60,21 +58,13 @@ def _per_resource(file: Path, terminology: Terminology) -> tuple[NormalizeResult
     return chunk.result("b1"), rows
 
 
-def _fast(file: Path, terminology: Terminology) -> tuple[NormalizeResult, int]:
-    ctx = _ctx(terminology)
-    fast = FastObservations(ctx)
-    chunk = ChunkNormalization(ctx)
-    fast.add_lines(chunk, str(file), 1, file.read_bytes().splitlines(keepends=True))
-    return chunk.result("b1"), fast.taken
-
-
 def _columnar(file: Path, terminology: Terminology, block: int = 1_000) -> tuple[NormalizeResult, ColumnarObservations]:
     ctx = _ctx(terminology)
     chunk = ChunkNormalization(ctx)
     lines = file.read_bytes().splitlines(keepends=True)
-    with ColumnarObservations(ctx, min_block_lines=1) as columnar:
-        for start in range(0, len(lines), block):
-            columnar.add_lines(chunk, str(file), start + 1, lines[start : start + block])
+    columnar = ColumnarObservations(ctx)
+    for start in range(0, len(lines), block):
+        columnar.add_lines(chunk, str(file), start + 1, lines[start : start + block])
     return chunk.result("b1"), columnar
 
 
@@ -89,16 +79,13 @@ def _assert_same(fast: NormalizeResult, exact: NormalizeResult) -> None:
 
 @pytest.mark.parametrize("scenario", ["None", "unit-change"])
 def test_synthetic_hospital_observations_give_identical_facts(
-    scenario: str, hospital_observations: dict[str, Path], terminology: Terminology
+    scenario: str, implementation: str, hospital_observations: dict[str, Path], terminology: Terminology
 ) -> None:
     file = hospital_observations[scenario]
     exact, rows = _per_resource(file, terminology)
-    fast, taken = _fast(file, terminology)
-    _assert_same(fast, exact)
-    assert taken > 0.95 * exact.read  # the fast path really ran
     columnar, reader = _columnar(file, terminology)
     _assert_same(columnar, exact)
-    assert reader.blocks_refused == 0 and reader.taken > 0.95 * exact.read
+    assert reader.taken > 0.95 * exact.read  # the fast path really ran
     assert exact.facts.num_rows > 30_000 and {"Cel", "kg"} <= set(exact.facts["unit"].to_pylist())
     # Fact ids keep their first definition.
     first_definition = {hashlib.sha256((_ID_TEMPLATE % _ID_FIELDS(row)).encode()).hexdigest() for row in rows}
@@ -181,7 +168,7 @@ def _odd_variants(observation: dict[str, Any]) -> list[dict[str, Any] | str | li
 
 
 def test_odd_and_bad_lines_give_identical_outcomes(
-    hospital_observations: dict[str, Path], terminology: Terminology, tmp_path: Path
+    implementation: str, hospital_observations: dict[str, Path], terminology: Terminology, tmp_path: Path
 ) -> None:
     source = hospital_observations["None"].read_bytes().splitlines()
     plain = [orjson.loads(line) for line in source[:200]]
@@ -195,20 +182,16 @@ def test_odd_and_bad_lines_give_identical_outcomes(
     odd = tmp_path / "Observation.ndjson"
     odd.write_bytes(b"\n".join(lines) + b"\n")
     exact, _ = _per_resource(odd, terminology)
-    fast, taken = _fast(odd, terminology)
-    _assert_same(fast, exact)
     assert exact.quarantined and exact.skipped and exact.duplicates  # the file exercises every outcome
-    assert 200 < taken < exact.read
-    # The block holding lines that are not JSON goes to the msgspec path whole; the others do not.
-    columnar, reader = _columnar(odd, terminology, block=100)
-    _assert_same(columnar, exact)
-    assert reader.blocks_refused >= 1 and reader.taken >= 100
+    for block in (100, len(lines)):
+        columnar, reader = _columnar(odd, terminology, block=block)
+        _assert_same(columnar, exact)
+        assert 200 < reader.taken < exact.read
 
 
 def _lenient_json_variants(line: bytes) -> list[bytes]:
-    """Lines that DuckDB's JSON reader takes but read differently from strict JSON, or values of
-    another JSON type than the element has: the columnar path must leave each to the paths that
-    read strict JSON."""
+    """Lines that lenient JSON readers take but strict JSON does not, or values of another JSON
+    type than the element has: the fast path must leave each to the per-resource path."""
     text = line.decode()
     assert text.endswith("}")
     return [
@@ -224,8 +207,8 @@ def _lenient_json_variants(line: bytes) -> list[bytes]:
     ]
 
 
-def test_columnar_path_leaves_lenient_json_and_odd_types_to_strict_readers(
-    hospital_observations: dict[str, Path], terminology: Terminology, tmp_path: Path
+def test_fast_path_leaves_lenient_json_and_odd_types_to_the_per_resource_path(
+    implementation: str, hospital_observations: dict[str, Path], terminology: Terminology, tmp_path: Path
 ) -> None:
     source = hospital_observations["None"].read_bytes().splitlines()
     plain = [orjson.loads(line) for line in source[:300]]
@@ -233,7 +216,7 @@ def test_columnar_path_leaves_lenient_json_and_odd_types_to_strict_readers(
     lines: list[bytes] = []
     for observation in with_quantity:
         for variant in _odd_variants(observation):
-            if isinstance(variant, dict):  # lines DuckDB reads: the msgspec and per-resource rules decide
+            if isinstance(variant, dict):
                 lines.append(orjson.dumps(variant))
         line = orjson.dumps(observation)
         lines += _lenient_json_variants(line)
@@ -250,17 +233,18 @@ def test_columnar_path_leaves_lenient_json_and_odd_types_to_strict_readers(
             lambda o: o["valueQuantity"].update(value=1e300),
             lambda o: o["valueQuantity"].update(value=-0.0),
             lambda o: o["valueQuantity"].update(value=12345678901234567890),
+            lambda o: o["valueQuantity"].update(value=None),
+            lambda o: o.update(valueQuantity=None),
+            lambda o: o["meta"].update(tag=[{"system": o["meta"]["tag"][0]["system"], "code": 7}]),
+            lambda o: o.update(code={"coding": [{"system": "http://loinc.org", "code": 8867}]}),
+            lambda o: o.update(category=[{"coding": [{"code": ["vital-signs"]}]}]),
             lambda o: o["valueQuantity"].update(code="", unit="kg"),
             lambda o: o.update(subject={"reference": "Patient/a/b"}),
         ):
             changed = copy.deepcopy(observation)
             edit(changed)
             lines.append(orjson.dumps(changed))
-    # Keep the lines DuckDB reads (it refuses an element of the wrong shape, such as an object
-    # where FHIR has a list, and such a block goes to the msgspec path whole).
-    with ColumnarObservations(_ctx(terminology), min_block_lines=1) as probe:
-        lines = [line for line in lines if probe._read([line + b"\n"]) is not None]
-    for lenient in (b"NaN", b"Infinity", b",]", b",}"):  # DuckDB reads each; strict JSON does not
+    for lenient in (b"NaN", b"Infinity", b",]", b",}"):
         assert sum(lenient in line for line in lines) == len(with_quantity)
     lines += source[:300]
     odd = tmp_path / "Observation.ndjson"
@@ -268,7 +252,6 @@ def test_columnar_path_leaves_lenient_json_and_odd_types_to_strict_readers(
     exact, _ = _per_resource(odd, terminology)
     columnar, reader = _columnar(odd, terminology, block=len(lines))
     _assert_same(columnar, exact)
-    assert reader.blocks_refused == 0  # DuckDB read every line: the guards, not a refusal, decided
     assert 300 < reader.taken < exact.read
     assert exact.quarantined and exact.skipped
 
@@ -283,20 +266,3 @@ def test_ingest_chunks_of_any_size_match_the_per_resource_path(
     ids = [fact_id for result in results for fact_id in result.facts["fact_id"].to_pylist()]
     assert sorted(ids) == sorted(exact.facts["fact_id"].to_pylist())
     assert sum(result.read for result in results) == exact.read
-
-
-def test_a_block_that_cannot_be_written_for_duckdb_is_read_by_the_msgspec_path(
-    hospital_observations: dict[str, Path], terminology: Terminology
-) -> None:
-    """The private folder for blocks can vanish (a temporary-file reaper) or fill up: the block is
-    then read by the msgspec path, with the same outcome."""
-    file = hospital_observations["None"]
-    exact, _ = _per_resource(file, terminology)
-    ctx = _ctx(terminology)
-    chunk = ChunkNormalization(ctx)
-    lines = file.read_bytes().splitlines(keepends=True)
-    with ColumnarObservations(ctx, min_block_lines=1) as columnar:
-        shutil.rmtree(columnar._folder.name)
-        columnar.add_lines(chunk, str(file), 1, lines)
-    _assert_same(chunk.result("b1"), exact)
-    assert columnar.blocks_refused == 1 and columnar.taken == 0 and columnar.fallback.taken > 0.95 * exact.read

@@ -1,11 +1,10 @@
 """The input of an ingest batch as a stream of normalized chunks.
 
 A plain NDJSON file of Observations (what a Bulk Data ``$export`` writes for the largest resource
-type) goes through ``columnar_observations`` a chunk of lines at a time (which hands a chunk it
-cannot read to ``fast_observations``); every other file is read
-record by record (``vitalops.fhir.readers``) and normalized by the per-resource path, in chunks of
-the same size. Both give the same facts and counts for the same input; the choice only changes
-how fast they come.
+type) goes through ``columnar_observations`` a chunk of lines at a time (which hands each line it
+does not take to the per-resource path); every other file is read record by record
+(``vitalops.fhir.readers``) and normalized by the per-resource path, in chunks of the same size.
+Both give the same facts and counts for the same input; the choice only changes how fast they come.
 """
 
 from __future__ import annotations
@@ -48,23 +47,23 @@ def build_chunk(chunk: ChunkNormalization, batch_id: str) -> NormalizeResult:
 def pending_chunks(paths: Sequence[Path], ctx: Context, *, chunk_resources: int) -> Iterator[ChunkNormalization]:
     """As ``normalized_chunks``, but each chunk normalized and not yet built into a facts table
     (``build_chunk``), so that a caller can build one chunk while the next is read."""
-    with ColumnarObservations(ctx) as fast:
-        pending = ChunkNormalization(ctx)
-        for path in paths:
-            for file in source_files(path):
-                if _holds_observations(file):
-                    if pending.read:
-                        yield pending
-                        pending = ChunkNormalization(ctx)
-                    yield from _observation_chunks(file, fast, ctx, chunk_resources)
-                    continue
-                for record in iter_resources(file):
-                    pending.add_record(record)
-                    if pending.read >= chunk_resources:
-                        yield pending
-                        pending = ChunkNormalization(ctx)
-        if pending.read:
-            yield pending
+    fast = ColumnarObservations(ctx)
+    pending = ChunkNormalization(ctx)
+    for path in paths:
+        for file in source_files(path):
+            if _holds_observations(file):
+                if pending.read:
+                    yield pending
+                    pending = ChunkNormalization(ctx)
+                yield from _observation_chunks(file, fast, ctx, chunk_resources)
+                continue
+            for record in iter_resources(file):
+                pending.add_record(record)
+                if pending.read >= chunk_resources:
+                    yield pending
+                    pending = ChunkNormalization(ctx)
+    if pending.read:
+        yield pending
 
 
 def _holds_observations(file: Path) -> bool:
@@ -85,23 +84,21 @@ def _holds_observations(file: Path) -> bool:
 def _observation_chunks(
     file: Path, fast: ColumnarObservations, ctx: Context, chunk_lines: int
 ) -> Iterator[ChunkNormalization]:
-    """The chunks of an Observation file. The next block is read and handed to DuckDB before this
-    one is normalized, so that DuckDB reads while Python works."""
+    """The chunks of an Observation file."""
     name = str(file)
     line_no = 1
     with file.open("rb", buffering=_READ_BUFFER) as handle:
-        lines, failure = _next_lines(handle, chunk_lines)
-        reading = fast.start(lines) if lines else None
-        while lines:
-            following, failure = _next_lines(handle, chunk_lines) if failure is None else ([], failure)
-            reading_next = fast.start(following) if following else None
+        failure = None
+        while failure is None:
+            lines, failure = _next_lines(handle, chunk_lines)
+            if not lines:
+                break
             chunk = ChunkNormalization(ctx)
             with collector_paused():
-                fast.add_lines(chunk, name, line_no, lines, reading)
+                fast.add_lines(chunk, name, line_no, lines)
             line_no += len(lines)
             if chunk.read:
                 yield chunk
-            lines, reading = following, reading_next
         if failure is not None:
             # As ``iter_resources`` does: say where the file stopped being readable.
             chunk = ChunkNormalization(ctx)

@@ -1,154 +1,118 @@
-"""The columnar fast path for Observation NDJSON: a block of lines parsed and shaped by DuckDB's
-JSON reader (native code, on every core), normalized with Arrow compute, and only the values that
-repeat (codes with their units, patient and encounter references) resolved in Python.
+"""The fast path for Observation NDJSON: a block of lines decoded by msgspec into typed structs
+that keep only the elements normalization reads, turned into columns, checked and normalized a
+column at a time with Arrow, with only the values that repeat (codes with their units, site tags,
+categories, patient and encounter references) resolved in Python, once per distinct value.
 
-Like ``fast_observations`` it changes nothing about what a fact is: concept lookup, unit
-conversion (the same affine map ``to_canonical`` applies), pseudonyms and fact ids are the same,
-and a line is taken only when its shape is one ``fast_observations`` has proved it handles
-exactly as the per-resource path would. On top of those rules it guards against what DuckDB's
-reader accepts and strict JSON does not:
+It changes nothing about what a fact is: concept lookup, unit conversion (the affine map
+``to_canonical`` applies, from ``canonical_affine``), pseudonyms and fact ids are the same
+functions the per-resource path (``extract_observation``) uses. A line is taken only when its
+shape is one this path handles exactly as the per-resource path would:
 
-* a line is taken only when msgspec decodes it into ``fast_observations``' types: that is strict
-  JSON (DuckDB reads ``NaN``, ``Infinity`` and trailing commas, which the per-resource path
-  rejects) with every element read here of the JSON type it must have (DuckDB would turn ``5``
-  into ``"5"`` and ``"12"`` into ``12.0``). msgspec checks the lines while DuckDB reads the block;
-* the block must come back as many rows as it has lines, so that row ``i`` is line ``i``.
+* msgspec decodes it into the types below: strict JSON (no ``NaN``, no trailing commas, no number
+  out of range where a number is read) with every element read of the JSON type it must have;
+* it is an Observation with an id, a status that is not a retraction, a version, a plain
+  ``Patient/<id>`` subject, a plain ``Encounter/<id>`` encounter or none (and no ``context``), an
+  ``effectiveDateTime`` with a time and a zone, and an ``issued`` or ``meta.lastUpdated`` with one
+  or neither;
+* every value it has is a finite ``valueQuantity`` number in a unit that converts to its
+  concept's canonical unit, on the resource itself or on each of its components (a panel without
+  a value of its own only when every ``"value`` key of the line belongs to a component Quantity).
 
-DuckDB reads a block from a file: each block is written to a private temporary folder and
-deleted as soon as it is read (see ``docs/security.md``).
+Every other line (a Bundle, another resource type, a bad line, anything odd) goes to the
+per-resource path (``ChunkNormalization.add_record``), in its place in the chunk, so the outcome
+of a file is identical either way; a test runs both paths over the synthetic hospital and over
+files of odd and bad lines and compares every fact, count and quarantine record.
 
-A block that fails a guard, or that DuckDB refuses (an element of the wrong shape, such as an
-object where FHIR has a list), goes to ``fast_observations`` whole, which hands each odd line on
-to the per-resource path; a line that passes the guards but not the shape rules goes to the
-per-resource path alone. A test runs all three paths over the synthetic hospital and over files of
-odd and bad lines and compares every fact, count and quarantine record.
+The elements that repeat from line to line (``code``, ``category``, ``meta.tag``) are kept as raw
+JSON (``msgspec.Raw``, still checked to be well-formed JSON) and decoded into their types once per
+distinct text: a line whose text does not decode is not taken.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import duckdb
+import msgspec
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vitalops.fhir.readers import records_of_line
+from vitalops.ingest import native
 from vitalops.ingest.extract_common import SITE_TAG_SYSTEM, Context, pick_coding
 from vitalops.ingest.extract_observation import CATEGORY_KINDS, NUMERIC_KINDS, SKIPPED_STATUSES
-from vitalops.ingest.fast_observations import FastObservations, decodable_lines
 from vitalops.ingest.normalize import BlockProvenance, ChunkNormalization
 from vitalops.terminology import UnitError, normalize_unit_text
 from vitalops.terminology.units import canonical_affine
 
-_CODINGS = "STRUCT(system VARCHAR, code VARCHAR)[]"
-_CONCEPT = f"STRUCT(coding {_CODINGS})"
-_QUANTITY = "STRUCT(value DOUBLE, unit VARCHAR, code VARCHAR)"
-#: The elements read: those ``fast_observations`` decodes, with the same types (a line is read
-#: here only when msgspec has decoded it into those types, so DuckDB never has to cast a value).
-_COLUMNS = {
-    "resourceType": "VARCHAR",
-    "id": "VARCHAR",
-    "meta": f"STRUCT(versionId VARCHAR, lastUpdated VARCHAR, tag {_CODINGS})",
-    "status": "VARCHAR",
-    "subject": "STRUCT(reference VARCHAR)",
-    "encounter": "STRUCT(reference VARCHAR)",
-    "context": "JSON",
-    "effectiveDateTime": "VARCHAR",
-    "issued": "VARCHAR",
-    "category": f"{_CONCEPT}[]",
-    "code": _CONCEPT,
-    "valueQuantity": _QUANTITY,
-    "component": f"STRUCT(code {_CONCEPT}, valueQuantity {_QUANTITY})[]",
-}
-_COLUMNS_SQL = "{" + ", ".join(f"{name}: '{kind}'" for name, kind in _COLUMNS.items()) + "}"
-
-_MACROS = """
-CREATE OR REPLACE TEMP MACRO zoned(t) AS
-    (coalesce(length(t) > 10 AND (right(t, 1) = 'Z' OR substr(t, length(t) - 5, 1) IN ('+', '-')), false));
-CREATE OR REPLACE TEMP MACRO local_id_ok(ref, prefix) AS
-    (coalesce(starts_with(ref, prefix) AND length(ref) > length(prefix)
-              AND NOT contains(substr(ref, length(prefix) + 1), '/'), false));
-CREATE OR REPLACE TEMP MACRO raw_unit(q) AS (CASE WHEN q.code <> '' THEN q.code ELSE q.unit END);
-CREATE OR REPLACE TEMP MACRO value_pair(c, q) AS
-    (to_json({c: list_transform(c.coding, lambda x: [x.system, x.code]), u: raw_unit(q)})::VARCHAR);
-"""
-
-# One row per line, in line order. ``candidate`` holds the shape rules that need no lookup; the
-# Python side adds the decoding rule, the unit rule (a value whose unit does not convert) and the
-# panel rule.
-_QUERY = """
-WITH raw AS (
-    SELECT * FROM read_json($path, format = 'newline_delimited', columns = {columns})
-), shaped AS (
-    SELECT
-        resourceType AS resource_type,
-        id,
-        status,
-        effectiveDateTime AS effective,
-        coalesce(issued, meta.lastUpdated) AS known,
-        CASE WHEN meta.versionId <> '' THEN meta.versionId ELSE meta.lastUpdated END AS version,
-        subject.reference AS subject_ref,
-        encounter IS NULL AS no_encounter,
-        encounter.reference AS encounter_ref,
-        context IS NULL AS no_context,
-        list_filter(meta.tag, lambda t: t.system = $site_system AND t.code <> '')[1].code AS site_tag,
-        list_filter(flatten(list_transform(category, lambda c: list_transform(c.coding, lambda x: x.code))),
-            lambda k: k IN ('vital-signs', 'laboratory'))[1] AS category_code,
-        valueQuantity IS NOT NULL AS has_quantity,
-        coalesce(len(component), 0) AS components,
-        CASE WHEN valueQuantity IS NULL THEN [] ELSE [{{
-            ordinal: 0, pair: value_pair(code, valueQuantity), value: valueQuantity.value, present: true
-        }}] END
-        || CASE WHEN valueQuantity IS NOT NULL AND coalesce(len(component), 0) = 0 THEN [] ELSE
-            coalesce(list_transform(component, lambda p, i: {{
-                ordinal: i, pair: value_pair(p.code, p.valueQuantity), value: p.valueQuantity.value,
-                present: p.valueQuantity IS NOT NULL
-            }}), []) END AS "values"
-    FROM raw
-)
-SELECT
-    coalesce(resource_type = 'Observation' AND id <> '' AND status <> ''
-        AND status NOT IN ({skipped}) AND version <> ''
-        AND local_id_ok(subject_ref, 'Patient/')
-        AND ((no_encounter AND no_context) OR (NOT no_encounter AND local_id_ok(encounter_ref, 'Encounter/')))
-        AND zoned(effective) AND (known IS NULL OR zoned(known))
-        AND len("values") > 0
-        AND list_bool_and(list_transform("values", lambda v: v.present AND isfinite(v.value))), false)
-        AS candidate,
-    NOT has_quantity AS needs_value_count,
-    components,
-    coalesce(site_tag, $default_site) AS site,
-    subject_ref,
-    CASE WHEN no_encounter THEN NULL ELSE encounter_ref END AS encounter_ref,
-    CASE category_code WHEN 'vital-signs' THEN '{vital}' WHEN 'laboratory' THEN '{lab}' ELSE 'observation' END
-        AS category_kind,
-    status, effective, coalesce(known, $known_default) AS known, version,
-    sha256($opad || unhex(sha256($ipad || encode('Observation/' || id)))) AS source_id,
-    "values"
-FROM shaped
-""".format(
-    columns=_COLUMNS_SQL,
-    skipped=", ".join(f"'{status}'" for status in sorted(SKIPPED_STATUSES)),
-    vital=CATEGORY_KINDS["vital-signs"],
-    lab=CATEGORY_KINDS["laboratory"],
-)
+_ABSENT = msgspec.Raw(b"")
 
 
+class _Coding(msgspec.Struct, frozen=True, gc=False):
+    system: str | None = None
+    code: str | None = None
+
+
+class _CodeableConcept(msgspec.Struct, frozen=True, gc=False):
+    coding: tuple[_Coding, ...] | None = None
+
+
+class _Reference(msgspec.Struct, frozen=True, gc=False):
+    reference: str | None = None
+
+
+class _Quantity(msgspec.Struct, frozen=True, gc=False):
+    value: float | None = None
+    unit: str | None = None
+    code: str | None = None
+
+
+class _Meta(msgspec.Struct, frozen=True, gc=False):
+    versionId: str | None = None  # noqa: N815 - FHIR element names
+    lastUpdated: str | None = None  # noqa: N815
+    tag: msgspec.Raw = _ABSENT  # a list of codings (``_TAGS``)
+
+
+class _Component(msgspec.Struct, frozen=True, gc=False):
+    code: msgspec.Raw = _ABSENT  # a CodeableConcept or null (``_CODE``)
+    valueQuantity: _Quantity | None = None  # noqa: N815
+
+
+_NO_META = _Meta()
+_NO_REFERENCE = _Reference()
+_NO_QUANTITY = _Quantity()
+
+
+class _Observation(msgspec.Struct, gc=False):
+    resourceType: str | None = None  # noqa: N815
+    id: str | None = None
+    meta: _Meta = _NO_META
+    status: str | None = None
+    subject: _Reference = _NO_REFERENCE
+    encounter: _Reference = _NO_REFERENCE
+    context: msgspec.Raw = _ABSENT  # read by the per-resource path when encounter is absent
+    effectiveDateTime: str | None = None  # noqa: N815
+    issued: str | None = None
+    category: msgspec.Raw = _ABSENT  # a list of CodeableConcepts (``_CATEGORIES``)
+    code: msgspec.Raw = _ABSENT  # a CodeableConcept or null (``_CODE``)
+    valueQuantity: _Quantity = _NO_QUANTITY  # noqa: N815
+    component: tuple[_Component, ...] = ()
+
+
+_DECODER = msgspec.json.Decoder(_Observation)
+_CODE = msgspec.json.Decoder(_CodeableConcept | None)
+_CATEGORIES = msgspec.json.Decoder(tuple[_CodeableConcept, ...])
+_TAGS = msgspec.json.Decoder(tuple[_Coding, ...])
+_UNDECODED = _Observation()  # stands in for a line msgspec rejects (the per-resource path reads it)
+
+_DECODE_BATCH = 2_000  # lines per call of the decoder
 _VALUE_KEY = b'"value'
+_PATIENT, _ENCOUNTER = "Patient/", "Encounter/"
+_SKIPPED = pa.array(sorted(SKIPPED_STATUSES), pa.string())
 _REFERENCE_CACHE_LIMIT = 1_000_000
 _PAIR_CACHE_LIMIT = 100_000
-_NOT_STARTED: Any = object()
-_WRITE_BUFFER = 4 << 20
-_SHM_SPARE = 1 << 30  # bytes free on /dev/shm before blocks are written there
-_DUCKDB_ERRORS = (duckdb.Error,)
-#: A NUL escaped in a string: DuckDB text cannot hold it as Python text does.
-_ESCAPED_NUL = b"\\u0000"
+_NOT_TAKEN: Any = object()  # a repeated element whose text does not decode, or a unit that does not convert
 #: The columns ``_Resolved`` entries give a fact.
 _LOOKUP_TYPES = (
     ("code_system", pa.string()),
@@ -160,202 +124,173 @@ _LOOKUP_TYPES = (
     ("offset", pa.float64()),
 )
 #: (system, code, concept name, numeric kind or None, unit, scale or None, offset or None) of a
-#: value coded and united so, or None when its unit does not convert (the line is not taken).
-_Resolved = tuple[Any, Any, Any, Any, Any, Any, Any] | None
+#: value coded and united so.
+_Resolved = tuple[Any, Any, Any, Any, Any, Any, Any]
+#: What ``_values`` reads of every component of a panel.
+_COMPONENT_COLUMNS: list[native.Request] = [
+    ("code", "raw", None),
+    ("valueQuantity.value", "float", None),
+    ("valueQuantity.code", "text", None),
+    ("valueQuantity.unit", "text", None),
+    ("valueQuantity", "is", None),
+]
+#: What ``_Block`` reads of every line, in one pass (``native.gather``).
+_BLOCK_COLUMNS: list[native.Request] = [
+    ("id", "text", None),
+    ("status", "text", None),
+    ("subject.reference", "text", None),
+    ("encounter.reference", "text", None),
+    ("effectiveDateTime", "text", None),
+    ("meta.versionId", "text", None),
+    ("meta.lastUpdated", "text", None),
+    ("issued", "text", None),
+    ("resourceType", "text", None),
+    ("valueQuantity.value", "float", None),
+    ("valueQuantity.code", "text", None),
+    ("valueQuantity.unit", "text", None),
+    ("code", "raw", None),
+    ("meta.tag", "raw", None),
+    ("category", "raw", None),
+    ("valueQuantity", "is", _NO_QUANTITY),
+    ("encounter", "is", _NO_REFERENCE),
+    ("context", "length", None),
+    ("component", "length", None),
+]
 
 
 class ColumnarObservations:
-    """Normalizes blocks of Observation NDJSON lines into a ``ChunkNormalization``; its caches and
-    DuckDB connection live for one ingest run (``close`` when done)."""
+    """Normalizes blocks of Observation NDJSON lines into a ``ChunkNormalization``; its caches live
+    for one ingest run and are bounded."""
 
-    def __init__(self, ctx: Context, *, min_block_lines: int = 2_000) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        # A smaller block goes to ``fast_observations``: starting DuckDB costs more than it saves.
-        self.min_block_lines = min_block_lines
-        self.fallback = FastObservations(ctx)
-        self._pairs: dict[str, _Resolved] = {}
+        self._pairs: dict[tuple[bytes, str | None], _Resolved] = {}
+        self._sites: dict[bytes, str] = {}
+        self._kinds: dict[bytes, str] = {}
         self._references: dict[str, str] = {}  # "Patient/<id>" or "Encounter/<id>" -> its pseudonym
-        self._connection: duckdb.DuckDBPyConnection | None = None
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read")
-        self._folder = tempfile.TemporaryDirectory(
-            prefix="vitalops-ingest-", dir=_block_folder(), ignore_cleanup_errors=True
-        )
-        self.taken = 0  # lines normalized here
-        self.blocks_refused = 0  # blocks handed whole to ``fast_observations``
+        self.taken = 0  # lines normalized here rather than by the per-resource path
 
-    def close(self) -> None:
-        self._reader.shutdown()
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-        self._folder.cleanup()
-
-    def __enter__(self) -> ColumnarObservations:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def start(self, lines: list[bytes]) -> Future[pa.Table | None] | None:
-        """Start DuckDB reading a block (it releases the GIL) and return the read under way, or None
-        for a block too small to be worth it. Pass it to ``add_lines`` with the same lines; a caller
-        that starts the next block before adding this one keeps the reader busy meanwhile."""
-        if len(lines) < self.min_block_lines:
-            return None
-        return self._reader.submit(self._read, lines)
-
-    def add_lines(
-        self,
-        chunk: ChunkNormalization,
-        file: str,
-        first_line: int,
-        lines: list[bytes],
-        reading: Future[pa.Table | None] | None = _NOT_STARTED,
-    ) -> None:
-        """Normalize NDJSON ``lines`` (the first is line ``first_line`` of ``file``) into ``chunk``;
-        ``reading`` is what ``start(lines)`` returned, if it was called."""
-        if reading is _NOT_STARTED:
-            reading = self.start(lines)
-        if reading is None:
-            self.fallback.add_lines(chunk, file, first_line, lines)
+    def add_lines(self, chunk: ChunkNormalization, file: str, first_line: int, lines: Sequence[bytes]) -> None:
+        """Normalize NDJSON ``lines`` (the first is line ``first_line`` of ``file``) into ``chunk``."""
+        if not lines:
             return
-        # msgspec checks the lines here while DuckDB reads them.
-        decodable = decodable_lines(lines)
-        table = reading.result()
-        if table is None:
-            self.blocks_refused += 1
-            self.fallback.add_lines(chunk, file, first_line, lines)
-            return
-        taken = self._taken(table, lines, decodable)
-        indexes = self._assign_indexes(chunk, file, first_line, lines, taken)
+        decoded, taken = _decode_all(lines)
+        block = _Block(decoded)
+        taken &= block.shape_ok()
+        site = self._by_text(block.tags, self._sites, self._site)
+        kind = self._by_text(block.categories, self._kinds, _category_kind)
+        taken &= site.valid & kind.valid
+        values = self._values(block, lines, taken)
+        taken[values.refused] = False
+        indexes = _assign_indexes(chunk, file, first_line, lines, taken)
         if not taken.any():
             return
-        rows = table.filter(pa.array(taken))
-        line_numbers = np.flatnonzero(taken) + first_line
-        columns = self._fact_columns(rows, indexes[taken])
-        chunk.add_columns(columns, BlockProvenance(file, indexes[taken], line_numbers, rows["site"].combine_chunks()))
-        self.taken += int(taken.sum())
+        positions = np.flatnonzero(taken)
+        columns = self._fact_columns(block, positions, values, site.labels, kind.labels, indexes)
+        sites = site.labels.take(pa.array(positions))
+        chunk.add_columns(columns, BlockProvenance(file, indexes[taken], positions + first_line, sites))
+        self.taken += len(positions)
 
-    def _read(self, lines: list[bytes]) -> pa.Table | None:
-        """The block as DuckDB reads it, one row per line in line order, or None when DuckDB refuses
-        it or its rows are not its lines (a blank line, which DuckDB skips)."""
-        if not lines or any(_ESCAPED_NUL in line for line in lines):
-            return None
-        try:
-            with tempfile.NamedTemporaryFile(dir=self._folder.name, suffix=".ndjson", buffering=_WRITE_BUFFER) as block:
-                block.writelines(lines)  # no joined copy of the block: fewer fresh pages to fault in
-                block.flush()
-                table = self._query(block.name)
-        except OSError:  # no room for the block (a small /dev/shm, a full TMPDIR): the msgspec path reads it
-            return None
-        return table if table is not None and table.num_rows == len(lines) else None
+    def _values(self, block: _Block, lines: Sequence[bytes], taken: np.ndarray) -> _Values:
+        """Every value of the candidate lines (its line, ordinal, resolved code and unit), and the
+        lines refused for a value that is missing, not finite, or in a unit that does not convert."""
+        has_own, counts = block.has_own, block.components
+        # A line with no value at all: the per-resource path says why (data absent, no value...).
+        refused = taken & ~has_own & (counts == 0)
+        own = np.flatnonzero(taken & has_own)  # the resource's own value, ordinal 0
+        panels = np.flatnonzero(taken & (counts > 0))
+        # The per-resource path looks at every value[x] of the resource itself: take a panel
+        # without a value of its own only when its every '"value' key belongs to a component.
+        bare = panels[~has_own[panels]]
+        keys = np.fromiter((lines[i].count(_VALUE_KEY) for i in bare.tolist()), np.int64, len(bare))
+        refused[bare[keys != 2 * counts[bare]]] = True
+        components = [c for i in panels.tolist() for c in block.decoded[i].component]
+        code, number, unit_code, unit_text, no_quantity = native.gather(components, _COMPONENT_COLUMNS)
+        per_panel = counts[panels]
+        parents = np.repeat(panels, per_panel)
+        refused[parents[no_quantity]] = True  # a component without a Quantity
+        first = np.repeat(np.cumsum(per_panel) - per_panel, per_panel)
+        ordinals = np.arange(len(components), dtype=np.int64) - first + 1
+        at_np = np.concatenate([own, parents])
+        ordinal_np = np.concatenate([np.zeros(len(own), np.int64), ordinals])
+        order = pa.array(np.lexsort((ordinal_np, at_np)))
+        own_rows = pa.array(own)
+        at = pa.array(at_np).take(order)
+        code = pa.concat_arrays([block.codes.take(own_rows), code]).take(order)
+        number = pa.concat_arrays([block.numbers.take(own_rows), number]).take(order)
+        unit = pa.concat_arrays([block.own_units.take(own_rows), _raw_units(unit_code, unit_text)]).take(order)
+        lookup, unresolved = self._lookup(code, unit)
+        bad = pc.or_(pc.invert(pc.fill_null(pc.is_finite(number), False)), unresolved)
+        refused[np.asarray(at.filter(bad))] = True
+        return _Values(at, pa.array(ordinal_np).take(order), number, lookup, refused)
 
-    def _query(self, path: str) -> pa.Table | None:
-        ipad, opad = self.ctx.pseudonyms.hmac_pads()
-        parameters = {
-            "path": path,
-            "site_system": SITE_TAG_SYSTEM,
-            "default_site": self.ctx.default_site,
-            "known_default": self.ctx.known_at_default,
-            "ipad": ipad,
-            "opad": opad,
-        }
-        try:
-            return self._database().sql(_QUERY, params=parameters).to_arrow_table()
-        except _DUCKDB_ERRORS:
-            return None
-
-    def _database(self) -> duckdb.DuckDBPyConnection:
-        if self._connection is None:
-            self._connection = duckdb.connect()
-            self._connection.execute(_MACROS)
-        return self._connection
-
-    def _taken(self, table: pa.Table, lines: list[bytes], decodable: np.ndarray) -> np.ndarray:
-        """Which lines this path normalizes: the candidates whose panel and units pass too."""
-        taken: np.ndarray = np.asarray(table["candidate"].to_numpy(zero_copy_only=False), dtype=bool) & decodable
-        needs_count = taken & table["needs_value_count"].to_numpy(zero_copy_only=False)
-        components = table["components"].to_numpy(zero_copy_only=False)
-        # A panel without a value of its own is taken only when its every '"value' key belongs to a
-        # component Quantity (the per-resource path looks at every value[x] of the resource).
-        for i in np.flatnonzero(needs_count):
-            if lines[i].count(_VALUE_KEY) != 2 * components[i]:
-                taken[i] = False
-        values = table["values"].combine_chunks()
-        parents = pc.list_parent_indices(values).to_numpy()
-        pairs = pc.list_flatten(values).field("pair")
-        encoded = pairs.dictionary_encode()
-        resolved = [self._resolve(pair) for pair in encoded.dictionary.to_pylist()]
-        unconvertible = np.array([entry is None for entry in resolved], dtype=bool)
-        if unconvertible.any():
-            bad_values = unconvertible[encoded.indices.to_numpy(zero_copy_only=False)]
-            taken[np.unique(parents[bad_values])] = False
-        return taken
-
-    def _assign_indexes(
-        self, chunk: ChunkNormalization, file: str, first_line: int, lines: list[bytes], taken: np.ndarray
-    ) -> np.ndarray:
-        """The resource index of each taken line, in line order with the resources of the lines left
-        to the per-resource path (which it normalizes here, in order)."""
-        indexes = np.zeros(len(lines), dtype=np.int64)
-        start = 0
-        for position in np.flatnonzero(~taken):
-            run = int(position) - start
-            indexes[start:position] = np.arange(chunk.read, chunk.read + run)
-            chunk.read += run
-            for record in records_of_line(file, first_line + int(position), lines[position]):
-                chunk.add_record(record)
-            start = int(position) + 1
-        run = len(lines) - start
-        indexes[start:] = np.arange(chunk.read, chunk.read + run)
-        chunk.read += run
-        return indexes
-
-    def _fact_columns(self, rows: pa.Table, indexes: np.ndarray) -> dict[str, pa.Array]:
-        """One fact per value of the taken lines, in line order, then ordinal."""
-        values = rows["values"].combine_chunks()
-        parents = pc.list_parent_indices(values)
-        flat = pc.list_flatten(values)
-        encoded = flat.field("pair").dictionary_encode()
-        entries = [self._resolve(pair) for pair in encoded.dictionary.to_pylist()]
-        # Only taken lines are here, and a line with a value whose unit does not convert is not taken.
-        distinct = list(zip(*entries, strict=True)) if entries else [()] * len(_LOOKUP_TYPES)
+    def _lookup(self, codes: pa.Array, units: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
+        """The ``_LOOKUP_TYPES`` columns of each (code, unit) value, and which ones do not resolve."""
+        code_keys, unit_keys = codes.dictionary_encode(), units.dictionary_encode()
+        width = len(unit_keys.dictionary) + 1
+        unit_index = np.asarray(unit_keys.indices.fill_null(width - 1), np.int64)
+        combined = np.asarray(code_keys.indices, np.int64) * width + unit_index
+        distinct, inverse = np.unique(combined, return_inverse=True)
+        code_texts, unit_texts = code_keys.dictionary.to_pylist(), [*unit_keys.dictionary.to_pylist(), None]
+        entries = [self._resolve(code_texts[key // width], unit_texts[key % width]) for key in distinct.tolist()]
+        unresolved = pa.array(np.array([entry is _NOT_TAKEN for entry in entries], bool)[inverse])
+        entries = [(None,) * len(_LOOKUP_TYPES) if entry is _NOT_TAKEN else entry for entry in entries]
+        columns = list(zip(*entries, strict=True)) if entries else [()] * len(_LOOKUP_TYPES)
+        take = pa.array(inverse)
         lookup = {
-            name: pc.take(pa.array(column, kind), encoded.indices)
-            for (name, kind), column in zip(_LOOKUP_TYPES, distinct, strict=True)
+            name: pa.array(column, kind).take(take) for (name, kind), column in zip(_LOOKUP_TYPES, columns, strict=True)
         }
+        return lookup, unresolved
 
-        def per_value(name: str) -> pa.Array:
-            return pc.take(rows[name].combine_chunks(), parents)
+    def _fact_columns(
+        self,
+        block: _Block,
+        positions: np.ndarray,
+        values: _Values,
+        sites: pa.Array,
+        kinds: pa.Array,
+        indexes: np.ndarray,
+    ) -> dict[str, pa.Array]:
+        """One fact per value of the taken lines, in line order, then ordinal."""
+        keep = pc.invert(pa.array(values.refused)).take(values.at)  # values of lines taken
+        at = values.at.filter(keep)
+        lookup = {name: column.filter(keep) for name, column in values.lookup.items()}
+        raw = values.number.filter(keep)
+        count = len(at)
 
-        raw = flat.field("value")
+        def per_value(column: pa.Array) -> pa.Array:
+            return column.take(at)
+
+        source_ids = self.ctx.pseudonyms.resource_key_column("Observation", block.ids.take(pa.array(positions)))
+        line_to_taken = np.full(len(block.decoded), -1, np.int64)
+        line_to_taken[positions] = np.arange(len(positions))
+        source_id = source_ids.take(pa.array(line_to_taken[np.asarray(at)]))
         converted = pc.add(pc.multiply(raw, lookup["scale"]), lookup["offset"])
-        count = len(flat)
         return {
-            "site": per_value("site"),
-            "patient_key": pc.take(self._keys(rows["subject_ref"], "Patient/"), parents),
-            "kind": pc.coalesce(lookup["numeric_kind"], per_value("category_kind")),
+            "site": per_value(sites),
+            "patient_key": per_value(self._keys(block.patient_refs, _PATIENT)),
+            "kind": pc.coalesce(lookup["numeric_kind"], per_value(kinds)),
             "concept": lookup["concept"],
             "code_system": lookup["code_system"],
             "code": lookup["code"],
             "value_num": pc.if_else(pc.is_null(lookup["scale"]), raw, converted),
             "value_code": pa.nulls(count, pa.string()),
             "unit": lookup["unit"],
-            "status": per_value("status"),
-            "encounter_key": pc.take(self._keys(rows["encounter_ref"], "Encounter/"), parents),
-            "effective_at": per_value("effective"),
+            "status": per_value(block.statuses),
+            "encounter_key": per_value(self._keys(block.encounter_refs, _ENCOUNTER)),
+            "effective_at": per_value(block.effective),
             "effective_end": pa.nulls(count, pa.string()),
-            "known_at": per_value("known"),
+            "known_at": per_value(pc.fill_null(block.known, self.ctx.known_at_default)),
             "source_type": pa.array(["Observation"] * count, pa.string()),
-            "source_id": per_value("source_id"),
-            "source_version": per_value("version"),
-            "ordinal": flat.field("ordinal").cast(pa.int64()),
-            "resource_index": pc.take(pa.array(indexes, pa.int64()), parents),
+            "source_id": source_id,
+            "source_version": per_value(block.version),
+            "ordinal": values.ordinal.filter(keep),
+            "resource_index": pa.array(indexes).take(at),
         }
 
-    def _keys(self, references: pa.ChunkedArray, prefix: str) -> pa.Array:
+    def _keys(self, references: pa.Array, prefix: str) -> pa.Array:
         """The pseudonym of each ``<prefix><id>`` reference (None stays None), one HMAC per distinct id."""
-        encoded = references.combine_chunks().dictionary_encode()
+        encoded = references.dictionary_encode()
         cache = self._references
         keys = []
         for reference in encoded.dictionary.to_pylist():
@@ -365,48 +300,218 @@ class ColumnarObservations:
                     cache.clear()
                 key = cache[reference] = self.ctx.pseudonyms.resource_key(prefix[:-1], reference[len(prefix) :])
             keys.append(key)
-        return pc.take(pa.array(keys, pa.string()), encoded.indices)
+        return pa.array(keys, pa.string()).take(encoded.indices)
 
-    def _resolve(self, pair: str) -> _Resolved:
+    def _by_text(self, texts: pa.Array, cache: dict[bytes, Any], resolve: Callable[[bytes], Any]) -> _Labels:
+        """A label for each raw JSON text (one ``resolve`` per distinct text), and which resolve."""
+        encoded = texts.dictionary_encode()
+        labels = []
+        for text in encoded.dictionary.to_pylist():
+            label = cache.get(text)
+            if label is None:
+                if len(cache) >= _PAIR_CACHE_LIMIT:
+                    cache.clear()
+                label = cache[text] = resolve(text)
+            labels.append(label)
+        valid = np.array([label is not _NOT_TAKEN for label in labels], bool)
+        names = pa.array([None if label is _NOT_TAKEN else label for label in labels], pa.string())
+        indices = np.asarray(encoded.indices)
+        return _Labels(names.take(encoded.indices), valid[indices] if len(indices) else np.zeros(0, bool))
+
+    def _site(self, text: bytes) -> Any:
+        if not text:
+            return self.ctx.default_site
         try:
-            return self._pairs[pair]
-        except KeyError:
-            pass
-        decoded = orjson.loads(pair)
-        codings, raw_unit = decoded["c"], decoded["u"]
-        if codings is None:
-            system, code, concept = None, None, None
+            tags = _TAGS.decode(text)
+        except msgspec.DecodeError:
+            return _NOT_TAKEN
+        for tag in tags:
+            if tag.system == SITE_TAG_SYSTEM and tag.code:
+                return tag.code
+        return self.ctx.default_site
+
+    def _resolve(self, code_text: bytes, raw_unit: str | None) -> Any:
+        """The ``_Resolved`` entry of a value coded ``code_text`` (raw JSON) in ``raw_unit``, or
+        ``_NOT_TAKEN`` when the code does not decode or the unit does not convert."""
+        key = (code_text, raw_unit)
+        entry = self._pairs.get(key)
+        if entry is not None:
+            return entry
+        try:
+            code_field = _CODE.decode(code_text) if code_text else None
+        except msgspec.DecodeError:
+            entry = _NOT_TAKEN
         else:
-            as_json = {"coding": [{"system": s, "code": c} for s, c in codings]}
-            system, code, concept = pick_coding(as_json, self.ctx)
-        entry: _Resolved
-        if concept is None:
-            unit = None if raw_unit is None else normalize_unit_text(raw_unit)
-            entry = (system, code, None, None, unit, None, None)
-        else:
-            try:
-                scale, offset = canonical_affine(concept, raw_unit)
-            except UnitError:
-                entry = None
-            else:
-                kind = concept.kind if concept.kind in NUMERIC_KINDS else None
-                entry = (system, code, concept.name, kind, concept.canonical_unit, scale, offset)
+            entry = self._resolve_decoded(code_field, raw_unit)
         if len(self._pairs) >= _PAIR_CACHE_LIMIT:  # a feed of endless distinct codes must not grow memory
             self._pairs.clear()
-        self._pairs[pair] = entry
+        self._pairs[key] = entry
         return entry
 
+    def _resolve_decoded(self, code_field: _CodeableConcept | None, raw_unit: str | None) -> Any:
+        if code_field is None:
+            system, code, concept = None, None, None
+        else:
+            as_json = {"coding": [{"system": c.system, "code": c.code} for c in code_field.coding or ()]}
+            system, code, concept = pick_coding(as_json, self.ctx)
+        if concept is None:
+            unit = None if raw_unit is None else normalize_unit_text(raw_unit)
+            return system, code, None, None, unit, None, None
+        try:
+            scale, offset = canonical_affine(concept, raw_unit)
+        except UnitError:
+            return _NOT_TAKEN
+        kind = concept.kind if concept.kind in NUMERIC_KINDS else None
+        return system, code, concept.name, kind, concept.canonical_unit, scale, offset
 
-def _block_folder() -> str | None:
-    """Where blocks are written for DuckDB to read: the folder ``TMPDIR`` names when set, else a
-    memory file system when there is one with room to spare (a block is written and read once),
-    else the system's temporary folder. Each run makes a private (0700) folder inside it."""
-    shared = "/dev/shm"  # noqa: S108 - only a private TemporaryDirectory is made inside it
-    if os.environ.get("TMPDIR"):
-        return None
+
+class _Labels:
+    def __init__(self, labels: pa.Array, valid: np.ndarray) -> None:
+        self.labels = labels
+        self.valid = valid
+
+
+class _Values:
+    """The values of a block, one row each, in line order then ordinal: ``at`` is the line."""
+
+    def __init__(
+        self, at: pa.Array, ordinal: pa.Array, number: pa.Array, lookup: dict[str, pa.Array], refused: np.ndarray
+    ) -> None:
+        self.at, self.ordinal, self.number, self.lookup, self.refused = at, ordinal, number, lookup, refused
+
+
+class _Block:
+    """The decoded lines of a block, with the columns every line is checked on."""
+
+    def __init__(self, decoded: list[_Observation]) -> None:
+        self.decoded = decoded
+        (
+            self.ids,
+            self.statuses,
+            self.patient_refs,
+            self.encounter_refs,
+            self.effective,
+            version_ids,
+            updated,
+            issued,
+            self.resource_types,
+            self.numbers,
+            quantity_codes,
+            quantity_units,
+            self.codes,
+            self.tags,
+            self.categories,
+            no_quantity,
+            self.no_encounter,
+            contexts,
+            self.components,
+        ) = native.gather(decoded, _BLOCK_COLUMNS)
+        self.has_own = ~no_quantity
+        self.no_context = contexts == 0
+        # ``versionId or lastUpdated``, and ``issued`` else ``lastUpdated``, as the per-resource path reads them.
+        self.version = pc.if_else(_non_empty(version_ids), version_ids, updated)
+        self.known = pc.coalesce(issued, updated)
+        self.own_units = _raw_units(quantity_codes, quantity_units)  # ``code or unit``
+
+    def shape_ok(self) -> np.ndarray:
+        """The rules of the per-resource path that need no lookup (see the module docstring)."""
+        encounter_ok = pc.if_else(
+            pa.array(self.no_encounter), pa.array(self.no_context), _local_reference(self.encounter_refs, _ENCOUNTER)
+        )
+        checks = [
+            pc.equal(self.resource_types, "Observation"),
+            _non_empty(self.ids),
+            _non_empty(self.statuses),
+            pc.invert(pc.is_in(self.statuses, value_set=_SKIPPED)),
+            _non_empty(self.version),
+            _local_reference(self.patient_refs, _PATIENT),
+            encounter_ok,
+            _zoned(self.effective),
+            pc.or_kleene(pc.is_null(self.known), _zoned(self.known)),
+        ]
+        ok = checks[0]
+        for check in checks[1:]:
+            ok = pc.and_kleene(ok, check)
+        return np.asarray(pc.fill_null(ok, False))
+
+
+def _decode_all(lines: Sequence[bytes]) -> tuple[list[_Observation], np.ndarray]:
+    """Every line decoded, and which lines decode (a line msgspec rejects stands as ``_UNDECODED``).
+
+    Decoded a few thousand lines per call: one call holds the GIL throughout, and the thread that
+    commits the previous chunk needs it now and then."""
+    decode: Callable[[bytes], _Observation] = _DECODER.decode
+    decoded: list[_Observation] = []
+    ok = np.ones(len(lines), dtype=bool)
+    for start in range(0, len(lines), _DECODE_BATCH):
+        batch = lines[start : start + _DECODE_BATCH]
+        try:
+            decoded += map(decode, batch)
+            continue
+        except msgspec.DecodeError:  # ValidationError is one too
+            del decoded[start:]
+        for position, line in enumerate(batch, start=start):
+            try:
+                decoded.append(decode(line))
+            except msgspec.DecodeError:
+                decoded.append(_UNDECODED)
+                ok[position] = False
+    return decoded, ok
+
+
+def _assign_indexes(
+    chunk: ChunkNormalization, file: str, first_line: int, lines: Sequence[bytes], taken: np.ndarray
+) -> np.ndarray:
+    """The resource index of each taken line, in line order with the resources of the lines left
+    to the per-resource path (which are normalized here, in order)."""
+    indexes = np.zeros(len(lines), dtype=np.int64)
+    start = 0
+    for position in np.flatnonzero(~taken).tolist():
+        run = position - start
+        indexes[start:position] = np.arange(chunk.read, chunk.read + run)
+        chunk.read += run
+        for record in records_of_line(file, first_line + position, lines[position]):
+            chunk.add_record(record)
+        start = position + 1
+    run = len(lines) - start
+    indexes[start:] = np.arange(chunk.read, chunk.read + run)
+    chunk.read += run
+    return indexes
+
+
+def _raw_units(codes: pa.Array, units: pa.Array) -> pa.Array:
+    """``code or unit`` of each Quantity, as the per-resource path picks the unit."""
+    return pc.if_else(_non_empty(codes), codes, units)
+
+
+def _non_empty(texts: pa.Array) -> pa.Array:
+    return pc.fill_null(pc.greater(pc.binary_length(texts), 0), False)
+
+
+def _local_reference(references: pa.Array, prefix: str) -> pa.Array:
+    """True for a plain ``<prefix><id>`` reference (an id with no ``/``), else False."""
+    rest = pc.utf8_slice_codeunits(references, start=len(prefix))
+    plain = pc.and_(pc.greater(pc.binary_length(rest), 0), pc.equal(pc.find_substring(rest, "/"), -1))
+    return pc.fill_null(pc.and_(pc.starts_with(references, prefix), plain), False)
+
+
+def _zoned(texts: pa.Array) -> pa.Array:
+    """True for a dateTime with a time and a zone (``extract_common.instant`` returns it unchanged)."""
+    sign = pc.utf8_slice_codeunits(texts, start=-6, stop=-5)
+    zone = pc.or_(pc.ends_with(texts, "Z"), pc.is_in(sign, value_set=pa.array(["+", "-"])))
+    return pc.fill_null(pc.and_(pc.greater(pc.utf8_length(texts), 10), zone), False)
+
+
+def _category_kind(text: bytes) -> Any:
+    if not text:
+        return "observation"
     try:
-        if os.path.isdir(shared) and os.access(shared, os.W_OK) and shutil.disk_usage(shared).free > _SHM_SPARE:
-            return shared
-    except OSError:
-        pass
-    return None
+        categories = _CATEGORIES.decode(text)
+    except msgspec.DecodeError:
+        return _NOT_TAKEN
+    for concept in categories:
+        for coding in concept.coding or ():
+            kind = CATEGORY_KINDS.get(coding.code)  # type: ignore[arg-type]
+            if kind is not None:
+                return kind
+    return "observation"

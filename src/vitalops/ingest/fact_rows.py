@@ -8,15 +8,13 @@ same resource ingested twice, by any batch, at any time, gives the same ids.
 
 from __future__ import annotations
 
-import hashlib
-import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vitalops.ingest import native
 from vitalops.ingest.extract_common import Row
 from vitalops.lake.schema import FACTS_SCHEMA, TIMESTAMP
 
@@ -56,9 +54,6 @@ class BuiltFacts:
     duplicates: int  # fact rows dropped because an identical fact came earlier in the chunk
 
 
-_HEX = operator.methodcaller("hexdigest")
-_HASH_IN_DUCKDB_FROM = 10_000  # rows; fewer are hashed here, where starting DuckDB costs more than it saves
-_HASH_BATCHES = 4
 #: Columns held as text; the rest (value_num, ordinal, resource_index) are numbers.
 _TEXT_FIELDS = tuple(name for name in ROW_FIELDS if name not in ("value_num", "ordinal", "resource_index"))
 _ID_NAMES = tuple(ROW_FIELDS[i] for i in _ID_FIELDS)
@@ -72,38 +67,8 @@ COLUMN_TYPES = {name: pa.string() for name in _TEXT_FIELDS} | {
 
 def fact_ids(columns: dict[str, pa.Array]) -> pa.Array:
     """The ``fact_id`` of each row: sha256 (hex) of the ``str`` of every id field (``None`` spelt
-    ``"None"``) joined by ``"\\x1f"``, in ``ROW_FIELDS`` order.
-
-    A large block is joined and hashed by DuckDB outside the GIL, a batch per core, in order;
-    DuckDB writes a finite double as Python's ``repr`` does (shortest round trip, same exponent
-    form; a test compares them), and a block with a value that is not finite is done here."""
-    values = columns["value_num"]
-    if len(values) >= _HASH_IN_DUCKDB_FROM and pc.all(pc.is_finite(values).fill_null(True)).as_py():
-        return _fact_ids_in_duckdb(columns)
-    parts = []
-    for name in _ID_NAMES:
-        column = columns[name]
-        if name == "value_num":  # Python's float text (shortest repr), as the id was first defined
-            column = pa.array(list(map(str, column.to_pylist())), pa.string())
-        elif name == "ordinal":
-            column = column.cast(pa.string())
-        parts.append(pc.fill_null(column, "None"))
-    messages = pc.binary_join_element_wise(*parts, "\x1f").cast(pa.binary()).to_pylist()
-    return pa.array(list(map(_HEX, map(hashlib.sha256, messages))), pa.string())
-
-
-def _fact_ids_in_duckdb(columns: dict[str, pa.Array]) -> pa.Array:
-    table = pa.table({name: columns[name] for name in _ID_NAMES})
-    size = -(-table.num_rows // _HASH_BATCHES)
-    batches = table.to_batches(max_chunksize=size)
-    parts = ", ".join(f"coalesce(CAST({name} AS VARCHAR), 'None')" for name in _ID_NAMES)
-    connection = duckdb.connect()
-    try:
-        connection.register("id_fields", pa.Table.from_batches(batches, schema=table.schema))
-        ids = connection.sql(f"SELECT sha256(concat_ws(chr(31), {parts})) AS id FROM id_fields").to_arrow_table()
-    finally:
-        connection.close()
-    return ids["id"].combine_chunks()
+    ``"None"``) joined by ``"\\x1f"``, in ``ROW_FIELDS`` order (``native.sha256_rows_hex``)."""
+    return native.sha256_rows_hex([columns[name] for name in _ID_NAMES])
 
 
 def rows_to_columns(rows: list[Row]) -> dict[str, pa.Array]:

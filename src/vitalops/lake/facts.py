@@ -73,6 +73,7 @@ class FactsStore:
     def __init__(self, lake_root: str, *, commit_rows: int = DEFAULT_COMMIT_ROWS) -> None:
         self.uri = table_uri(lake_root, "facts")
         self.commit_rows = commit_rows
+        self._table: DeltaTable | None = None  # the table as last seen by ``_latest``
 
     def exists(self) -> bool:
         return table_exists(self.uri)
@@ -107,13 +108,30 @@ class FactsStore:
         if not unique:
             chunk = _unique(chunk)
         with self._commit_lock():
-            fresh = self._without_existing(chunk)
+            table = self._latest()
+            fresh = chunk if table is None else self._without_existing(chunk, table)
             if fresh.num_rows == 0:
                 return 0
             write_deltalake(
-                self.uri, fresh, mode="append", partition_by=FACTS_PARTITIONS, writer_properties=WRITER_PROPERTIES
+                self.uri if table is None else table,
+                fresh,
+                mode="append",
+                partition_by=FACTS_PARTITIONS,
+                writer_properties=WRITER_PROPERTIES,
             )
         return int(fresh.num_rows)
+
+    def _latest(self) -> DeltaTable | None:
+        """The table at its latest version (None before the first commit). Kept between appends and
+        brought up to date by reading only the commits made since (another process may have made
+        them), rather than reading the whole log again."""
+        if self._table is None:
+            if not self.exists():
+                return None
+            self._table = DeltaTable(self.uri)
+        else:
+            self._table.update_incremental()
+        return self._table
 
     def compact(self, *, min_files: int = 2) -> int:
         """Merge small files within each partition into larger ones (one more atomic Delta commit;
@@ -158,10 +176,10 @@ class FactsStore:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def _without_existing(self, chunk: pa.Table) -> pa.Table:
-        """``chunk`` minus the facts already in the table, reading only the fact ids of the
+    def _without_existing(self, chunk: pa.Table, table: DeltaTable) -> pa.Table:
+        """``chunk`` minus the facts already in ``table``, reading only the fact ids of the
         (site, month) partitions the chunk touches."""
-        if not self.exists() or chunk.num_rows == 0:
+        if chunk.num_rows == 0:
             return chunk
         pairs = pa.Table.from_arrays([chunk["site"], chunk["month"]], names=["site", "month"])
         pairs = pairs.group_by(["site", "month"], use_threads=False).aggregate([])
@@ -169,7 +187,7 @@ class FactsStore:
             [("site", "=", site), ("month", "in", pairs.filter(pc.equal(pairs["site"], site))["month"].to_pylist())]
             for site in pc.unique(pairs["site"]).to_pylist()
         ]
-        files = DeltaTable(self.uri).file_uris(file_pruning_predicate=predicate)
+        files = table.file_uris(file_pruning_predicate=predicate)
         if not files:
             return chunk
         existing = ds.dataset(files, format="parquet").to_table(columns=["fact_id"])["fact_id"]
