@@ -16,6 +16,7 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 SOURCE = Path("src/vitalops/ingest/_native.c")
+SOURCES = (SOURCE, SOURCE.with_name("observation_scan.c"))
 MODULE = "vitalops.ingest._native"
 
 
@@ -48,7 +49,8 @@ def _compile(root: Path) -> Path:
 
     extension = Extension(
         MODULE,
-        [str(root / SOURCE)],
+        [str(root / source) for source in SOURCES],
+        depends=[str(root / SOURCE.with_name("native_buffer.h"))],
         libraries=["crypto"],
         extra_compile_args=["-O2", "-std=c99", "-Wall", "-Werror=implicit-function-declaration"],
     )

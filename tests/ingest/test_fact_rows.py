@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from vitalops.ingest.fact_rows import ROW_FIELDS, _months, fact_ids, rows_to_columns
+from vitalops.ingest.fact_rows import ROW_FIELDS, _months, build_fact_table, fact_ids, rows_to_columns
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.lake.schema import TIMESTAMP
 
@@ -122,3 +122,37 @@ def test_pseudonyms_of_a_column_equal_one_at_a_time(implementation: str) -> None
     assert pseudonyms.resource_key_column("Observation", column.slice(3, 10)).to_pylist() == expected[3:13]
     with pytest.raises(ValueError, match="null"):
         pseudonyms.resource_key_column("Observation", pa.array(["a", None]))
+
+
+def test_a_date_arrow_cannot_read_leaves_only_its_resource_out() -> None:
+    """Python's ``fromisoformat`` reads "04:54:000"; Arrow does not. What Arrow cannot read decides,
+    so the chunk never fails on it: that resource is set aside (to be quarantined) and the rest lands."""
+    rows = [
+        (
+            "s",
+            "p",
+            "vital",
+            "heart_rate",
+            "http://loinc.org",
+            "8867-4",
+            70.0 + i,
+            None,
+            "/min",
+            "final",
+            None,
+            effective,
+            None,
+            "2024-01-01T00:00:00Z",
+            "Observation",
+            f"o{i}",
+            "1",
+            0,
+            i,
+        )
+        for i, effective in enumerate(
+            ["2024-10-27T04:54:00-07:00", "2024-10-27T04:54:000-07:00", "2024-10-27T05:00:00Z", "not a date"] * 50
+        )
+    ]
+    built = build_fact_table(rows_to_columns(rows), "b1")
+    assert built.bad_time_resources == {i for i in range(200) if i % 4 in (1, 3)}
+    assert built.table.num_rows == 100

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import operator
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -266,3 +267,92 @@ def test_ingest_chunks_of_any_size_match_the_per_resource_path(
     ids = [fact_id for result in results for fact_id in result.facts["fact_id"].to_pylist()]
     assert sorted(ids) == sorted(exact.facts["fact_id"].to_pylist())
     assert sum(result.read for result in results) == exact.read
+
+
+_MUTATIONS = [
+    b"\\",
+    b'"',
+    b",",
+    b"}",
+    b"]",
+    b"{",
+    b"[",
+    b":",
+    b" ",
+    b"\t",
+    b"\x00",
+    b"\x1f",
+    b"\x7f",
+    b"\x80",
+    b"\xc3",
+    b"\xc3\xa9",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+    b"\xff",
+    b"\\u00e9",
+    b"\\ud800",
+    b"\\udc00",
+    b"\\ud83d\\ude00",
+    b"\\n",
+    b"\\x",
+    b"0",
+    b"-",
+    b"1e999",
+    b"1e-999",
+    b".5",
+    b"01",
+    b"-0",
+    b"NaN",
+    b"null",
+    b"true",
+    b'"status":"final",',
+    b'"id":"dup",',
+    b'"valueQuantity":null,',
+    b"e",
+    b"E+",
+    b"12345678901234567890",
+]
+
+
+def _mutants(line: bytes, rng: random.Random, count: int) -> list[bytes]:
+    """Lines one or two random edits away from ``line``: a byte dropped, doubled or replaced, or a
+    token from ``_MUTATIONS`` put in, at a random place."""
+    out = []
+    for _ in range(count):
+        if rng.random() < 0.3:  # two edits
+            line2 = _mutants(line, rng, 1)[0] or line
+            out.append(_mutants(line2, rng, 1)[0])
+            continue
+        at = rng.randrange(len(line))
+        action = rng.randrange(4)
+        if action == 0:
+            out.append(line[:at] + line[at + 1 :])
+        elif action == 1:
+            out.append(line[:at] + line[at : at + 1] * 2 + line[at + 1 :])
+        elif action == 2:
+            out.append(line[:at] + rng.choice(_MUTATIONS) + line[at + 1 :])
+        else:
+            out.append(line[:at] + rng.choice(_MUTATIONS) + line[at:])
+    return out
+
+
+def test_randomly_broken_lines_give_identical_outcomes(
+    implementation: str, hospital_observations: dict[str, Path], terminology: Terminology, tmp_path: Path
+) -> None:
+    """Thousands of lines an edit or two away from real ones (broken JSON, bad UTF-8, escapes,
+    odd numbers, repeated keys, wrong types): whatever each becomes, the fast path must end where
+    the per-resource path does."""
+    rng = random.Random(20261123)
+    source = hospital_observations["unit-change"].read_bytes().splitlines()
+    panels = [line for line in source if b'"component"' in line][:20]
+    singles = [line for line in source if b'"component"' not in line][:40]
+    lines: list[bytes] = []
+    for line in panels + singles:
+        lines += _mutants(line, rng, 60)
+    lines += source[:300]
+    odd = tmp_path / "Observation.ndjson"
+    odd.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n")
+    exact, _ = _per_resource(odd, terminology)
+    columnar, reader = _columnar(odd, terminology, block=500)
+    _assert_same(columnar, exact)
+    assert exact.quarantined and reader.taken > 300  # both outcomes happen

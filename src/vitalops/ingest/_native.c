@@ -2,267 +2,22 @@
  * The optional native part of bulk ingest (``vitalops.ingest.native`` is its Python face and
  * holds the pure-Python equivalent of each function, which a test holds it to):
  *
- *   gather(objects, specs) - elements of every decoded line as the buffers of Arrow columns, one
- *       per (path, kind, sentinel) spec, walking attributes at C speed instead of building lists;
  *   hmac_sha256_hex(ipad, opad, prefix, offsets, data, count) - pseudonyms of a text column,
  *       HMAC-SHA256 (RFC 2104) with the padded keys given, hex;
+ *   scan_observations(data, ends, count) - the elements of Observation NDJSON lines the fast
+ *       path reads, as the buffers of Arrow columns, straight from the bytes (observation_scan.c);
  *   sha256_rows_hex(columns, count) - fact ids: SHA-256 (hex) of each row's fields as text,
  *       joined by 0x1f, a float spelt as Python's repr and a null as "None".
  *
  * Hashing runs on OpenSSL's libcrypto (the one Python's hashlib uses) with the GIL released.
  */
-#define PY_SSIZE_T_CLEAN
 #define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_CTX: a context copied per message costs nothing */
-#include <Python.h>
-#include <structmember.h>
+#include "native_buffer.h"
 #include <openssl/sha.h>
 #include <stdint.h>
 #include <string.h>
 
-enum { KIND_TEXT = 0, KIND_RAW = 1, KIND_FLOAT = 2, KIND_LENGTH = 3, KIND_IS = 4 };
 enum { COLUMN_TEXT = 0, COLUMN_FLOAT = 1, COLUMN_INT = 2 };
-
-typedef struct {
-    char *data;
-    size_t size;
-    size_t capacity;
-} Buffer;
-
-static int buffer_reserve(Buffer *buffer, size_t more) {
-    if (buffer->size + more <= buffer->capacity) {
-        return 0;
-    }
-    size_t capacity = buffer->capacity ? buffer->capacity : 4096;
-    while (capacity < buffer->size + more) {
-        capacity *= 2;
-    }
-    char *grown = PyMem_RawRealloc(buffer->data, capacity);
-    if (grown == NULL) {
-        return -1;
-    }
-    buffer->data = grown;
-    buffer->capacity = capacity;
-    return 0;
-}
-
-static int buffer_append(Buffer *buffer, const void *bytes, size_t size) {
-    if (buffer_reserve(buffer, size) < 0) {
-        return -1;
-    }
-    memcpy(buffer->data + buffer->size, bytes, size);
-    buffer->size += size;
-    return 0;
-}
-
-static PyObject *bytes_of(const void *data, size_t size) {
-    return PyBytes_FromStringAndSize(size ? (const char *)data : "", (Py_ssize_t)size);
-}
-
-#define MAX_DEPTH 8
-
-/* Where an attribute lives in objects of one type: a slot (a ``__slots__`` or msgspec Struct
- * field, read directly) or, with ``offset`` -1, wherever ``getattr`` finds it. */
-typedef struct {
-    PyTypeObject *type;
-    Py_ssize_t offset;
-} Slot;
-
-static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
-    PyObject *descriptor = _PyType_Lookup(type, name); /* borrowed */
-    if (descriptor != NULL && Py_IS_TYPE(descriptor, &PyMemberDescr_Type)) {
-        PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
-        if (member->type == T_OBJECT_EX && !(member->flags & READ_RESTRICTED)) {
-            return member->offset;
-        }
-    }
-    return -1;
-}
-
-/* The element at ``path`` (a tuple of attribute names) of ``object``: a new reference, None when
- * an object on the way is None, NULL with an exception set when an attribute is missing. */
-static PyObject *walk(PyObject *object, PyObject *path, Slot *slots) {
-    Py_ssize_t depth = PyTuple_GET_SIZE(path);
-    Py_INCREF(object);
-    for (Py_ssize_t i = 0; i < depth; i++) {
-        if (object == Py_None) {
-            return object;
-        }
-        PyObject *name = PyTuple_GET_ITEM(path, i);
-        PyTypeObject *type = Py_TYPE(object);
-        if (slots[i].type != type) {
-            slots[i].type = type;
-            slots[i].offset = slot_offset(type, name);
-        }
-        PyObject *next;
-        if (slots[i].offset >= 0) {
-            next = *(PyObject **)((char *)object + slots[i].offset);
-            if (next == NULL) { /* an unset slot: let getattr say so */
-                next = PyObject_GetAttr(object, name);
-            } else {
-                Py_INCREF(next);
-            }
-        } else {
-            next = PyObject_GetAttr(object, name);
-        }
-        Py_DECREF(object);
-        if (next == NULL) {
-            return NULL;
-        }
-        object = next;
-    }
-    return object;
-}
-
-/* What gather reads of every object, and the column it builds. */
-typedef struct {
-    PyObject *path; /* borrowed: a tuple of attribute names */
-    PyObject *sentinel; /* borrowed */
-    Slot slots[MAX_DEPTH];
-    int kind;
-    Buffer values, data;
-    uint8_t *validity;
-    Py_ssize_t nulls;
-} Gathered;
-
-static int gather_one(Gathered *column, PyObject *object, Py_ssize_t i) {
-    PyObject *element = walk(object, column->path, column->slots);
-    if (element == NULL) {
-        return -1;
-    }
-    int present = element != Py_None;
-    int kind = column->kind;
-    int failed = 0;
-    if (kind == KIND_TEXT) {
-        if (present) {
-            Py_ssize_t size;
-            const char *text = PyUnicode_AsUTF8AndSize(element, &size);
-            if (text == NULL) {
-                Py_DECREF(element);
-                return -1;
-            }
-            failed = buffer_append(&column->data, text, (size_t)size);
-        }
-        int64_t end = (int64_t)column->data.size;
-        failed |= buffer_append(&column->values, &end, 8);
-    } else if (kind == KIND_RAW) {
-        Py_buffer view;
-        if (PyObject_GetBuffer(element, &view, PyBUF_SIMPLE) < 0) {
-            Py_DECREF(element);
-            return -1;
-        }
-        failed = buffer_append(&column->data, view.buf, (size_t)view.len);
-        PyBuffer_Release(&view);
-        int64_t end = (int64_t)column->data.size;
-        failed |= buffer_append(&column->values, &end, 8);
-    } else if (kind == KIND_FLOAT) {
-        double number = 0.0;
-        if (present) {
-            number = PyFloat_AsDouble(element);
-            if (number == -1.0 && PyErr_Occurred()) {
-                Py_DECREF(element);
-                return -1;
-            }
-        }
-        failed = buffer_append(&column->values, &number, 8);
-    } else if (kind == KIND_LENGTH) {
-        Py_ssize_t length = present ? PyObject_Length(element) : 0;
-        if (length < 0) {
-            Py_DECREF(element);
-            return -1;
-        }
-        int64_t size = (int64_t)length;
-        failed = buffer_append(&column->values, &size, 8);
-    } else {
-        char same = (char)(element == column->sentinel);
-        failed = buffer_append(&column->values, &same, 1);
-    }
-    Py_DECREF(element);
-    if (failed) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    if (present) {
-        column->validity[i / 8] |= (uint8_t)(1u << (i % 8));
-    } else {
-        column->nulls++;
-    }
-    return 0;
-}
-
-static PyObject *gather(PyObject *module, PyObject *args) {
-    PyObject *objects, *specs;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &objects, &PyList_Type, &specs)) {
-        return NULL;
-    }
-    Py_ssize_t count = PyList_GET_SIZE(objects);
-    Py_ssize_t width = PyList_GET_SIZE(specs);
-    size_t bitmap_size = (size_t)(count + 7) / 8;
-    Gathered *columns = PyMem_RawCalloc((size_t)(width ? width : 1), sizeof(Gathered));
-    PyObject *result = NULL;
-    if (columns == NULL) {
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t c = 0; c < width; c++) {
-        Gathered *column = &columns[c];
-        /* (path, kind, sentinel) */
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(specs, c), "O!iO", &PyTuple_Type, &column->path, &column->kind,
-                              &column->sentinel)) {
-            goto done;
-        }
-        if (PyTuple_GET_SIZE(column->path) > MAX_DEPTH) {
-            PyErr_SetString(PyExc_ValueError, "gather: path too deep");
-            goto done;
-        }
-        if (column->kind < KIND_TEXT || column->kind > KIND_IS) {
-            PyErr_SetString(PyExc_ValueError, "gather: unknown kind");
-            goto done;
-        }
-        column->validity = PyMem_RawCalloc(bitmap_size ? bitmap_size : 1, 1);
-        size_t width_of = column->kind == KIND_IS ? 1 : 8;
-        if (column->validity == NULL || buffer_reserve(&column->values, ((size_t)count + 1) * width_of) < 0) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        if (column->kind == KIND_TEXT || column->kind == KIND_RAW) {
-            int64_t start = 0;
-            buffer_append(&column->values, &start, 8);
-        }
-    }
-    /* Object by object, every element of it: the object is read from memory once. */
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *object = PyList_GET_ITEM(objects, i);
-        for (Py_ssize_t c = 0; c < width; c++) {
-            if (gather_one(&columns[c], object, i) < 0) {
-                goto done;
-            }
-        }
-    }
-    result = PyList_New(width);
-    if (result == NULL) {
-        goto done;
-    }
-    for (Py_ssize_t c = 0; c < width; c++) {
-        Gathered *column = &columns[c];
-        PyObject *validity = column->nulls ? bytes_of(column->validity, bitmap_size) : (Py_INCREF(Py_None), Py_None);
-        PyObject *item = validity == NULL ? NULL
-                                          : Py_BuildValue("(NNNn)", bytes_of(column->values.data, column->values.size),
-                                                          bytes_of(column->data.data, column->data.size), validity,
-                                                          column->nulls);
-        if (item == NULL) {
-            Py_CLEAR(result);
-            goto done;
-        }
-        PyList_SET_ITEM(result, c, item);
-    }
-done:
-    for (Py_ssize_t c = 0; c < width; c++) {
-        PyMem_RawFree(columns[c].values.data);
-        PyMem_RawFree(columns[c].data.data);
-        PyMem_RawFree(columns[c].validity);
-    }
-    PyMem_RawFree(columns);
-    return result;
-}
 
 static const char HEX[] = "0123456789abcdef";
 
@@ -526,9 +281,12 @@ done:
     return result;
 }
 
+PyObject *scan_observations(PyObject *module, PyObject *args); /* observation_scan.c */
+int observation_scan_init(void);
+
 static PyMethodDef METHODS[] = {
-    {"gather", gather, METH_VARARGS,
-     "gather(objects, [(path, kind, sentinel), ...]) -> [(values, data, validity or None, null count), ...]"},
+    {"scan_observations", scan_observations, METH_VARARGS,
+     "scan_observations(data, ends, count) -> (taken flags, block columns, component columns)"},
     {"hmac_sha256_hex", hmac_sha256_hex, METH_VARARGS,
      "hmac_sha256_hex(ipad, opad, prefix, offsets, data, count) -> count * 64 hex bytes"},
     {"sha256_rows_hex", sha256_rows_hex, METH_VARARGS, "sha256_rows_hex(columns, count) -> count * 64 hex bytes"},
@@ -541,15 +299,14 @@ static struct PyModuleDef MODULE = {
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
+    if (observation_scan_init() < 0) {
+        return PyErr_NoMemory();
+    }
     PyObject *module = PyModule_Create(&MODULE);
     if (module == NULL) {
         return NULL;
     }
-    if (PyModule_AddIntConstant(module, "TEXT", KIND_TEXT) < 0 || PyModule_AddIntConstant(module, "RAW", KIND_RAW) < 0 ||
-        PyModule_AddIntConstant(module, "FLOAT", KIND_FLOAT) < 0 ||
-        PyModule_AddIntConstant(module, "LENGTH", KIND_LENGTH) < 0 ||
-        PyModule_AddIntConstant(module, "IS", KIND_IS) < 0 ||
-        PyModule_AddIntConstant(module, "COLUMN_TEXT", COLUMN_TEXT) < 0 ||
+    if (PyModule_AddIntConstant(module, "COLUMN_TEXT", COLUMN_TEXT) < 0 ||
         PyModule_AddIntConstant(module, "COLUMN_FLOAT", COLUMN_FLOAT) < 0 ||
         PyModule_AddIntConstant(module, "COLUMN_INT", COLUMN_INT) < 0) {
         Py_DECREF(module);

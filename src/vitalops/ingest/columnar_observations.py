@@ -30,6 +30,7 @@ distinct text: a line whose text does not decode is not taken.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -105,6 +106,9 @@ _CODE = msgspec.json.Decoder(_CodeableConcept | None)
 _CATEGORIES = msgspec.json.Decoder(tuple[_CodeableConcept, ...])
 _TAGS = msgspec.json.Decoder(tuple[_Coding, ...])
 _UNDECODED = _Observation()  # stands in for a line msgspec rejects (the per-resource path reads it)
+#: What msgspec raises for a line it cannot decode (ValidationError is a DecodeError; a string that
+#: is not UTF-8 raises UnicodeDecodeError).
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 
 _DECODE_BATCH = 2_000  # lines per call of the decoder
 _VALUE_KEY = b'"value'
@@ -126,7 +130,8 @@ _LOOKUP_TYPES = (
 #: (system, code, concept name, numeric kind or None, unit, scale or None, offset or None) of a
 #: value coded and united so.
 _Resolved = tuple[Any, Any, Any, Any, Any, Any, Any]
-#: What ``_values`` reads of every component of a panel.
+#: What ``_values`` reads of every component (``_Component``): the C scanner returns these
+#: columns in this order too.
 _COMPONENT_COLUMNS: list[native.Request] = [
     ("code", "raw", None),
     ("valueQuantity.value", "float", None),
@@ -134,7 +139,8 @@ _COMPONENT_COLUMNS: list[native.Request] = [
     ("valueQuantity.unit", "text", None),
     ("valueQuantity", "is", None),
 ]
-#: What ``_Block`` reads of every line, in one pass (``native.gather``).
+#: What ``_Block`` reads of every line (``_Observation``): the C scanner returns these columns in
+#: this order too.
 _BLOCK_COLUMNS: list[native.Request] = [
     ("id", "text", None),
     ("status", "text", None),
@@ -174,8 +180,7 @@ class ColumnarObservations:
         """Normalize NDJSON ``lines`` (the first is line ``first_line`` of ``file``) into ``chunk``."""
         if not lines:
             return
-        decoded, taken = _decode_all(lines)
-        block = _Block(decoded)
+        block, taken = _read_block(lines)
         taken &= block.shape_ok()
         site = self._by_text(block.tags, self._sites, self._site)
         kind = self._by_text(block.categories, self._kinds, _category_kind)
@@ -198,27 +203,28 @@ class ColumnarObservations:
         # A line with no value at all: the per-resource path says why (data absent, no value...).
         refused = taken & ~has_own & (counts == 0)
         own = np.flatnonzero(taken & has_own)  # the resource's own value, ordinal 0
-        panels = np.flatnonzero(taken & (counts > 0))
         # The per-resource path looks at every value[x] of the resource itself: take a panel
         # without a value of its own only when its every '"value' key belongs to a component.
-        bare = panels[~has_own[panels]]
+        bare = np.flatnonzero(taken & ~has_own & (counts > 0))
         keys = np.fromiter((lines[i].count(_VALUE_KEY) for i in bare.tolist()), np.int64, len(bare))
         refused[bare[keys != 2 * counts[bare]]] = True
-        components = [c for i in panels.tolist() for c in block.decoded[i].component]
-        code, number, unit_code, unit_text, no_quantity = native.gather(components, _COMPONENT_COLUMNS)
-        per_panel = counts[panels]
-        parents = np.repeat(panels, per_panel)
-        refused[parents[no_quantity]] = True  # a component without a Quantity
-        first = np.repeat(np.cumsum(per_panel) - per_panel, per_panel)
-        ordinals = np.arange(len(components), dtype=np.int64) - first + 1
+        # Components of every line, in line order: those of the candidate lines are read.
+        parents = np.repeat(np.arange(len(counts)), counts)
+        ordinals = np.arange(len(parents), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts) + 1
+        rows = np.flatnonzero(taken[parents])
+        parents, ordinals = parents[rows], ordinals[rows]
+        code, number, unit_code, unit_text, no_quantity = block.component_columns
+        refused[parents[no_quantity[rows]]] = True  # a component without a Quantity
+        picked = pa.array(rows)
         at_np = np.concatenate([own, parents])
         ordinal_np = np.concatenate([np.zeros(len(own), np.int64), ordinals])
         order = pa.array(np.lexsort((ordinal_np, at_np)))
         own_rows = pa.array(own)
         at = pa.array(at_np).take(order)
-        code = pa.concat_arrays([block.codes.take(own_rows), code]).take(order)
-        number = pa.concat_arrays([block.numbers.take(own_rows), number]).take(order)
-        unit = pa.concat_arrays([block.own_units.take(own_rows), _raw_units(unit_code, unit_text)]).take(order)
+        code = pa.concat_arrays([block.codes.take(own_rows), code.take(picked)]).take(order)
+        number = pa.concat_arrays([block.numbers.take(own_rows), number.take(picked)]).take(order)
+        units = _raw_units(unit_code.take(picked), unit_text.take(picked))
+        unit = pa.concat_arrays([block.own_units.take(own_rows), units]).take(order)
         lookup, unresolved = self._lookup(code, unit)
         bad = pc.or_(pc.invert(pc.fill_null(pc.is_finite(number), False)), unresolved)
         refused[np.asarray(at.filter(bad))] = True
@@ -262,7 +268,7 @@ class ColumnarObservations:
             return column.take(at)
 
         source_ids = self.ctx.pseudonyms.resource_key_column("Observation", block.ids.take(pa.array(positions)))
-        line_to_taken = np.full(len(block.decoded), -1, np.int64)
+        line_to_taken = np.full(len(block.ids), -1, np.int64)
         line_to_taken[positions] = np.arange(len(positions))
         source_id = source_ids.take(pa.array(line_to_taken[np.asarray(at)]))
         converted = pc.add(pc.multiply(raw, lookup["scale"]), lookup["offset"])
@@ -323,7 +329,7 @@ class ColumnarObservations:
             return self.ctx.default_site
         try:
             tags = _TAGS.decode(text)
-        except msgspec.DecodeError:
+        except _UNDECODABLE:
             return _NOT_TAKEN
         for tag in tags:
             if tag.system == SITE_TAG_SYSTEM and tag.code:
@@ -339,7 +345,7 @@ class ColumnarObservations:
             return entry
         try:
             code_field = _CODE.decode(code_text) if code_text else None
-        except msgspec.DecodeError:
+        except _UNDECODABLE:
             entry = _NOT_TAKEN
         else:
             entry = self._resolve_decoded(code_field, raw_unit)
@@ -381,10 +387,10 @@ class _Values:
 
 
 class _Block:
-    """The decoded lines of a block, with the columns every line is checked on."""
+    """The elements of every line of a block (``_BLOCK_COLUMNS``, in that order) and of every
+    component of its lines, in line order (``_COMPONENT_COLUMNS``)."""
 
-    def __init__(self, decoded: list[_Observation]) -> None:
-        self.decoded = decoded
+    def __init__(self, columns: list[Any], component_columns: list[Any]) -> None:
         (
             self.ids,
             self.statuses,
@@ -405,7 +411,8 @@ class _Block:
             self.no_encounter,
             contexts,
             self.components,
-        ) = native.gather(decoded, _BLOCK_COLUMNS)
+        ) = columns
+        self.component_columns = component_columns
         self.has_own = ~no_quantity
         self.no_context = contexts == 0
         # ``versionId or lastUpdated``, and ``issued`` else ``lastUpdated``, as the per-resource path reads them.
@@ -435,25 +442,80 @@ class _Block:
         return np.asarray(pc.fill_null(ok, False))
 
 
+def _read_block(lines: Sequence[bytes]) -> tuple[_Block, np.ndarray]:
+    """The block of ``lines`` and which lines may be taken: read by the C scanner when it is built
+    (``native.scan_observations``), else decoded by msgspec and gathered here (``_gather``). The two
+    give the same columns; the scanner declines some odd lines msgspec decodes, which then go to
+    the per-resource path."""
+    scanned = native.scan_observations(lines, _BLOCK_COLUMNS, _COMPONENT_COLUMNS)
+    if scanned is not None:
+        taken, columns, component_columns = scanned
+        return _Block(columns, component_columns), taken
+    decoded, taken = _decode_all(lines)
+    columns = _gather(decoded, _BLOCK_COLUMNS)
+    with_components = np.flatnonzero(columns[-1]).tolist()
+    components = [component for i in with_components for component in decoded[i].component]
+    return _Block(columns, _gather(components, _COMPONENT_COLUMNS)), taken
+
+
+def _gather(objects: list[Any], requests: Sequence[native.Request]) -> list[Any]:
+    """The elements ``requests`` name of every object, one column per request (as
+    ``native.scan_observations`` returns them)."""
+    columns: list[Any] = []
+    for path, kind, sentinel in requests:
+        elements = _elements(objects, path)
+        if kind == "text":
+            columns.append(pa.array(elements, pa.string()))
+        elif kind == "raw":
+            columns.append(pa.array(list(map(bytes, elements)), pa.large_binary()))
+        elif kind == "float":
+            columns.append(pa.array(elements, pa.float64()))
+        elif kind == "length":
+            columns.append(np.fromiter(map(len, elements), np.int64, len(objects)))
+        else:
+            columns.append(np.fromiter((e is sentinel for e in elements), np.bool_, len(objects)))
+    return columns
+
+
+def _elements(objects: list[Any], path: str) -> list[Any]:
+    """The element at dotted ``path`` of each object; None where an object on the way is None."""
+    try:
+        return list(map(operator.attrgetter(path), objects))
+    except AttributeError:
+        names = path.split(".")
+        found = []
+        for element in objects:
+            for name in names:
+                if element is None:
+                    break
+                element = getattr(element, name)
+            found.append(element)
+        return found
+
+
 def _decode_all(lines: Sequence[bytes]) -> tuple[list[_Observation], np.ndarray]:
     """Every line decoded, and which lines decode (a line msgspec rejects stands as ``_UNDECODED``).
 
-    Decoded a few thousand lines per call: one call holds the GIL throughout, and the thread that
-    commits the previous chunk needs it now and then."""
+    msgspec passes over elements it does not read without checking their UTF-8, which orjson (and
+    so the per-resource path) refuses: a line that is not UTF-8 throughout does not decode here
+    either. Decoded a few thousand lines per call: one call holds the GIL throughout, and the
+    thread that commits the previous chunk needs it now and then."""
     decode: Callable[[bytes], _Observation] = _DECODER.decode
     decoded: list[_Observation] = []
     ok = np.ones(len(lines), dtype=bool)
     for start in range(0, len(lines), _DECODE_BATCH):
         batch = lines[start : start + _DECODE_BATCH]
         try:
+            b"".join(batch).decode()
             decoded += map(decode, batch)
             continue
-        except msgspec.DecodeError:  # ValidationError is one too
+        except _UNDECODABLE:
             del decoded[start:]
         for position, line in enumerate(batch, start=start):
             try:
+                line.decode()
                 decoded.append(decode(line))
-            except msgspec.DecodeError:
+            except _UNDECODABLE:
                 decoded.append(_UNDECODED)
                 ok[position] = False
     return decoded, ok
@@ -507,7 +569,7 @@ def _category_kind(text: bytes) -> Any:
         return "observation"
     try:
         categories = _CATEGORIES.decode(text)
-    except msgspec.DecodeError:
+    except _UNDECODABLE:
         return _NOT_TAKEN
     for concept in categories:
         for coding in concept.coding or ():

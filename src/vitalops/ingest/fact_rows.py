@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -79,14 +80,22 @@ def rows_to_columns(rows: list[Row]) -> dict[str, pa.Array]:
     return {name: pa.array(columns[i], COLUMN_TYPES[name]) for i, name in enumerate(ROW_FIELDS)}
 
 
-def _bad_time(text: str | None) -> bool:
-    if text is None:
-        return False
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return True
-    return parsed.tzinfo is None or not 1 <= parsed.year <= 9999
+def _unreadable_times(texts: pa.Array) -> np.ndarray:
+    """Which texts Arrow cannot read as a timestamp: halves of the column are tried in turn, so
+    finding a few bad dates among many costs a few casts, and "bad" is exactly what the cast says."""
+    bad = np.zeros(len(texts), dtype=bool)
+    pending = [(0, len(texts))]
+    while pending:
+        start, stop = pending.pop()
+        try:
+            texts.slice(start, stop - start).cast(TIMESTAMP)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if stop - start == 1:
+                bad[start] = True
+            else:
+                middle = (start + stop) // 2
+                pending += [(start, middle), (middle, stop)]
+    return bad
 
 
 # The ``month`` partition. Partitions must stay few and dense, or every reader pays to open
@@ -128,11 +137,10 @@ def build_fact_table(columns: dict[str, pa.Array], batch_id: str) -> BuiltFacts:
     try:
         times = {name: columns[name].cast(TIMESTAMP) for name in _TIME_FIELDS}
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        texts = [columns[name].to_pylist() for name in _TIME_FIELDS]
-        indexes = columns["resource_index"].to_pylist()
-        bad = {index for index, *values in zip(indexes, *texts, strict=True) if any(map(_bad_time, values))}
-        if not bad:
-            raise
+        unreadable = np.zeros(count, dtype=bool)
+        for name in _TIME_FIELDS:
+            unreadable |= _unreadable_times(columns[name])
+        bad = set(np.asarray(columns["resource_index"])[unreadable].tolist())
         keep = pc.invert(pc.is_in(columns["resource_index"], value_set=pa.array(sorted(bad), pa.int64())))
         built = build_fact_table({name: column.filter(keep) for name, column in columns.items()}, batch_id)
         return BuiltFacts(built.table, bad | built.bad_time_resources, built.duplicates)

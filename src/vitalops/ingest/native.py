@@ -1,10 +1,10 @@
-"""Column work of bulk ingest that Python does slowly, a block at a time: reading elements of
-every decoded line into Arrow columns, and SHA-256 over every row of a column block.
+"""Column work of bulk ingest that Python does slowly, a block at a time: reading the elements of
+Observation NDJSON lines into Arrow columns, and SHA-256 over every row of a column block.
 
 Each function has two implementations that give the same result: the C module
 ``vitalops.ingest._native`` (built with the package when a C compiler and OpenSSL's headers are
-there; see ``hatch_build.py``), which walks the objects at C speed and hashes on OpenSSL with the
-GIL released, and plain Python. ``NATIVE`` says which one runs; ``VITALOPS_NATIVE=0`` turns the C
+there; see ``hatch_build.py``), which reads and hashes with the GIL released (hashing on OpenSSL),
+and plain Python. ``NATIVE`` says which one runs; ``VITALOPS_NATIVE=0`` turns the C
 module off (and keeps the build from compiling it). Tests run both over the same input.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import operator
 import os
-import sys
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -43,24 +42,35 @@ def use_native(enabled: bool) -> bool:
     return NATIVE
 
 
-#: What ``gather`` reads: (dotted attribute path, kind, sentinel) with kind one of "text" (a
-#: string array), "raw" (the bytes of a buffer such as ``msgspec.Raw``, a binary array), "float"
-#: (a float64 array), "length" (``len``, 0 for None, an int64 numpy array) or "is" (whether the
-#: element is ``sentinel``, a bool numpy array).
+#: An element every line is read for: (dotted attribute path, kind, sentinel), the kind one of
+#: "text" (a string array), "raw" (the JSON text of the element, a binary array, empty when it is
+#: absent), "float" (a float64 array), "length" (an int64 numpy array) or "is" (whether the element
+#: is ``sentinel``, a bool numpy array).
 Request = tuple[str, str, object]
 
 
-def gather(objects: list[Any], requests: Sequence[Request]) -> list[Any]:
-    """The elements ``requests`` name of every object, one column per request. An element whose
-    path crosses None is None (a null, or 0 for "length")."""
-    if NATIVE:
-        assert _native is not None
-        kinds = {"text": _native.TEXT, "raw": _native.RAW, "float": _native.FLOAT, "length": _native.LENGTH}
-        kinds["is"] = _native.IS
-        specs = [(tuple(map(sys.intern, path.split("."))), kinds[kind], sentinel) for path, kind, sentinel in requests]
-        found = _native.gather(objects, specs)
-        return [_column(kind, len(objects), *parts) for (_, kind, _), parts in zip(requests, found, strict=True)]
-    return [_gather_python(objects, path, kind, sentinel) for path, kind, sentinel in requests]
+def scan_observations(
+    lines: Sequence[bytes], requests: Sequence[Request], component_requests: Sequence[Request]
+) -> tuple[np.ndarray, list[Any], list[Any]] | None:
+    """Observation NDJSON ``lines`` read by the C scanner: which lines it takes, the columns
+    ``requests`` name (one row per line) and those ``component_requests`` name (one row per
+    component of every line, in line order); None without the C module. Its pure-Python twin
+    decodes with msgspec (``columnar_observations._read_block``)."""
+    if not NATIVE:
+        return None
+    assert _native is not None
+    count = len(lines)
+    ends = np.zeros(count + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, lines), np.int64, count), out=ends[1:])
+    taken, columns, components = _native.scan_observations(b"".join(lines), ends, count)
+    if len(columns) != len(requests) or len(components) != len(component_requests):
+        raise RuntimeError("the native ingest module does not match vitalops.ingest.columnar_observations")
+    rows = len(np.frombuffer(components[-1][0], np.bool_)) if components else 0
+    return (
+        np.frombuffer(taken, np.bool_).copy(),
+        [_column(kind, count, *parts) for (_, kind, _), parts in zip(requests, columns, strict=True)],
+        [_column(kind, rows, *parts) for (_, kind, _), parts in zip(component_requests, components, strict=True)],
+    )
 
 
 def _column(kind: str, count: int, values: bytes, data: bytes, validity: bytes | None, nulls: int) -> Any:
@@ -73,19 +83,6 @@ def _column(kind: str, count: int, values: bytes, data: bytes, validity: bytes |
     if kind == "float":
         return pa.Array.from_buffers(pa.float64(), count, [bitmap, pa.py_buffer(values)], nulls)
     return np.frombuffer(values, np.int64 if kind == "length" else np.bool_)
-
-
-def _gather_python(objects: list[Any], path: str, kind: str, sentinel: object) -> Any:
-    elements = _elements(objects, path)
-    if kind == "text":
-        return pa.array(elements, pa.string())
-    if kind == "raw":
-        return pa.array(list(map(bytes, elements)), pa.large_binary())
-    if kind == "float":
-        return pa.array(elements, pa.float64())
-    if kind == "length":
-        return np.fromiter((0 if e is None else len(e) for e in elements), np.int64, len(objects))
-    return np.fromiter((e is sentinel for e in elements), np.bool_, len(objects))
 
 
 def hmac_hex(ipad: bytes, opad: bytes, prefix: str, messages: pa.Array) -> pa.Array:
@@ -126,21 +123,6 @@ def sha256_rows_hex(columns: Sequence[pa.Array]) -> pa.Array:
         return pa.array([], pa.string())
     messages = pc.binary_join_element_wise(*parts, _SEPARATOR.decode()).cast(pa.binary()).to_pylist()
     return pa.array(list(map(_HEX, map(hashlib.sha256, messages))), pa.string())
-
-
-def _elements(objects: list[Any], path: str) -> list[Any]:
-    try:
-        return list(map(operator.attrgetter(path), objects))
-    except AttributeError:  # None on the way: the element is None
-        names = path.split(".")
-        found = []
-        for element in objects:
-            for name in names:
-                if element is None:
-                    break
-                element = getattr(element, name)
-            found.append(element)
-        return found
 
 
 def _offsets_from(offsets: pa.Buffer, start: int, count: int) -> pa.Buffer:

@@ -13,7 +13,7 @@ patient data).
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -44,6 +44,7 @@ from vitalops.terminology import load_terminology
 DEFAULT_SITE = "unknown"
 DEFAULT_CHUNK_RESOURCES = 50_000
 CHUNK_ENV = "VITALOPS_INGEST_CHUNK_ROWS"
+_COMMITS_QUEUED = 2  # chunks normalized and waiting for (or in) their commit
 
 #: Called after each chunk with the number of resources read so far.
 Progress = Callable[[int], None]
@@ -158,21 +159,22 @@ def ingest_paths(
         if progress is not None:
             progress(report.read)
 
-    # One chunk is built into a facts table and committed to Delta (mostly native code, outside the
-    # GIL) while the next is read and normalized; the commits stay one at a time and in input
-    # order, so a killed batch still leaves whole chunks.
-    committing: Future[NormalizeResult] | None = None
+    # Chunks are built into facts tables and committed to Delta (mostly native code, outside the
+    # GIL) while the next is read and normalized; up to ``_COMMITS_QUEUED`` wait their turn, so a
+    # slow commit does not stall the reading. Commits stay one at a time and in input order, so a
+    # killed batch still leaves whole chunks.
+    queued: deque[Future[NormalizeResult]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-commit") as committer:
         try:
             for chunk in chunks:
-                if committing is not None:
-                    count(committing.result())
-                committing = committer.submit(commit, chunk)
-            if committing is not None:
-                count(committing.result())
+                if len(queued) == _COMMITS_QUEUED:
+                    count(queued.popleft().result())
+                queued.append(committer.submit(commit, chunk))
+            while queued:
+                count(queued.popleft().result())
         except BaseException:
-            if committing is not None and not committing.cancel():
-                wait([committing])  # a commit under way ends whole before the batch is marked failed
+            pending = [future for future in queued if not future.cancel()]
+            wait(pending)  # a commit under way ends whole before the batch is marked failed
             _finish(database, principal, batch_id, report, status="failed")
             raise
     report.skipped = sum(skipped.values())
