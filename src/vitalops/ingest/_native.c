@@ -4,7 +4,7 @@
  *
  *   hmac_sha256_hex(ipad, opad, prefix, offsets, data, count) - pseudonyms of a text column,
  *       HMAC-SHA256 (RFC 2104) with the padded keys given, hex;
- *   scan_observations(data, ends, count) - the elements of Observation NDJSON lines the fast
+ *   scan_observations(lines) - the elements of Observation NDJSON lines the fast
  *       path reads, as the buffers of Arrow columns, straight from the bytes (observation_scan.c);
  *   sha256_rows_hex(columns, count) - fact ids: SHA-256 (hex) of each row's fields as text,
  *       joined by 0x1f, a float spelt as Python's repr and a null as "None".
@@ -17,7 +17,19 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { COLUMN_TEXT = 0, COLUMN_FLOAT = 1, COLUMN_INT = 2 };
+enum { COLUMN_TEXT = 0, COLUMN_FLOAT = 1, COLUMN_INT = 2, COLUMN_TEXT32 = 3 };
+
+/* Where text ``row`` of an Arrow offsets buffer starts and ends: 64-bit offsets (large_string)
+ * or 32-bit ones (string). */
+static inline void text_bounds(const void *offsets, int wide, Py_ssize_t row, int64_t *start, int64_t *end) {
+    if (wide) {
+        *start = ((const int64_t *)offsets)[row];
+        *end = ((const int64_t *)offsets)[row + 1];
+    } else {
+        *start = ((const int32_t *)offsets)[row];
+        *end = ((const int32_t *)offsets)[row + 1];
+    }
+}
 
 static const char HEX[] = "0123456789abcdef";
 
@@ -31,19 +43,23 @@ static void to_hex(const unsigned char *digest, char *out) {
 static PyObject *hmac_sha256_hex(PyObject *module, PyObject *args) {
     Py_buffer ipad, opad, prefix, offsets, data;
     Py_ssize_t count;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*n", &ipad, &opad, &prefix, &offsets, &data, &count)) {
+    int wide;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*np", &ipad, &opad, &prefix, &offsets, &data, &count, &wide)) {
         return NULL;
     }
     PyObject *result = NULL;
-    if (ipad.len != SHA256_CBLOCK || opad.len != SHA256_CBLOCK || count < 0 ||
-        offsets.len < (Py_ssize_t)((count + 1) * 8)) {
+    Py_ssize_t width = wide ? 8 : 4;
+    if (ipad.len != SHA256_CBLOCK || opad.len != SHA256_CBLOCK || count < 0 || offsets.len < (count + 1) * width) {
         PyErr_SetString(PyExc_ValueError, "hmac_sha256_hex: padded keys of 64 bytes and count + 1 offsets");
         goto done;
     }
-    const int64_t *ends = offsets.buf;
-    if (count && (ends[0] < 0 || ends[count] > data.len)) {
-        PyErr_SetString(PyExc_ValueError, "hmac_sha256_hex: offsets outside the data");
-        goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int64_t start, end;
+        text_bounds(offsets.buf, wide, i, &start, &end);
+        if (start < 0 || end < start || end > data.len) {
+            PyErr_SetString(PyExc_ValueError, "hmac_sha256_hex: offsets outside the data");
+            goto done;
+        }
     }
     result = PyBytes_FromStringAndSize(NULL, count * 64);
     if (result == NULL) {
@@ -59,9 +75,11 @@ static PyObject *hmac_sha256_hex(PyObject *module, PyObject *args) {
     const unsigned char *text = data.buf;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count; i++) {
+        int64_t start, end;
+        text_bounds(offsets.buf, wide, i, &start, &end);
         unsigned char digest[SHA256_DIGEST_LENGTH];
         SHA256_CTX context = inner_start;
-        SHA256_Update(&context, text + ends[i], (size_t)(ends[i + 1] - ends[i]));
+        SHA256_Update(&context, text + start, (size_t)(end - start));
         SHA256_Final(digest, &context);
         context = outer_start;
         SHA256_Update(&context, digest, SHA256_DIGEST_LENGTH);
@@ -205,7 +223,7 @@ static PyObject *sha256_rows_hex(PyObject *module, PyObject *args) {
                 goto done;
             }
         }
-        if (column->kind == COLUMN_TEXT) {
+        if (column->kind == COLUMN_TEXT || column->kind == COLUMN_TEXT32) {
             if (offsets == Py_None || PyObject_GetBuffer(offsets, &column->offsets, PyBUF_SIMPLE) < 0) {
                 if (!PyErr_Occurred()) {
                     PyErr_SetString(PyExc_ValueError, "sha256_rows_hex: a text column needs offsets");
@@ -213,11 +231,18 @@ static PyObject *sha256_rows_hex(PyObject *module, PyObject *args) {
                 goto done;
             }
             column->has_offsets = 1;
-            const int64_t *ends = column->offsets.buf;
-            if (column->offsets.len < (count + column->offset + 1) * 8 ||
-                (count && ends[count + column->offset] > column->data.len)) {
+            int wide = column->kind == COLUMN_TEXT;
+            if (column->offsets.len < (count + column->offset + 1) * (wide ? 8 : 4)) {
                 PyErr_SetString(PyExc_ValueError, "sha256_rows_hex: offsets outside the data");
                 goto done;
+            }
+            for (Py_ssize_t row = 0; row < count; row++) {
+                int64_t start, end;
+                text_bounds(column->offsets.buf, wide, row + column->offset, &start, &end);
+                if (start < 0 || end < start || end > column->data.len) {
+                    PyErr_SetString(PyExc_ValueError, "sha256_rows_hex: offsets outside the data");
+                    goto done;
+                }
             }
         } else if (column->kind == COLUMN_FLOAT || column->kind == COLUMN_INT) {
             if (column->data.len < (count + column->offset) * 8) {
@@ -248,10 +273,10 @@ static PyObject *sha256_rows_hex(PyObject *module, PyObject *args) {
             }
             if (!is_valid(column, row)) {
                 failed |= buffer_append(&message, "None", 4);
-            } else if (column->kind == COLUMN_TEXT) {
-                const int64_t *ends = column->offsets.buf;
-                Py_ssize_t at = row + column->offset;
-                failed |= buffer_append(&message, (const char *)column->data.buf + ends[at], (size_t)(ends[at + 1] - ends[at]));
+            } else if (column->kind == COLUMN_TEXT || column->kind == COLUMN_TEXT32) {
+                int64_t start, end;
+                text_bounds(column->offsets.buf, column->kind == COLUMN_TEXT, row + column->offset, &start, &end);
+                failed |= buffer_append(&message, (const char *)column->data.buf + start, (size_t)(end - start));
             } else if (column->kind == COLUMN_FLOAT) {
                 const int64_t *ends = column->float_ends;
                 failed |= buffer_append(&message, column->float_text.data + ends[row], (size_t)(ends[row + 1] - ends[row]));
@@ -286,7 +311,7 @@ int observation_scan_init(void);
 
 static PyMethodDef METHODS[] = {
     {"scan_observations", scan_observations, METH_VARARGS,
-     "scan_observations(data, ends, count) -> (taken flags, block columns, component columns)"},
+     "scan_observations(lines) -> (taken flags, block columns, component columns)"},
     {"hmac_sha256_hex", hmac_sha256_hex, METH_VARARGS,
      "hmac_sha256_hex(ipad, opad, prefix, offsets, data, count) -> count * 64 hex bytes"},
     {"sha256_rows_hex", sha256_rows_hex, METH_VARARGS, "sha256_rows_hex(columns, count) -> count * 64 hex bytes"},
@@ -308,7 +333,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     }
     if (PyModule_AddIntConstant(module, "COLUMN_TEXT", COLUMN_TEXT) < 0 ||
         PyModule_AddIntConstant(module, "COLUMN_FLOAT", COLUMN_FLOAT) < 0 ||
-        PyModule_AddIntConstant(module, "COLUMN_INT", COLUMN_INT) < 0) {
+        PyModule_AddIntConstant(module, "COLUMN_INT", COLUMN_INT) < 0 ||
+        PyModule_AddIntConstant(module, "COLUMN_TEXT32", COLUMN_TEXT32) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -467,7 +467,7 @@ def _gather(objects: list[Any], requests: Sequence[native.Request]) -> list[Any]
         if kind == "text":
             columns.append(pa.array(elements, pa.string()))
         elif kind == "raw":
-            columns.append(pa.array(list(map(bytes, elements)), pa.large_binary()))
+            columns.append(pa.array(list(map(bytes, elements)), pa.binary()))
         elif kind == "float":
             columns.append(pa.array(elements, pa.float64()))
         elif kind == "length":

@@ -60,9 +60,7 @@ def scan_observations(
         return None
     assert _native is not None
     count = len(lines)
-    ends = np.zeros(count + 1, np.int64)
-    np.cumsum(np.fromiter(map(len, lines), np.int64, count), out=ends[1:])
-    taken, columns, components = _native.scan_observations(b"".join(lines), ends, count)
+    taken, columns, components = _native.scan_observations(lines if type(lines) is list else list(lines))
     if len(columns) != len(requests) or len(components) != len(component_requests):
         raise RuntimeError("the native ingest module does not match vitalops.ingest.columnar_observations")
     rows = len(np.frombuffer(components[-1][0], np.bool_)) if components else 0
@@ -76,10 +74,9 @@ def scan_observations(
 def _column(kind: str, count: int, values: bytes, data: bytes, validity: bytes | None, nulls: int) -> Any:
     bitmap = None if validity is None else pa.py_buffer(validity)
     if kind == "text":
-        buffers = [bitmap, pa.py_buffer(values), pa.py_buffer(data)]
-        return pa.Array.from_buffers(pa.large_string(), count, buffers, nulls).cast(pa.string())
+        return pa.Array.from_buffers(pa.string(), count, [bitmap, pa.py_buffer(values), pa.py_buffer(data)], nulls)
     if kind == "raw":
-        return pa.Array.from_buffers(pa.large_binary(), count, [None, pa.py_buffer(values), pa.py_buffer(data)])
+        return pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(values), pa.py_buffer(data)])
     if kind == "float":
         return pa.Array.from_buffers(pa.float64(), count, [bitmap, pa.py_buffer(values)], nulls)
     return np.frombuffer(values, np.int64 if kind == "length" else np.bool_)
@@ -92,11 +89,13 @@ def hmac_hex(ipad: bytes, opad: bytes, prefix: str, messages: pa.Array) -> pa.Ar
         raise ValueError("hmac_hex: a message is null")
     count = len(messages)
     if NATIVE:
-        large = messages.cast(pa.large_string())
-        _, offsets, data = large.buffers()
-        offsets = _offsets_from(offsets, large.offset, count)
+        wide = pa.types.is_large_string(messages.type)
+        if not wide:
+            messages = messages.cast(pa.string())
+        _, offsets, data = messages.buffers()
+        offsets = offsets.slice(messages.offset * (8 if wide else 4))
         assert _native is not None
-        digests = _native.hmac_sha256_hex(ipad, opad, prefix.encode(), offsets, data or b"", count)
+        digests = _native.hmac_sha256_hex(ipad, opad, prefix.encode(), offsets, data or b"", count, wide)
         return _hex_column(digests, count)
     head = prefix.encode()
     encoded = (head + text.encode() for text in messages.to_pylist())
@@ -125,11 +124,6 @@ def sha256_rows_hex(columns: Sequence[pa.Array]) -> pa.Array:
     return pa.array(list(map(_HEX, map(hashlib.sha256, messages))), pa.string())
 
 
-def _offsets_from(offsets: pa.Buffer, start: int, count: int) -> pa.Buffer:
-    """The ``count + 1`` int64 offsets of an array that starts at ``start`` in its buffers."""
-    return offsets.slice(start * 8, (count + 1) * 8)
-
-
 def _column_spec(column: pa.Array) -> tuple[int, Any, Any, Any, int]:
     """(kind, validity, offsets, data, offset) of a column, as ``_native.sha256_rows_hex`` reads it."""
     assert _native is not None
@@ -143,9 +137,11 @@ def _column_spec(column: pa.Array) -> tuple[int, Any, Any, Any, int]:
         column = column.cast(pa.int64())
         validity, data = column.buffers()
         return _native.COLUMN_INT, validity, None, data, column.offset
-    column = column.cast(pa.large_string())
+    wide = pa.types.is_large_string(column.type) or pa.types.is_large_binary(column.type)
+    if not wide:
+        column = column.cast(pa.string())
     validity, offsets, data = column.buffers()
-    return _native.COLUMN_TEXT, validity, offsets, data or b"", column.offset
+    return _native.COLUMN_TEXT if wide else _native.COLUMN_TEXT32, validity, offsets, data or b"", column.offset
 
 
 def _hex_column(digests: bytes, count: int) -> pa.Array:

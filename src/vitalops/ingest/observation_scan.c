@@ -1,5 +1,5 @@
 /*
- * scan_observations(data, ends, count): the elements of FHIR Observation NDJSON lines that the
+ * scan_observations(lines): the elements of FHIR Observation NDJSON lines that the
  * fast path reads, straight from the bytes into Arrow column buffers, with the GIL released.
  *
  * It gives exactly the columns ``native.gather`` gives over lines msgspec decoded into the types of
@@ -98,14 +98,22 @@ static inline int utf8_sequence(const unsigned char *p, const unsigned char *end
     return DECLINE;
 }
 
-/* Whether any of the 8 bytes of ``v`` needs a look: a quote, a backslash, a control character
- * or a byte of a multi-byte UTF-8 sequence (SWAR: eight bytes tested in a few instructions). */
-static inline int needs_look(uint64_t v) {
+/* The bytes of ``v`` (8 bytes of a string, the first in the lowest bits) that need a look: a
+ * quote, a backslash, a control character or a byte of a multi-byte UTF-8 sequence, each flagged
+ * by its high bit (SWAR: eight bytes tested in a few instructions). A flag can be wrong only above
+ * a right one, so the lowest flag is always the first byte to look at. */
+static inline uint64_t needs_look(uint64_t v) {
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
     uint64_t special = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | ((v - ones * 0x20) & ~v) | v;
-    return (special & highs) != 0;
+    return special & highs;
 }
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+#define SWAR_STRINGS 1
+#else
+#define SWAR_STRINGS 0
+#endif
 
 /* A string at the cursor (on its opening quote): its content between the quotes, and whether it
  * holds an escape. */
@@ -114,10 +122,13 @@ static int scan_string(Cursor *c, Span *span, int *escaped) {
     const unsigned char *start = p;
     *escaped = 0;
     while (p < end) {
+#if SWAR_STRINGS
         while (end - p >= 8) {
             uint64_t v;
             memcpy(&v, p, 8);
-            if (needs_look(v)) {
+            uint64_t flags = needs_look(v);
+            if (flags) {
+                p += __builtin_ctzll(flags) >> 3;
                 break;
             }
             p += 8;
@@ -125,6 +136,7 @@ static int scan_string(Cursor *c, Span *span, int *escaped) {
         if (p >= end) {
             break;
         }
+#endif
         unsigned char b = *p;
         if (b == '"') {
             span->start = start;
@@ -668,15 +680,19 @@ typedef struct {
     Py_ssize_t nulls;
 } Out;
 
+/* Text and raw columns have 32-bit offsets (Arrow's string and binary): a column holds at most
+ * the bytes of its lines, and a block of lines is refused beyond 2 GiB. */
+typedef int32_t Offset;
+
 static int out_start(Out *out, int kind, Py_ssize_t rows) {
     out->kind = kind;
-    size_t width = kind == OUT_IS ? 1 : 8;
+    size_t width = kind == OUT_IS ? 1 : (kind == OUT_TEXT || kind == OUT_RAW) ? sizeof(Offset) : 8;
     if (buffer_reserve(&out->values, ((size_t)rows + 1) * width) < 0 || buffer_reserve(&out->valid, (size_t)rows) < 0) {
         return -1;
     }
     if (kind == OUT_TEXT || kind == OUT_RAW) {
-        int64_t zero = 0;
-        buffer_append(&out->values, &zero, 8);
+        Offset zero = 0;
+        buffer_append(&out->values, &zero, sizeof zero);
     }
     return 0;
 }
@@ -688,8 +704,8 @@ static int out_span(Out *out, const Span *span) {
     if (present) {
         failed |= buffer_append(&out->data, span->start, span->size);
     }
-    int64_t end = (int64_t)out->data.size;
-    failed |= buffer_append(&out->values, &end, 8);
+    Offset end = (Offset)out->data.size;
+    failed |= buffer_append(&out->values, &end, sizeof end);
     char valid = (char)(present || out->kind == OUT_RAW);
     out->nulls += !valid;
     failed |= buffer_append(&out->valid, &valid, 1);
@@ -809,23 +825,35 @@ static PyObject *out_list(Out *outs, int width, Py_ssize_t rows) {
 }
 
 PyObject *scan_observations(PyObject *module, PyObject *args) {
-    Py_buffer data, ends;
-    Py_ssize_t count;
+    PyObject *lines;
     (void)module;
-    if (!PyArg_ParseTuple(args, "y*y*n", &data, &ends, &count)) {
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &lines)) {
         return NULL;
     }
+    Py_ssize_t count = PyList_GET_SIZE(lines);
     PyObject *result = NULL;
     Out block[BLOCK_COLUMNS], parts[COMPONENT_COLUMNS];
     memset(block, 0, sizeof block);
     memset(parts, 0, sizeof parts);
     Buffer taken = {0};
     Line *line = PyMem_RawMalloc(sizeof(Line));
-    const int64_t *offsets = ends.buf;
-    Py_ssize_t component_rows = 0;
-    int failed = line == NULL || count < 0 || ends.len < (count + 1) * 8 || buffer_reserve(&taken, (size_t)count + 1);
-    if (!failed && count && (offsets[0] < 0 || offsets[count] > data.len)) {
-        PyErr_SetString(PyExc_ValueError, "scan_observations: line ends outside the data");
+    /* Where each line is: the list holds the bytes objects alive while the GIL is released. */
+    const unsigned char **starts = PyMem_RawMalloc(sizeof(char *) * (size_t)(count + 1));
+    Py_ssize_t *sizes = PyMem_RawMalloc(sizeof(Py_ssize_t) * (size_t)(count + 1));
+    Py_ssize_t component_rows = 0, total = 0;
+    int failed = line == NULL || starts == NULL || sizes == NULL || buffer_reserve(&taken, (size_t)count + 1);
+    for (Py_ssize_t i = 0; i < count && !failed; i++) {
+        PyObject *item = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "scan_observations: lines must be bytes");
+            goto done;
+        }
+        starts[i] = (const unsigned char *)PyBytes_AS_STRING(item);
+        sizes[i] = PyBytes_GET_SIZE(item);
+        total += sizes[i];
+    }
+    if (!failed && total > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "scan_observations: a block of lines over 2 GiB");
         goto done;
     }
     for (int i = 0; i < BLOCK_COLUMNS && !failed; i++) {
@@ -840,10 +868,9 @@ PyObject *scan_observations(PyObject *module, PyObject *args) {
         }
         goto done;
     }
-    const unsigned char *bytes = data.buf;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count && !failed; i++) {
-        int ok = offsets[i + 1] >= offsets[i] && scan_line(bytes + offsets[i], bytes + offsets[i + 1], line) == 0;
+        int ok = scan_line(starts[i], starts[i] + sizes[i], line) == 0;
         if (!ok) {
             memset(line, 0, offsetof(Line, component)); /* a declined line: nulls, no components */
         }
@@ -879,7 +906,7 @@ done:
     }
     buffer_free(&taken);
     PyMem_RawFree(line);
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&ends);
+    PyMem_RawFree(starts);
+    PyMem_RawFree(sizes);
     return result;
 }
