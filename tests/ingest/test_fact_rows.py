@@ -120,6 +120,8 @@ def test_pseudonyms_of_a_column_equal_one_at_a_time(implementation: str) -> None
     expected = [pseudonyms.resource_key("Observation", i) for i in ids]
     assert pseudonyms.resource_key_column("Observation", column).to_pylist() == expected
     assert pseudonyms.resource_key_column("Observation", column.slice(3, 10)).to_pylist() == expected[3:13]
+    references = pa.array([f"Patient/{i}" for i in ids], pa.string())
+    assert pseudonyms.reference_key_column(references).to_pylist() == [pseudonyms.patient_key(i) for i in ids]
     with pytest.raises(ValueError, match="null"):
         pseudonyms.resource_key_column("Observation", pa.array(["a", None]))
 

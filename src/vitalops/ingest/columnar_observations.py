@@ -114,7 +114,6 @@ _DECODE_BATCH = 2_000  # lines per call of the decoder
 _VALUE_KEY = b'"value'
 _PATIENT, _ENCOUNTER = "Patient/", "Encounter/"
 _SKIPPED = pa.array(sorted(SKIPPED_STATUSES), pa.string())
-_REFERENCE_CACHE_LIMIT = 1_000_000
 _PAIR_CACHE_LIMIT = 100_000
 _NOT_TAKEN: Any = object()  # a repeated element whose text does not decode, or a unit that does not convert
 #: The columns ``_Resolved`` entries give a fact.
@@ -173,7 +172,6 @@ class ColumnarObservations:
         self._pairs: dict[tuple[bytes, str | None], _Resolved] = {}
         self._sites: dict[bytes, str] = {}
         self._kinds: dict[bytes, str] = {}
-        self._references: dict[str, str] = {}  # "Patient/<id>" or "Encounter/<id>" -> its pseudonym
         self.taken = 0  # lines normalized here rather than by the per-resource path
 
     def add_lines(self, chunk: ChunkNormalization, file: str, first_line: int, lines: Sequence[bytes]) -> None:
@@ -274,7 +272,7 @@ class ColumnarObservations:
         converted = pc.add(pc.multiply(raw, lookup["scale"]), lookup["offset"])
         return {
             "site": per_value(sites),
-            "patient_key": per_value(self._keys(block.patient_refs, _PATIENT)),
+            "patient_key": per_value(self._keys(block.patient_refs)),
             "kind": pc.coalesce(lookup["numeric_kind"], per_value(kinds)),
             "concept": lookup["concept"],
             "code_system": lookup["code_system"],
@@ -283,7 +281,7 @@ class ColumnarObservations:
             "value_code": pa.nulls(count, pa.string()),
             "unit": lookup["unit"],
             "status": per_value(block.statuses),
-            "encounter_key": per_value(self._keys(block.encounter_refs, _ENCOUNTER)),
+            "encounter_key": per_value(self._keys(block.encounter_refs)),
             "effective_at": per_value(block.effective),
             "effective_end": pa.nulls(count, pa.string()),
             "known_at": per_value(pc.fill_null(block.known, self.ctx.known_at_default)),
@@ -294,19 +292,11 @@ class ColumnarObservations:
             "resource_index": pa.array(indexes).take(at),
         }
 
-    def _keys(self, references: pa.Array, prefix: str) -> pa.Array:
-        """The pseudonym of each ``<prefix><id>`` reference (None stays None), one HMAC per distinct id."""
+    def _keys(self, references: pa.Array) -> pa.Array:
+        """The pseudonym of each ``<Type>/<id>`` reference (None stays None): the HMAC of each
+        distinct reference, a column at a time."""
         encoded = references.dictionary_encode()
-        cache = self._references
-        keys = []
-        for reference in encoded.dictionary.to_pylist():
-            key = cache.get(reference)
-            if key is None:
-                if len(cache) >= _REFERENCE_CACHE_LIMIT:
-                    cache.clear()
-                key = cache[reference] = self.ctx.pseudonyms.resource_key(prefix[:-1], reference[len(prefix) :])
-            keys.append(key)
-        return pa.array(keys, pa.string()).take(encoded.indices)
+        return self.ctx.pseudonyms.reference_key_column(encoded.dictionary).take(encoded.indices)
 
     def _by_text(self, texts: pa.Array, cache: dict[bytes, Any], resolve: Callable[[bytes], Any]) -> _Labels:
         """A label for each raw JSON text (one ``resolve`` per distinct text), and which resolve."""

@@ -52,6 +52,11 @@ class Pseudonymizer:
         a time (``native.hmac_hex``)."""
         return native.hmac_hex(self._ipad, self._opad, f"{resource_type}/", resource_ids)
 
+    def reference_key_column(self, references: pa.Array) -> pa.Array:
+        """The key of each ``<Type>/<id>`` reference of a string array (no nulls): what
+        ``resource_key(Type, id)`` gives, a column at a time."""
+        return native.hmac_hex(self._ipad, self._opad, "", references)
+
     def encounter_key(self, source_encounter_id: str) -> str:
         """The pseudonym of ``Encounter/<id>`` (cached: every vital sign of a stay asks for it)."""
         key = self._encounters.get(source_encounter_id)
