@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+NATIVE_SOURCES := $(wildcard src/vitalops/ingest/*.c src/vitalops/ingest/*.h)
 
 .PHONY: demo test bench lint typecheck fhir-examples clean
 
@@ -12,11 +13,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml hatch_build.py src/vitalops/ingest/_native.c | $(BIN)/python
+$(STAMP): pyproject.toml hatch_build.py $(NATIVE_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(DEV_STAMP): pyproject.toml hatch_build.py src/vitalops/ingest/_native.c | $(BIN)/python
+$(DEV_STAMP): pyproject.toml hatch_build.py $(NATIVE_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP) $@
 
@@ -40,4 +41,4 @@ fhir-examples:
 	bash scripts/fetch_fhir_examples.sh
 
 clean:
-	rm -rf $(VENV) .vitalops .pytest_cache
+	rm -rf $(VENV) .vitalops .pytest_cache src/vitalops/ingest/_native*.so

@@ -171,7 +171,10 @@ def main() -> None:
         path = work / "Observation.ndjson"
         lines = write_ndjson(path, n)
         megabytes = path.stat().st_size / 1e6
+        from vitalops.ingest import native
+
         print(f"input: {n:,} Observations, {megabytes:.1f} MB NDJSON")
+        print(f"fast path: {'C module' if native.NATIVE else 'pure Python (msgspec); the C module is not in use'}")
         database = prepare_database(work)
         to_orjson, to_models = [], []
         for run in range(1, args.repeats + 1):

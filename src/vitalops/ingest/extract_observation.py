@@ -31,7 +31,7 @@ from vitalops.ingest.extract_common import (
 )
 from vitalops.terminology import UnitError, normalize_unit_text, to_canonical
 
-#: Shared with the fast paths (``fast_observations``, ``columnar_observations``), which must decide
+#: Shared with the fast path (``columnar_observations``), which must decide
 #: as this module does.
 SKIPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
 CATEGORY_KINDS = {"vital-signs": "vital", "laboratory": "lab"}
