@@ -264,10 +264,11 @@ static int scan_number(Cursor *c, double *value, int *integer, size_t *integer_d
     return 0;
 }
 
-static int skip_value(Cursor *c);
-
-static int skip_container(Cursor *c, unsigned char close) {
-    if (++c->depth > MAX_DEPTH_JSON) {
+/* Containers. ``open_container`` steps into ``[`` or ``{`` (1), or past an empty one (0);
+ * ``read_key`` reads a member's key and its colon; ``next_item`` steps past the comma after an
+ * item (1) or past the closing bracket (0). Each returns DECLINE for anything else. */
+static int open_container(Cursor *c, unsigned char open, unsigned char close) {
+    if (c->p >= c->end || *c->p != open || ++c->depth > MAX_DEPTH_JSON) {
         return DECLINE;
     }
     c->p++;
@@ -277,39 +278,50 @@ static int skip_container(Cursor *c, unsigned char close) {
         c->depth--;
         return 0;
     }
-    for (;;) {
-        if (close == '}') {
-            Span key;
-            int escaped;
-            if (c->p >= c->end || *c->p != '"' || scan_string(c, &key, &escaped) < 0) {
-                return DECLINE;
-            }
-            skip_space(c);
-            if (c->p >= c->end || *c->p != ':') {
-                return DECLINE;
-            }
-            c->p++;
-            skip_space(c);
-        }
-        if (skip_value(c) < 0) {
-            return DECLINE;
-        }
-        skip_space(c);
-        if (c->p >= c->end) {
-            return DECLINE;
-        }
-        if (*c->p == ',') {
-            c->p++;
-            skip_space(c);
-            continue;
-        }
-        if (*c->p == close) {
-            c->p++;
-            c->depth--;
-            return 0;
-        }
+    return 1;
+}
+
+static int read_key(Cursor *c, Span *key, int *escaped) {
+    if (c->p >= c->end || *c->p != '"' || scan_string(c, key, escaped) < 0) {
         return DECLINE;
     }
+    skip_space(c);
+    if (c->p >= c->end || *c->p != ':') {
+        return DECLINE;
+    }
+    c->p++;
+    skip_space(c);
+    return 0;
+}
+
+static int next_item(Cursor *c, unsigned char close) {
+    skip_space(c);
+    if (c->p < c->end && *c->p == ',') {
+        c->p++;
+        skip_space(c);
+        return 1;
+    }
+    if (c->p < c->end && *c->p == close) {
+        c->p++;
+        c->depth--;
+        return 0;
+    }
+    return DECLINE;
+}
+
+static int skip_value(Cursor *c);
+
+static int skip_container(Cursor *c, unsigned char open, unsigned char close) {
+    int more = open_container(c, open, close);
+    while (more > 0) {
+        Span key;
+        int escaped;
+        if ((close == '}' && read_key(c, &key, &escaped) < 0) || skip_value(c) < 0) {
+            return DECLINE;
+        }
+        more = next_item(c, close);
+    }
+    return more;
 }
 
 static int literal(Cursor *c, const char *word, size_t size) {
@@ -332,10 +344,10 @@ static int skip_value(Cursor *c) {
         return scan_string(c, &span, &escaped);
     }
     if (b == '{') {
-        return skip_container(c, '}');
+        return skip_container(c, '{', '}');
     }
     if (b == '[') {
-        return skip_container(c, ']');
+        return skip_container(c, '[', ']');
     }
     if (b == 't') {
         return literal(c, "true", 4);
@@ -392,49 +404,21 @@ typedef struct {
 typedef int (*Member)(Cursor *c, const unsigned char *key, size_t size, void *target, unsigned *seen);
 
 static int read_object(Cursor *c, Member member, void *target) {
-    if (c->p >= c->end || *c->p != '{' || ++c->depth > MAX_DEPTH_JSON) {
-        return DECLINE;
-    }
     unsigned seen = 0;
-    c->p++;
-    skip_space(c);
-    if (c->p < c->end && *c->p == '}') {
-        c->p++;
-        c->depth--;
-        return 0;
-    }
-    for (;;) {
+    int more = open_container(c, '{', '}');
+    while (more > 0) {
         Span key;
         int escaped;
-        if (c->p >= c->end || *c->p != '"' || scan_string(c, &key, &escaped) < 0 || escaped) {
+        if (read_key(c, &key, &escaped) < 0 || escaped) {
             return DECLINE; /* a key spelt with an escape might be one of ours */
         }
-        skip_space(c);
-        if (c->p >= c->end || *c->p != ':') {
-            return DECLINE;
-        }
-        c->p++;
-        skip_space(c);
         int read = member(c, key.start, key.size, target, &seen);
         if (read < 0 || (read == 1 && skip_value(c) < 0)) {
             return DECLINE;
         }
-        skip_space(c);
-        if (c->p >= c->end) {
-            return DECLINE;
-        }
-        if (*c->p == ',') {
-            c->p++;
-            skip_space(c);
-            continue;
-        }
-        if (*c->p == '}') {
-            c->p++;
-            c->depth--;
-            return 0;
-        }
-        return DECLINE;
+        more = next_item(c, '}');
     }
+    return more;
 }
 
 #define KEY(name) (size == sizeof(name) - 1 && memcmp(key, name, sizeof(name) - 1) == 0)
@@ -546,17 +530,8 @@ static int meta_member(Cursor *c, const unsigned char *key, size_t size, void *t
 }
 
 static int read_components(Cursor *c, Line *line) {
-    if (c->p >= c->end || *c->p != '[' || ++c->depth > MAX_DEPTH_JSON) {
-        return DECLINE;
-    }
-    c->p++;
-    skip_space(c);
-    if (c->p < c->end && *c->p == ']') {
-        c->p++;
-        c->depth--;
-        return 0;
-    }
-    for (;;) {
+    int more = open_container(c, '[', ']');
+    while (more > 0) {
         if (line->components == MAX_COMPONENTS) {
             return DECLINE;
         }
@@ -565,22 +540,9 @@ static int read_components(Cursor *c, Line *line) {
         if (read_object(c, component_member, component) < 0) {
             return DECLINE;
         }
-        skip_space(c);
-        if (c->p >= c->end) {
-            return DECLINE;
-        }
-        if (*c->p == ',') {
-            c->p++;
-            skip_space(c);
-            continue;
-        }
-        if (*c->p == ']') {
-            c->p++;
-            c->depth--;
-            return 0;
-        }
-        return DECLINE;
+        more = next_item(c, ']');
     }
+    return more;
 }
 
 static int observation_member(Cursor *c, const unsigned char *key, size_t size, void *target, unsigned *seen) {
