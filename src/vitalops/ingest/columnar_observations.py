@@ -1,15 +1,15 @@
-"""The fast path for Observation NDJSON: a block of lines decoded by msgspec into typed structs
-that keep only the elements normalization reads, turned into columns, checked and normalized a
-column at a time with Arrow, with only the values that repeat (codes with their units, site tags,
-categories, patient and encounter references) resolved in Python, once per distinct value.
+"""The fast path for Observation NDJSON: a block of lines read into columns (by the C scanner of
+``native.scan_observations`` when it is built, else by msgspec into the typed structs below),
+checked and normalized a column at a time with Arrow, with only the values that repeat (codes
+with their units, site tags, categories) resolved in Python, once per distinct value.
 
 It changes nothing about what a fact is: concept lookup, unit conversion (the affine map
 ``to_canonical`` applies, from ``canonical_affine``), pseudonyms and fact ids are the same
 functions the per-resource path (``extract_observation``) uses. A line is taken only when its
 shape is one this path handles exactly as the per-resource path would:
 
-* msgspec decodes it into the types below: strict JSON (no ``NaN``, no trailing commas, no number
-  out of range where a number is read) with every element read of the JSON type it must have;
+* it is strict JSON, as orjson reads it, with every element read of the JSON type the structs
+  below declare (the scanner declines anything it is not sure of; msgspec rejects the rest);
 * it is an Observation with an id, a status that is not a retraction, a version, a plain
   ``Patient/<id>`` subject, a plain ``Encounter/<id>`` encounter or none (and no ``context``), an
   ``effectiveDateTime`` with a time and a zone, and an ``issued`` or ``meta.lastUpdated`` with one
@@ -20,12 +20,13 @@ shape is one this path handles exactly as the per-resource path would:
 
 Every other line (a Bundle, another resource type, a bad line, anything odd) goes to the
 per-resource path (``ChunkNormalization.add_record``), in its place in the chunk, so the outcome
-of a file is identical either way; a test runs both paths over the synthetic hospital and over
-files of odd and bad lines and compares every fact, count and quarantine record.
+of a file is identical either way; tests run both readers and the per-resource path over the
+synthetic hospital, over files of odd and bad lines and over thousands of randomly broken lines,
+and compare every fact, count and quarantine record.
 
 The elements that repeat from line to line (``code``, ``category``, ``meta.tag``) are kept as raw
-JSON (``msgspec.Raw``, still checked to be well-formed JSON) and decoded into their types once per
-distinct text: a line whose text does not decode is not taken.
+JSON text and decoded into their types once per distinct text: a line whose text does not decode
+is not taken.
 """
 
 from __future__ import annotations
