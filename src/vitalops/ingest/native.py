@@ -54,12 +54,14 @@ def scan_observations(
 ) -> tuple[np.ndarray, list[Any], list[Any]] | None:
     """Observation NDJSON ``lines`` read by the C scanner: which lines it takes, the columns
     ``requests`` name (one row per line) and those ``component_requests`` name (one row per
-    component of every line, in line order); None without the C module. Its pure-Python twin
-    decodes with msgspec (``columnar_observations._read_block``)."""
+    component of every line, in line order); None without the C module, or for a block of more
+    than 2 GiB. Its pure-Python twin decodes with msgspec (``columnar_observations._read_block``)."""
     if not NATIVE:
         return None
     assert _native is not None
     count = len(lines)
+    if sum(map(len, lines)) > _SCAN_LIMIT:  # 32-bit Arrow offsets: msgspec reads such a block
+        return None
     taken, columns, components = _native.scan_observations(lines if type(lines) is list else list(lines))
     if len(columns) != len(requests) or len(components) != len(component_requests):
         raise RuntimeError("the native ingest module does not match vitalops.ingest.columnar_observations")
@@ -69,6 +71,9 @@ def scan_observations(
         [_column(kind, count, *parts) for (_, kind, _), parts in zip(requests, columns, strict=True)],
         [_column(kind, rows, *parts) for (_, kind, _), parts in zip(component_requests, components, strict=True)],
     )
+
+
+_SCAN_LIMIT = 2**31 - 1  # bytes in a block the scanner reads
 
 
 def _column(kind: str, count: int, values: bytes, data: bytes, validity: bytes | None, nulls: int) -> Any:
