@@ -1,6 +1,7 @@
 /*
- * The optional native part of bulk ingest (``vitalops.ingest.native`` is its Python face and
- * holds the pure-Python equivalent of each function, which a test holds it to):
+ * The optional native part of bulk ingest. ``vitalops.ingest.native`` is its Python face; each
+ * function has a pure-Python twin that tests hold it to (the hashing twins are in native.py, the
+ * scanner's is the msgspec reader of columnar_observations.py):
  *
  *   hmac_sha256_hex(ipad, opad, prefix, offsets, data, count) - pseudonyms of a text column,
  *       HMAC-SHA256 (RFC 2104) with the padded keys given, hex;
@@ -31,6 +32,25 @@ static inline void text_bounds(const void *offsets, int wide, Py_ssize_t row, in
     }
 }
 
+/* Whether ``count`` texts from ``first`` on, as an Arrow offsets buffer of ``offsets_size`` bytes
+ * describes them, lie inside ``data_size`` bytes of data; a ValueError naming ``who`` if not. */
+static int texts_inside(const void *offsets, Py_ssize_t offsets_size, int wide, Py_ssize_t first, Py_ssize_t count,
+                        Py_ssize_t data_size, const char *who) {
+    if (offsets_size < (first + count + 1) * (wide ? 8 : 4)) {
+        PyErr_Format(PyExc_ValueError, "%s: fewer offsets than texts", who);
+        return -1;
+    }
+    for (Py_ssize_t row = first; row < first + count; row++) {
+        int64_t start, end;
+        text_bounds(offsets, wide, row, &start, &end);
+        if (start < 0 || end < start || end > data_size) {
+            PyErr_Format(PyExc_ValueError, "%s: offsets outside the data", who);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static const char HEX[] = "0123456789abcdef";
 
 static void to_hex(const unsigned char *digest, char *out) {
@@ -48,18 +68,12 @@ static PyObject *hmac_sha256_hex(PyObject *module, PyObject *args) {
         return NULL;
     }
     PyObject *result = NULL;
-    Py_ssize_t width = wide ? 8 : 4;
-    if (ipad.len != SHA256_CBLOCK || opad.len != SHA256_CBLOCK || count < 0 || offsets.len < (count + 1) * width) {
-        PyErr_SetString(PyExc_ValueError, "hmac_sha256_hex: padded keys of 64 bytes and count + 1 offsets");
+    if (ipad.len != SHA256_CBLOCK || opad.len != SHA256_CBLOCK || count < 0) {
+        PyErr_SetString(PyExc_ValueError, "hmac_sha256_hex: padded keys of 64 bytes and a count");
         goto done;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        int64_t start, end;
-        text_bounds(offsets.buf, wide, i, &start, &end);
-        if (start < 0 || end < start || end > data.len) {
-            PyErr_SetString(PyExc_ValueError, "hmac_sha256_hex: offsets outside the data");
-            goto done;
-        }
+    if (texts_inside(offsets.buf, offsets.len, wide, 0, count, data.len, "hmac_sha256_hex") < 0) {
+        goto done;
     }
     result = PyBytes_FromStringAndSize(NULL, count * 64);
     if (result == NULL) {
@@ -231,18 +245,9 @@ static PyObject *sha256_rows_hex(PyObject *module, PyObject *args) {
                 goto done;
             }
             column->has_offsets = 1;
-            int wide = column->kind == COLUMN_TEXT;
-            if (column->offsets.len < (count + column->offset + 1) * (wide ? 8 : 4)) {
-                PyErr_SetString(PyExc_ValueError, "sha256_rows_hex: offsets outside the data");
+            if (texts_inside(column->offsets.buf, column->offsets.len, column->kind == COLUMN_TEXT, column->offset,
+                             count, column->data.len, "sha256_rows_hex") < 0) {
                 goto done;
-            }
-            for (Py_ssize_t row = 0; row < count; row++) {
-                int64_t start, end;
-                text_bounds(column->offsets.buf, wide, row + column->offset, &start, &end);
-                if (start < 0 || end < start || end > column->data.len) {
-                    PyErr_SetString(PyExc_ValueError, "sha256_rows_hex: offsets outside the data");
-                    goto done;
-                }
             }
         } else if (column->kind == COLUMN_FLOAT || column->kind == COLUMN_INT) {
             if (column->data.len < (count + column->offset) * 8) {

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -362,19 +363,23 @@ class ColumnarObservations:
         return system, code, concept.name, kind, concept.canonical_unit, scale, offset
 
 
+@dataclass(frozen=True)
 class _Labels:
-    def __init__(self, labels: pa.Array, valid: np.ndarray) -> None:
-        self.labels = labels
-        self.valid = valid
+    """A label per line (site or category kind), and which lines' raw text resolved."""
+
+    labels: pa.Array
+    valid: np.ndarray
 
 
+@dataclass(frozen=True)
 class _Values:
     """The values of a block, one row each, in line order then ordinal: ``at`` is the line."""
 
-    def __init__(
-        self, at: pa.Array, ordinal: pa.Array, number: pa.Array, lookup: dict[str, pa.Array], refused: np.ndarray
-    ) -> None:
-        self.at, self.ordinal, self.number, self.lookup, self.refused = at, ordinal, number, lookup, refused
+    at: pa.Array
+    ordinal: pa.Array
+    number: pa.Array
+    lookup: dict[str, pa.Array]
+    refused: np.ndarray  # per line: a value refused it
 
 
 class _Block:
