@@ -5,6 +5,7 @@
     VitalOpsError                      500  exit 1
     ├── InvalidInput                   422  exit 2   bad arguments, specs, files, bodies
     │   └── ConfigError                500  exit 2   settings that cannot work (missing secret, bad URL)
+    │       └── MissingExtra           500  exit 2   an optional dependency is not installed (names the extra)
     ├── NotFound                       404  exit 2
     ├── Conflict                       409  exit 2   duplicate, or an illegal state transition
     ├── Unauthenticated                401  exit 2
@@ -51,6 +52,15 @@ class InvalidInput(VitalOpsError):
 class ConfigError(InvalidInput):
     code = "config_error"
     http_status = 500
+
+
+class MissingExtra(ConfigError):
+    """What was asked for needs an optional part of VitalOps that this installation lacks.
+
+    ``details`` names the missing module and the extra that provides it.
+    """
+
+    code = "missing_extra"
 
 
 class NotFound(VitalOpsError):

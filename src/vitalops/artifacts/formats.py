@@ -14,6 +14,7 @@ import json
 import zipfile
 from typing import Any
 
+from vitalops.core.extras import import_extra
 from vitalops.errors import IntegrityError, InvalidInput
 
 FLAVORS = ("sklearn", "lightgbm", "xgboost", "onnx")
@@ -101,25 +102,22 @@ def load_model(content: bytes, flavor: str) -> Any:
                 )
             return sio.loads(content, trusted=list(untrusted))
         if flavor == "lightgbm":
-            import lightgbm
-
+            lightgbm = import_extra("lightgbm")
             return lightgbm.Booster(model_str=content.decode())
         if flavor == "xgboost":
-            import xgboost
-
+            xgboost = import_extra("xgboost")
             booster = xgboost.Booster(params={"nthread": 1})
             booster.load_model(bytearray(content))
             return booster
         if flavor == "onnx":
-            import onnxruntime
-
+            onnxruntime = import_extra("onnxruntime")
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = 1
             options.inter_op_num_threads = 1
             return onnxruntime.InferenceSession(
                 content, sess_options=options, providers=["CPUExecutionProvider"]
             )
-    except (IntegrityError, InvalidInput):
+    except (IntegrityError, InvalidInput):  # MissingExtra among them: it names the extra to install
         raise
     except Exception as exc:
         raise InvalidInput(f"the artifact is not a readable {flavor} model ({type(exc).__name__})") from exc

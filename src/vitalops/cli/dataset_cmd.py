@@ -10,6 +10,7 @@ import typer
 
 from vitalops.cli.context import cli_principal, cli_settings, open_database
 from vitalops.cli.output import JsonOption, console, emit, key_value_table, progress_bar, rows_table
+from vitalops.core.extras import import_extra
 from vitalops.features.service import build_dataset
 
 
@@ -52,6 +53,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Build a training set: rows only see facts known at their index time."""
+        if engine == "dask":
+            import_extra("distributed")  # before any work: the Dask engine is the 'dask' extra
         settings = cli_settings()
         database = open_database(settings)
         principal = cli_principal(database, settings)

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from vitalops.core.extras import import_extra
 from vitalops.errors import ServiceUnavailable
 
 
@@ -41,6 +42,8 @@ def _make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("postgresql+psycopg://"):
+        import_extra("psycopg")  # the driver is the 'postgres' extra; say so rather than fail inside SQLAlchemy
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 

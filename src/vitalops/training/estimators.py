@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vitalops.core.extras import import_extra
 from vitalops.errors import InvalidInput
 
 
@@ -45,8 +46,7 @@ def _hist_gradient_boosting(params: dict[str, Any], seed: int) -> Any:
 
 
 def _lightgbm(params: dict[str, Any], seed: int) -> Any:
-    import lightgbm
-
+    lightgbm = import_extra("lightgbm")
     settings = {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, **params}
     return lightgbm.LGBMClassifier(
         random_state=seed, n_jobs=1, deterministic=True, force_row_wise=True, verbose=-1, **settings
@@ -54,8 +54,7 @@ def _lightgbm(params: dict[str, Any], seed: int) -> Any:
 
 
 def _xgboost(params: dict[str, Any], seed: int) -> Any:
-    import xgboost
-
+    xgboost = import_extra("xgboost")
     settings = {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 4, **params}
     return xgboost.XGBClassifier(random_state=seed, n_jobs=1, tree_method="hist", **settings)
 
