@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+from _results import record
 from deltalake import DeltaTable, write_deltalake
 
 from vitalops.features import build_training_set, demo_spec_path, features_from_resources, load_spec
@@ -111,8 +112,9 @@ def synthetic_facts(target: int, seed: int = 5) -> pa.Table:
     columns["code_system"] = [None] * n
     columns["code"] = [None] * n
     columns["unit"] = [None] * n
+    columns["issued_at"] = [None] * n
     to_ts = pa.timestamp("us", tz="UTC")
-    for name in ("effective_at", "effective_end", "known_at"):
+    for name in ("effective_at", "effective_end", "known_at", "issued_at"):
         columns[name] = pa.array(columns[name], pa.int64()).cast(to_ts)
     months = pa.compute.strftime(columns["effective_at"], format="%Y-%m")
     columns["month"] = months
@@ -225,6 +227,12 @@ def main() -> None:
             local, rows = build_seconds(spec, lake_root)
             dask, _ = build_seconds(spec, lake_root, engine="dask", scheduler=cluster.scheduler_address)
             results[size] = (local, dask)
+            label = f"{size // 1000}k" if size < 1_000_000 else f"{size // 1_000_000}m"
+            record(f"features.pit_{label}_vs_duckdb_scan", base / local, better="higher", unit="x baseline",
+                   note=f"training set of {facts:,} facts, local engine, relative to a DuckDB scan and group of "
+                        "the same facts (baseline seconds / build seconds)")
+            record(f"features.dask_vs_local_{label}", dask / local, better="lower", unit="x local",
+                   note="one-worker Dask LocalCluster build time / local engine, same facts (target <= 1.5)")
             print(f"{facts:>9,} facts, {rows:>7,} rows | baseline scan+group {base:6.2f} s "
                   f"({facts / base:>12,.0f} facts/s)")
             print(f"{'':>28}| local  {local:6.2f} s  {rows / local:>9,.0f} rows/s  {facts / local:>11,.0f} facts/s")
@@ -234,6 +242,8 @@ def main() -> None:
     ratio_facts = lakes[1_000_000][1] / lakes[250_000][1]
     print(f"linearity: {ratio_facts:.2f}x facts took {large / small:.2f}x the local time (linear: about "
           f"{ratio_facts:.2f}x)")
+    record("features.pit_linearity", (large / small) / ratio_facts, better="lower", unit="x linear",
+           note="(1M-fact time / 250k-fact time) / (fact ratio): 1.0 is linear")
     print_online(spec)
     store = store_latency(spec, lakes[250_000][0])
     print(f"online vector from the facts store (Delta, {lakes[250_000][1]:,} facts): median "
@@ -250,6 +260,16 @@ def print_online(spec) -> None:
     print(f"  baseline, normalization alone:     {_figures(timings['normalize'])}")
     print(f"  vector kernel alone (same facts):  {_figures(timings['kernel'])}")
     print(f"  DuckDB kernel (same facts):        {_figures(timings['duckdb'])} (the training-set kernel)")
+    vector_p99, duckdb_median = percentile(timings["vector"], 99), statistics.median(timings["duckdb"])
+    record("features.online_vector_p99_ms", vector_p99 * 1000, better="lower", unit="ms",
+           note="features_from_resources, 50-resource prefetch, p99 of 500 calls (target < 5 ms; load-sensitive)")
+    record("features.online_vector_vs_duckdb_kernel", duckdb_median / statistics.median(timings["vector"]),
+           better="higher", unit="x baseline",
+           note="DuckDB kernel median on the same facts / online vector median (normalization + vector kernel); "
+                "the baseline excludes normalization, so a slower normalization shows")
+    record("features.online_normalize_vs_kernel", statistics.median(timings["kernel"])
+           / statistics.median(timings["normalize"]), better="higher", unit="x baseline",
+           note="vector kernel median / normalization (resources_to_facts) median of the same prefetch")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,11 @@ def test_vital_lands_in_canonical_unit_with_pseudonymous_keys(terminology: Termi
     assert fact["concept"] == "body_temperature" and fact["unit"] == "Cel" and fact["kind"] == "vital"
     assert fact["value_num"] == pytest.approx(37.0)
     assert fact["effective_at"] == datetime(2024, 5, 1, 8, tzinfo=UTC)  # the +02:00 offset is honoured
-    assert fact["known_at"] == datetime(2024, 5, 1, 9, tzinfo=UTC)  # issued, not lastUpdated
+    # Stored: when this version was made available (lastUpdated) and its issued time; a first
+    # version is known at issued.
+    assert fact["known_at"] == datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
+    assert fact["issued_at"] == datetime(2024, 5, 1, 9, tzinfo=UTC)
+    assert pit_view(result.facts).column("known_at").to_pylist() == [datetime(2024, 5, 1, 9, tzinfo=UTC)]
     assert fact["month"] == "2024-05" and fact["site"] == "S1"
     assert fact["patient_key"] == Pseudonymizer(b"secret").patient_key("p1")
     assert "p1" not in str(fact) and "o1" not in str(fact)

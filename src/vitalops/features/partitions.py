@@ -20,6 +20,7 @@ from vitalops.features.definitions import DatasetSpec
 from vitalops.features.engine import register_index, select_features
 from vitalops.features.facts_view import ENGINE_COLUMNS, register_facts
 from vitalops.features.labels import compute_labels
+from vitalops.lake.facts import facts_dataset
 from vitalops.lake.tables import table_uri
 
 FACTS_TABLE = "facts"
@@ -34,7 +35,7 @@ def facts_uri(lake_root: str) -> str:
 def open_facts(lake_root: str, version: int | None = None) -> tuple[ds.Dataset, int]:
     """The facts table at ``version`` (latest when None) as a pyarrow dataset, with its version."""
     table = DeltaTable(facts_uri(lake_root), version=version)
-    return table.to_pyarrow_dataset(), int(table.version())
+    return facts_dataset(table), int(table.version())
 
 
 def key_ranges(partitions: int) -> list[tuple[str | None, str | None]]:

@@ -136,8 +136,10 @@ def build_training_set(
     total_facts = dataset.count_rows()
     if total_facts == 0:
         raise InvalidInput("the facts table is empty")
-    as_of = pc.max(dataset.to_table(columns=["known_at"]).column("known_at"))
-    as_of_us = int(pc.cast(as_of, pa.int64()).as_py())
+    # The latest time anything in the facts is known: no fact's known time (lake.versions) exceeds
+    # the largest of its stored times.
+    times = dataset.to_table(columns=["known_at", "issued_at"])
+    as_of_us = max(int(pc.cast(pc.max(times.column(name)), pa.int64()).as_py() or 0) for name in times.column_names)
     index = _cohort_index(dataset, spec, as_of_us)
     if len(index) == 0:
         raise InvalidInput(

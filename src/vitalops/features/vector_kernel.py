@@ -7,8 +7,9 @@ applies the same rules to one patient's few facts directly, and
 random patients and times. The rules, as in ``engine`` and ``facts_view``:
 
 * a fact counts at T when ``effective_at <= T``, ``known_at <= T``, its status is not
-  ``entered-in-error`` and its resource version is the one current at T (versions ordered by
-  their earliest ``known_at``, then ``source_version``);
+  ``entered-in-error`` and its resource version is the one current at T
+  (``vitalops.lake.versions``: whole-number version ids in numeric order, each version known no
+  earlier than the one before);
 * windows hold facts with ``T - W < effective_at``; first/last pick by ``(effective_at, fact_id)``;
   mean and slope come from ``ordered_aggregates`` in that order;
 * a value that is not finite is missing; imputation, when declared, fills what is missing.
@@ -43,9 +44,10 @@ from vitalops.features.facts_view import (
     US_PER_YEAR,
 )
 from vitalops.features.ordered_aggregates import mean_of, slope_of
+from vitalops.lake.schema import with_all_columns
+from vitalops.lake.versions import VersionKey, VersionTimes, fact_known_us, version_intervals
 
-_NEVER = 9_223_372_036_854_775_807
-_TIMES = ("effective_at", "effective_end", "known_at")
+_TIMES = ("effective_at", "effective_end", "known_at", "issued_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,35 +74,31 @@ class Fact:
 
 
 def facts_from_table(facts: pa.Table) -> list[Fact]:
-    """The facts of a FACTS_SCHEMA table (at least ENGINE_COLUMNS) with their validity intervals,
-    without those whose status never counts."""
-    facts = facts.select(list(ENGINE_COLUMNS))
+    """The facts of a FACTS_SCHEMA table (at least ENGINE_COLUMNS) with their validity intervals
+    (``vitalops.lake.versions``), without those whose status never counts."""
+    facts = with_all_columns(facts).select(list(ENGINE_COLUMNS))
     columns: dict[str, list[Any]] = {}
     for name in ENGINE_COLUMNS:
         column = facts.column(name)
         if name in _TIMES:
             column = column.cast(pa.int64())
         columns[name] = column.to_pylist()
-    version_known: dict[tuple[str, str, str], int] = {}
+    own: dict[VersionKey, VersionTimes] = {}
     keys = list(zip(columns["source_type"], columns["source_id"], columns["source_version"], strict=True))
-    for key, known in zip(keys, columns["known_at"], strict=True):
-        earlier = version_known.get(key)
-        if earlier is None or known < earlier:
-            version_known[key] = known
-    by_source: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    for (source_type, source_id, version), known in version_known.items():
-        by_source.setdefault((source_type, source_id), []).append((known, version))
-    superseded: dict[tuple[str, str, str], int] = {}
-    for (source_type, source_id), versions in by_source.items():
-        versions.sort()
-        for position, (_, version) in enumerate(versions):
-            following = versions[position + 1][0] if position + 1 < len(versions) else _NEVER
-            superseded[(source_type, source_id, version)] = following
+    for key, known, issued in zip(keys, columns["known_at"], columns["issued_at"], strict=True):
+        first = known if issued is None else issued
+        earlier = own.get(key)
+        if earlier is None:
+            own[key] = VersionTimes(first, known)
+        elif first < earlier.first_us or known < earlier.later_us:
+            own[key] = VersionTimes(min(first, earlier.first_us), min(known, earlier.later_us))
+    intervals = version_intervals(own)
     rows = []
     for position, key in enumerate(keys):
         status = columns["status"][position]
         if status is not None and status in EXCLUDED_STATUSES:
             continue
+        interval = intervals[key]
         rows.append(
             Fact(
                 fact_id=columns["fact_id"][position],
@@ -114,8 +112,8 @@ def facts_from_table(facts: pa.Table) -> list[Fact]:
                 source_id=columns["source_id"][position],
                 eff_us=columns["effective_at"][position],
                 end_us=columns["effective_end"][position],
-                known_us=columns["known_at"][position],
-                superseded_us=superseded[key],
+                known_us=fact_known_us(interval, columns["known_at"][position], columns["issued_at"][position]),
+                superseded_us=interval.superseded_us,
             )
         )
     return rows

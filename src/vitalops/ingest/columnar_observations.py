@@ -12,8 +12,8 @@ shape is one this path handles exactly as the per-resource path would:
   below declare (the scanner declines anything it is not sure of; msgspec rejects the rest);
 * it is an Observation with an id, a status that is not a retraction, a version, a plain
   ``Patient/<id>`` subject, a plain ``Encounter/<id>`` encounter or none (and no ``context``), an
-  ``effectiveDateTime`` with a time and a zone, and an ``issued`` or ``meta.lastUpdated`` with one
-  or neither;
+  ``effectiveDateTime`` with a time and a zone, and ``issued`` and ``meta.lastUpdated`` each with
+  one or absent;
 * every value it has is a finite ``valueQuantity`` number in a unit that converts to its
   concept's canonical unit, on the resource itself or on each of its components (a panel without
   a value of its own only when every ``"value`` key of the line belongs to a component Quantity).
@@ -292,6 +292,7 @@ class ColumnarObservations:
             "source_version": per_value(block.version),
             "ordinal": values.ordinal.filter(keep),
             "resource_index": pa.array(indexes).take(at),
+            "issued_at": per_value(block.issued),
         }
 
     def _keys(self, references: pa.Array) -> pa.Array:
@@ -411,9 +412,10 @@ class _Block:
         self.component_columns = component_columns
         self.has_own = ~no_quantity
         self.no_context = contexts == 0
-        # ``versionId or lastUpdated``, and ``issued`` else ``lastUpdated``, as the per-resource path reads them.
+        # ``versionId or lastUpdated``, ``lastUpdated`` and ``issued``, as the per-resource path reads them.
         self.version = pc.if_else(_non_empty(version_ids), version_ids, updated)
-        self.known = pc.coalesce(issued, updated)
+        self.known = updated
+        self.issued = issued
         self.own_units = _raw_units(quantity_codes, quantity_units)  # ``code or unit``
 
     def shape_ok(self) -> np.ndarray:
@@ -431,6 +433,7 @@ class _Block:
             encounter_ok,
             _zoned(self.effective),
             pc.or_kleene(pc.is_null(self.known), _zoned(self.known)),
+            pc.or_kleene(pc.is_null(self.issued), _zoned(self.issued)),
         ]
         ok = checks[0]
         for check in checks[1:]:

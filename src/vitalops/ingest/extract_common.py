@@ -104,7 +104,8 @@ def site_of(resource: dict[str, Any], default: str) -> str:
 
 
 def known_at(resource: dict[str, Any], ctx: Context) -> str:
-    """meta.lastUpdated, else the ingest time."""
+    """When this version of the resource was made available: meta.lastUpdated, else the ingest
+    time. (Which version is current when is decided over all versions: ``vitalops.lake.versions``.)"""
     meta = resource.get("meta")
     if meta:
         updated = meta.get("lastUpdated")
@@ -215,7 +216,7 @@ def append_retraction(resource: dict[str, Any], resource_type: str, status: str,
         site, patient_key(resource, ctx), "retraction", None, None, None, None, None, None, status,
         encounter_key(resource, ctx), known, None, known, resource_type,
         ctx.pseudonyms.resource_key(resource_type, resource_id(resource, resource_type)),
-        source_version(resource), 0, index,
+        source_version(resource), 0, index, None,
     ))
     return site
 
@@ -230,5 +231,5 @@ def event_row(
     return (
         site, patient, kind, concept.name if concept else None, system, code, None, None, None, status,
         encounter_key(resource, ctx), start, end, known_at(resource, ctx), resource_type, source_id,
-        source_version(resource), 0, index,
+        source_version(resource), 0, index, None,
     )

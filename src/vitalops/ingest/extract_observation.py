@@ -4,8 +4,10 @@ One fact for the Observation's own value and one per ``component`` with a value 
 pressure panel becomes ``systolic_bp`` and ``diastolic_bp`` facts). Numeric values are stored in
 the concept's canonical unit; a unit that cannot be converted quarantines the resource.
 
-``known_at`` is ``issued`` (when the result was released to clinicians), else meta.lastUpdated,
-else the ingest time. Per the specification an Observation with no value must say why in
+``known_at`` is meta.lastUpdated, else the ingest time, and ``issued_at`` is ``issued`` (when the
+result was released to clinicians): a first version is known at ``issued``, a later one (an
+amendment or correction keeps the original ``issued``) at its own lastUpdated, never before the
+version it follows (``vitalops.lake.versions``). Per the specification an Observation with no value must say why in
 ``dataAbsentReason`` (skipped as "data absent"); one with neither is quarantined. A panel that only
 groups other Observations (``hasMember``) is skipped: its members carry the values.
 """
@@ -23,6 +25,7 @@ from vitalops.ingest.extract_common import (
     encounter_key,
     instant,
     known_at,
+    optional_instant,
     patient_key,
     pick_coding,
     resource_id,
@@ -116,8 +119,8 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
             end = instant(period["end"], "effectivePeriod.end") if period.get("end") else None
         else:
             raise Rejected("required.effective", "Observation has no effective time")
-    issued = resource.get("issued")
-    known = instant(issued, "issued") if issued is not None else known_at(resource, ctx)
+    issued = optional_instant(resource.get("issued"), "issued")
+    known = known_at(resource, ctx)
     version = source_version(resource)
     encounter = encounter_key(resource, ctx)
     category_kind = _category_kind(resource)
@@ -151,6 +154,7 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
                 version,
                 ordinal,
                 index,
+                issued,
             )
         )
         return True

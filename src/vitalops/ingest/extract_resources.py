@@ -1,6 +1,6 @@
 """Patient, Encounter, Condition, MedicationRequest, MedicationAdministration and Procedure -> facts.
 
-``known_at`` of all of these is meta.lastUpdated, else the ingest time. Each extractor appends
+``known_at`` of all of these is meta.lastUpdated, else the ingest time (none has ``issued``). Each extractor appends
 rows (``fact_rows.ROW_FIELDS`` order) and returns the resource's site, or raises Skipped/Rejected.
 """
 
@@ -80,6 +80,7 @@ def patient_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list
                 version,
                 ordinal,
                 index,
+                None,
             )
         )
         ordinal += 1
@@ -155,6 +156,7 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
                 version,
                 ordinal,
                 index,
+                None,
             )
         )
         ordinal += 1

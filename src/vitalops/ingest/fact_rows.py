@@ -2,8 +2,8 @@
 ``known_at`` clamped, ``month`` derived, ``fact_id`` computed, duplicates within the chunk dropped.
 
 ``fact_id`` is sha256 over the site, source type, pseudonymous source id, source version, ordinal
-in the resource and the fact's content (everything but ``known_at`` and ``batch_id``), so the
-same resource ingested twice, by any batch, at any time, gives the same ids.
+in the resource and the fact's content (everything but ``known_at``, ``issued_at`` and
+``batch_id``), so the same resource ingested twice, by any batch, at any time, gives the same ids.
 """
 
 from __future__ import annotations
@@ -39,11 +39,16 @@ ROW_FIELDS = (
     "source_version",
     "ordinal",
     "resource_index",
+    "issued_at",
 )
-_TIME_FIELDS = ("effective_at", "effective_end", "known_at")
+_TIME_FIELDS = ("effective_at", "effective_end", "known_at", "issued_at")
 _INDEX = {name: i for i, name in enumerate(ROW_FIELDS)}
-# Everything but known_at (ingest time when the source has no lastUpdated) and the resource index.
-_ID_FIELDS = tuple(i for i, name in enumerate(ROW_FIELDS) if name not in ("known_at", "resource_index"))
+# Everything but the times a version became available (known_at is the ingest time when the source
+# has no lastUpdated; issued_at came after ids were fixed, and a fact's id must not change) and the
+# resource index.
+_ID_FIELDS = tuple(
+    i for i, name in enumerate(ROW_FIELDS) if name not in ("known_at", "issued_at", "resource_index")
+)
 
 
 @dataclass
@@ -156,9 +161,12 @@ def build_fact_table(columns: dict[str, pa.Array], batch_id: str) -> BuiltFacts:
     effective = times["effective_at"]
     # A fact cannot be known before it happened: a lastUpdated/issued earlier than the effective
     # time (clock skew, a scheduled time recorded ahead) would make the fact visible to a
-    # point-in-time query before it existed, so known_at is raised to effective_at.
+    # point-in-time query before it existed, so both are raised to effective_at.
     known = pc.if_else(pc.less(times["known_at"], effective), effective, times["known_at"])
+    issued = times["issued_at"]
+    issued = pc.if_else(pc.less(issued, effective), effective, issued) if issued.null_count < count else issued
     arrays = {
+        "issued_at": issued,
         "fact_id": ids,
         "month": _months(effective, columns["kind"]),
         "effective_at": effective,

@@ -1,11 +1,11 @@
 """The facts table: append-only, de-duplicated by ``fact_id``, partitioned by site and month, with
 the one point-in-time (PIT) rule that both the offline and the online feature paths use.
 
-The PIT rule, as of a moment T: a fact is visible when ``known_at <= T`` and its source resource
-version is the latest version of that resource known by T. A version's known time is the
-earliest ``known_at`` of its facts (the resource's own lastUpdated/issued; later ``known_at``
-values within a version only come from clamping to ``effective_at``). Older versions stay in the
-table, so any past view can be rebuilt.
+The PIT rule, as of a moment T: a fact is visible when its source resource version is the one
+current at T and the fact itself is known by T. When each version becomes known, and which one is
+current, is ``vitalops.lake.versions`` (a first version at ``issued``, a later one at its own
+``meta.lastUpdated``, never before the version it follows; whole-number version ids in numeric
+order). Older versions stay in the table, so any past view can be rebuilt.
 
 Each ``append`` is one Delta commit per chunk: a process killed mid-batch leaves whole chunks
 committed and nothing half-written, and because appends skip fact ids already present, a rerun
@@ -28,8 +28,9 @@ import pyarrow.dataset as ds
 from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
 
 from vitalops.core.clock import as_utc
-from vitalops.lake.schema import FACTS_PARTITIONS, FACTS_SCHEMA
+from vitalops.lake.schema import FACTS_PARTITIONS, FACTS_SCHEMA, with_all_columns
 from vitalops.lake.tables import table_exists, table_uri
+from vitalops.lake.versions import fact_known_sql, version_intervals_sql
 
 #: Facts per Delta commit: bounds memory and the work a crash can lose.
 DEFAULT_COMMIT_ROWS = 100_000
@@ -47,24 +48,33 @@ WRITER_PROPERTIES = WriterProperties(
 
 def pit_facts_sql(view_name: str, as_of: str = "$as_of") -> str:
     """A DuckDB SELECT over ``view_name`` (a relation with the facts columns) returning the facts
-    visible as of the SQL expression ``as_of`` (a parameter such as ``$as_of`` or a literal)."""
+    visible as of the SQL expression ``as_of`` (a parameter such as ``$as_of`` or a literal), each
+    with ``known_at`` its known time under the rule and ``issued_at`` null (so the result is itself
+    a facts relation the rule leaves unchanged)."""
+    known = fact_known_sql("fact", "version")
     return f"""
-WITH visible AS (
-    SELECT * FROM {view_name} WHERE known_at <= {as_of}
-),
-versions AS (
-    SELECT source_type, source_id, source_version, min(known_at) AS version_known_at
-    FROM visible GROUP BY source_type, source_id, source_version
-),
-latest AS (
-    SELECT source_type, source_id, source_version FROM versions
-    QUALIFY row_number() OVER (
-        PARTITION BY source_type, source_id ORDER BY version_known_at DESC, source_version DESC
-    ) = 1
+WITH version AS ({version_intervals_sql(view_name)}),
+placed AS (
+    SELECT fact.* REPLACE ({known} AS known_at, CAST(NULL AS TIMESTAMPTZ) AS issued_at),
+           version.superseded_at
+    FROM {view_name} AS fact JOIN version USING (source_type, source_id, source_version)
 )
-SELECT visible.* FROM visible
-JOIN latest USING (source_type, source_id, source_version)
+SELECT * EXCLUDE (superseded_at) FROM placed
+WHERE known_at <= {as_of} AND (superseded_at IS NULL OR superseded_at > {as_of})
 """
+
+
+def facts_dataset(table: DeltaTable) -> ds.Dataset:
+    """``table`` as a pyarrow dataset with every column of FACTS_SCHEMA: a table written before a
+    column existed (``issued_at``) reads it as null."""
+    dataset = table.to_pyarrow_dataset()
+    missing = [f for f in FACTS_SCHEMA if f.name not in dataset.schema.names]
+    if not missing:
+        return dataset
+    schema = dataset.schema
+    for column in missing:
+        schema = schema.append(column)
+    return dataset.replace_schema(schema)
 
 
 class FactsStore:
@@ -88,7 +98,7 @@ class FactsStore:
         before the first commit."""
         if not self.exists():
             return ds.dataset(FACTS_SCHEMA.empty_table())
-        return DeltaTable(self.uri, version=version).to_pyarrow_dataset()
+        return facts_dataset(DeltaTable(self.uri, version=version))
 
     def append(self, facts: pa.Table, *, unique: bool = False) -> int:
         """Add the facts whose ``fact_id`` is not in the table yet; return how many were added.
@@ -118,6 +128,8 @@ class FactsStore:
                 mode="append",
                 partition_by=FACTS_PARTITIONS,
                 writer_properties=WRITER_PROPERTIES,
+                # a table from before a column was added (``issued_at``) gains it on the next append
+                schema_mode="merge" if table is not None and _lacks_columns(table) else None,
             )
         return int(fresh.num_rows)
 
@@ -208,13 +220,18 @@ def pit_view(facts: pa.Table, as_of: datetime | None = None) -> pa.Table:
     a prefetch, the store on facts read from the lake)."""
     connection = duckdb.connect()
     try:
-        connection.register("facts_in", facts)
+        connection.register("facts_in", with_all_columns(facts))
         moment = as_utc(as_of) if as_of is not None else _END_OF_TIME
         sql = pit_facts_sql("facts_in") + " ORDER BY patient_key, effective_at, fact_id"
         result = connection.sql(sql, params={"as_of": moment}).to_arrow_table()
     finally:
         connection.close()
-    return result.cast(FACTS_SCHEMA)
+    return result.select(FACTS_SCHEMA.names).cast(FACTS_SCHEMA)
+
+
+def _lacks_columns(table: DeltaTable) -> bool:
+    names = {f.name for f in table.schema().fields}
+    return any(f.name not in names for f in FACTS_SCHEMA)
 
 
 def _unique(chunk: pa.Table) -> pa.Table:

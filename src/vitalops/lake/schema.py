@@ -1,10 +1,13 @@
 """The schemas of the lake's Delta tables. One place, so that ingest, features, batch and
 monitoring agree on every column.
 
-Facts are bitemporal: ``effective_at`` is when it happened, ``known_at`` when the platform could
-have known it (the resource's ``meta.lastUpdated``/``issued``, else ingest time). Facts are
-append-only; a newer version of a source resource supersedes the facts of the older version for
-any point in time at or after the newer version's ``known_at`` (see ``vitalops.lake.facts``).
+Facts are bitemporal: ``effective_at`` is when it happened; ``known_at`` when this version of the
+source resource was made available (its ``meta.lastUpdated``, else the ingest time) and
+``issued_at`` the resource's ``issued`` (Observations), both raised to ``effective_at`` when
+earlier. When the platform could have known a fact follows from these over all versions of its
+resource (``vitalops.lake.versions``: a first version at ``issued``, else ``known_at``; a later one
+at its own ``known_at``, never before the version it follows). Facts are append-only; a newer
+version supersedes the older version's facts from the newer version's known time on.
 """
 
 from __future__ import annotations
@@ -51,9 +54,21 @@ FACTS_SCHEMA = pa.schema(
         pa.field("source_id", pa.string(), nullable=False),  # HMAC pseudonym of the resource id
         pa.field("source_version", pa.string(), nullable=False),
         pa.field("batch_id", pa.string(), nullable=False),
+        # Last, and nullable, so that lakes written before it existed stay readable (as null).
+        pa.field("issued_at", TIMESTAMP),
     ]
 )
 FACTS_PARTITIONS = ["site", "month"]
+
+
+def with_all_columns(facts: pa.Table) -> pa.Table:
+    """``facts`` with a null column for each nullable FACTS_SCHEMA column it lacks (a table in the
+    form from before ``issued_at`` existed)."""
+    for column in FACTS_SCHEMA:
+        if column.nullable and column.name not in facts.column_names:
+            facts = facts.append_column(column, pa.nulls(facts.num_rows, column.type))
+    return facts
+
 
 QUARANTINE_SCHEMA = pa.schema(
     [
