@@ -27,8 +27,11 @@ demo: $(STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Every bench records its figures in bench/results.json beside the accepted (committed) ones; the
+# summary at the end flags any that fell by more than 20% (bench/_results.py).
 bench: $(DEV_STAMP)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@$(BIN)/python bench/_results.py
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench

@@ -17,6 +17,7 @@ import time
 
 import orjson
 import sqlalchemy as sa
+from _results import record
 
 from vitalops.audit import append, verify_chain
 from vitalops.audit.trail import GENESIS_HASH, event_hash
@@ -98,6 +99,8 @@ def run(label: str, database: Database, events: int) -> None:
     rate_single = appends_per_second(database, 1_000, batch=1)
     print(f"{label}: appends/s in transactions of 1,000: {rate_batched:,.0f}   one per transaction: "
           f"{rate_single:,.0f}   (target 5,000/s on SQLite in batches)")
+    record(f"audit.{label}.appends_per_s_batched", rate_batched, better="higher", unit="appends/s",
+           note="audit appends in transactions of 1,000 (no same-run baseline; target 5,000/s on SQLite)")
     bulk_load(database, events - 21_000)
     read = bare_read_seconds(database)
     started = time.perf_counter()
@@ -106,6 +109,8 @@ def run(label: str, database: Database, events: int) -> None:
     assert report.ok and report.events == events, report
     print(f"{label}: verify {report.events:,} events: {verify:.2f} s   bare read of the same rows: {read:.2f} s   "
           f"ratio {verify / read:.2f}x (target within 2x; 1M in under 10 s)")
+    record(f"audit.{label}.verify_vs_bare_read", verify / read, better="lower", unit="x baseline",
+           note=f"verify_chain over {report.events:,} events / a bare streamed read of the same rows")
 
 
 def main() -> None:

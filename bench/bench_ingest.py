@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from _results import record
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -194,6 +195,11 @@ def main() -> None:
         database.dispose()  # type: ignore[attr-defined]
     print(f"ratio to bare orjson (median of {args.repeats}): {statistics.median(to_orjson):.2f}x (target >= 0.5x)")
     print(f"ratio to fhir.resources (median of {args.repeats}): {statistics.median(to_models):.1f}x (target >= 20x)")
+    path_name = "native" if native.NATIVE else "pure"
+    record(f"ingest.{path_name}.rate_vs_orjson", statistics.median(to_orjson), better="higher", unit="x baseline",
+           note=f"bulk Observation ingest end to end / bare orjson.loads, {n:,} lines, median of {args.repeats}")
+    record(f"ingest.{path_name}.rate_vs_fhir_resources", statistics.median(to_models), better="higher",
+           unit="x baseline", note="bulk Observation ingest / fhir.resources R4B validation of the same lines")
 
 
 if __name__ == "__main__":

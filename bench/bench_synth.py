@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import orjson
+from _results import record
 
 from vitalops.synth import generate_hospital
 
@@ -51,6 +52,8 @@ def main() -> None:
         print(f"  generator : {args.patients / elapsed:10,.0f} patients/s  {resources / elapsed:12,.0f} resources/s")
         print(f"  baseline  : {'':>10}             {baseline:12,.0f} minimal orjson lines/s (same count, same run)")
         print(f"  ratio     : generator at {100 * resources / elapsed / baseline:.1f}% of the bare-write rate")
+        record(f"synth.{args.patients}_patients.rate_vs_orjson_write", resources / elapsed / baseline,
+               better="higher", unit="x baseline", note="generator resources/s / minimal orjson lines written/s")
         if args.patients == 2000:
             verdict = "OK" if elapsed < TARGET_SECONDS_FOR_2000 else "SLOWER THAN TARGET"
             print(f"  target    : 2,000 patients in under {TARGET_SECONDS_FOR_2000:.0f} s -> {verdict}")

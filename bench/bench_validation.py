@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from _results import record
 from scipy.special import expit
 from sklearn.calibration import calibration_curve
 from sklearn.linear_model import LogisticRegression
@@ -80,6 +81,8 @@ def main() -> None:
     print(f"full validation report with intervals: {report_seconds:6.2f} s  (CPU {report_cpu:5.2f} s; target < 20 s)")
     print(f"scikit-learn point metrics, no intervals: {baseline_seconds:6.2f} s  (CPU {baseline_cpu:5.2f} s)")
     print(f"report / baseline: {report_seconds / baseline_seconds:5.1f}x for {RESAMPLES:,} resamples")
+    record("validation.report_vs_point_metrics", report_seconds / baseline_seconds, better="lower",
+           unit="x baseline", note=f"full report with {RESAMPLES:,} resamples / scikit-learn point metrics only")
 
 
 if __name__ == "__main__":
