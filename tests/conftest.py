@@ -27,7 +27,13 @@ time.tzset()
 
 from vitalops.api.app import create_app  # noqa: E402
 from vitalops.auth import SYSTEM, Principal  # noqa: E402
-from vitalops.auth.users import create_key, create_user  # noqa: E402
+from vitalops.auth.users import (  # noqa: E402
+    authenticate_key,
+    create_enrollment,
+    create_key,
+    create_user,
+    redeem_enrollment,  # noqa: E402
+)
 from vitalops.core.settings import Settings, get_settings, write_secrets_file  # noqa: E402
 from vitalops.db import Database  # noqa: E402
 from vitalops.db.migrate import upgrade  # noqa: E402
@@ -133,14 +139,21 @@ def settings(home: Settings) -> Settings:
 
 @pytest.fixture
 def make_user(database: Database) -> Callable[..., tuple[Principal, str]]:
-    """Create a user with ``role`` (and an API key) through the public services."""
+    """Create a user with ``role`` and their API key through the public services: a person enrolls and
+    redeems the token for a key of their own; a service account (ehr) gets a key from an admin. The
+    principal returned is the one the key authenticates as."""
 
     def make(role: str, name: str | None = None, days: int = 30) -> tuple[Principal, str]:
         user_name = name or f"{role.replace('_', '')}{secrets.token_hex(3)}"
         with database.session() as session:
             user = create_user(session, SYSTEM, user_name, role)
-            _, plain = create_key(session, SYSTEM, user_name, days=days)
-        return user.principal(), plain
+            if user.kind == "service":
+                _, plain = create_key(session, SYSTEM, user_name, days=days)
+            else:
+                _, token = create_enrollment(session, SYSTEM, user_name)
+                _, plain = redeem_enrollment(session, token, days=days)
+        with database.session() as session:
+            return authenticate_key(session, plain), plain
 
     return make
 

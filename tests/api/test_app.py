@@ -54,7 +54,7 @@ def test_forbidden_is_403_and_audited(api_client: httpx.Client, make_user: Calla
 def test_auditor_reads_events_and_verifies_the_chain(api_client: httpx.Client, make_user: Callable) -> None:
     _, key = make_user("auditor")
     events = api_client.get("/v1/audit", params={"action": "user.created"}, headers=bearer(key)).json()["events"]
-    assert len(events) == 1 and events[0]["payload"] == {"role": "auditor"}
+    assert len(events) == 1 and events[0]["payload"] == {"role": "auditor", "kind": "person"}
     assert api_client.get("/v1/audit/verify", headers=bearer(key)).json()["ok"] is True
 
 
@@ -69,10 +69,16 @@ def test_admin_manages_users_with_clear_errors(api_client: httpx.Client, make_us
     malformed = api_client.post("/v1/users", content=b'{"name": "x", "role":', headers=bearer(key) | {
         "content-type": "application/json"})
     assert malformed.status_code == 422 and malformed.json()["detail"] == "the request body is not valid JSON"
-    issued = api_client.post("/v1/users/dana/keys", json={"days": 7}, headers=bearer(key)).json()
-    assert issued["key"].startswith("vok_")
+    person_key = api_client.post("/v1/users/dana/keys", json={"days": 7}, headers=bearer(key))
+    assert person_key.status_code == 403 and person_key.json()["code"] == "policy_violation"
+    assert "enrollment" in person_key.json()["detail"]
+    service = api_client.post("/v1/users", json={"name": "lab-feed", "role": "operator", "service": True},
+                              headers=bearer(key))
+    assert service.status_code == 201 and service.json()["kind"] == "service"
+    issued = api_client.post("/v1/users/lab-feed/keys", json={"days": 7}, headers=bearer(key)).json()
+    assert issued["key"].startswith("vok_") and issued["personal"] is False
     assert api_client.get("/v1/audit", headers=bearer(issued["key"])).status_code == 403
-    revoked = api_client.post(f"/v1/users/dana/keys/{issued['prefix']}/revoke", json={"reason": "test"},
+    revoked = api_client.post(f"/v1/users/lab-feed/keys/{issued['prefix']}/revoke", json={"reason": "test"},
                               headers=bearer(key))
     assert revoked.status_code == 200
     assert api_client.get("/v1/audit", headers=bearer(issued["key"])).status_code == 401

@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from tests.conftest import bearer
+from tests.governance.plans import register_sites
 from tests.governance.test_pccp_gate import _register, _table, create_deterioration_model
 from vitalops.artifacts import open_store
 
@@ -17,6 +18,7 @@ def test_models_api_permissions_approvals_and_gate(client, database, settings, m
     _, scientist_key = make_user("data_scientist", "dana")
     _, approver_key = make_user("approver", "alice")
     create_deterioration_model(database)
+    register_sites(database, "a")
     _register(database, open_store(settings.artifacts_root), _table(1), ["heart_rate", "lactate"], 1)
 
     assert client.get("/v1/models").status_code == 401
@@ -32,14 +34,14 @@ def test_models_api_permissions_approvals_and_gate(client, database, settings, m
     blocked = client.post(
         "/v1/deployments",
         headers=bearer(approver_key),
-        json={"model": "deterioration", "version": 1, "sites": ["A"], "mode": "champion"},
+        json={"model": "deterioration", "version": 1, "sites": ["a"], "mode": "champion"},
     )
     assert blocked.status_code == 409
-    assert "pccp.check_missing" in blocked.text
+    assert "pccp.plan_missing" in blocked.text
     shadow = client.post(
         "/v1/deployments",
         headers=bearer(scientist_key),
-        json={"model": "deterioration", "version": 1, "sites": ["A"], "mode": "shadow"},
+        json={"model": "deterioration", "version": 1, "sites": ["a"], "mode": "shadow"},
     )
     assert shadow.status_code == 200 and shadow.json()["applied"] is True
     history = client.get("/v1/deployments/deterioration", headers=bearer(scientist_key)).json()

@@ -34,7 +34,7 @@ def test_unknown_role_and_duplicate_user_are_refused_and_nothing_is_written(data
 
 def test_keys_are_stored_only_as_hashes_and_authenticate(database: Database) -> None:
     with database.session() as session:
-        create_user(session, SYSTEM, "casey", "clinician")
+        create_user(session, SYSTEM, "casey", "clinician", service=True)
         key, plain = create_key(session, SYSTEM, "casey", days=5)
     with database.engine.connect() as connection:
         stored = connection.execute(sa.text("SELECT key_hash FROM api_keys")).scalar_one()
@@ -49,7 +49,7 @@ def test_keys_are_stored_only_as_hashes_and_authenticate(database: Database) -> 
 
 def test_revoked_and_expired_keys_do_not_authenticate(database: Database) -> None:
     with database.session() as session:
-        create_user(session, SYSTEM, "olive", "operator")
+        create_user(session, SYSTEM, "olive", "operator", service=True)
         revoked, revoked_plain = create_key(session, SYSTEM, "olive")
         expired, expired_plain = create_key(session, SYSTEM, "olive", key_name="old")
         revoke_key(session, SYSTEM, revoked.prefix, "rotated")

@@ -10,9 +10,10 @@ from vitalops.registry.schemas import ModelCreate, Signature, VersionCreate
 from vitalops.registry.versions import create_model, create_version, get_version, update_version_report
 
 SCIENTIST = Principal(name="dana", roles=frozenset({Role.DATA_SCIENTIST}))
-ALICE = Principal(name="alice", roles=frozenset({Role.APPROVER}))
-BOB = Principal(name="bob", roles=frozenset({Role.APPROVER}))
-SELF_APPROVER = Principal(name="dana", roles=frozenset({Role.DATA_SCIENTIST, Role.APPROVER}))
+ALICE = Principal(name="alice", roles=frozenset({Role.APPROVER}), credential="key:alice", personal=True)
+BOB = Principal(name="bob", roles=frozenset({Role.APPROVER}), credential="key:bob", personal=True)
+SELF_APPROVER = Principal(name="dana", roles=frozenset({Role.DATA_SCIENTIST, Role.APPROVER}), credential="key:dana",
+                          personal=True)
 
 
 @pytest.fixture

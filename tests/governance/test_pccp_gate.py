@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from tests.governance.plans import plan_in_force, register_sites
 from vitalops.artifacts import open_store, save_model
 from vitalops.audit import list_events
 from vitalops.auth import Principal, Role
@@ -17,7 +18,6 @@ from vitalops.errors import Conflict, GateFailed
 from vitalops.governance.approvals import approve_version
 from vitalops.governance.deploy import deploy_version, rollback_deployment
 from vitalops.governance.gate import raise_if_failed, record_full_review, run_pccp_check
-from vitalops.governance.pccp import create_pccp
 from vitalops.registry.deployments import get_alias, list_deployment_events
 from vitalops.registry.schemas import ModelCreate, Signature, VersionCreate
 from vitalops.registry.versions import create_model, create_version
@@ -26,7 +26,7 @@ from vitalops.validation.report import build_report
 from vitalops.validation.thresholds import ThresholdRule
 
 SCIENTIST = Principal(name="dana", roles=frozenset({Role.DATA_SCIENTIST}))
-ALICE = Principal(name="alice", roles=frozenset({Role.APPROVER}))
+ALICE = Principal(name="alice", roles=frozenset({Role.APPROVER}), credential="key:test", personal=True)
 FEATURES = ["heart_rate", "lactate", "resp_rate"]
 
 
@@ -38,7 +38,7 @@ def _table(seed: int, n: int = 600) -> pa.Table:
     return pa.table(
         {
             "patient_key": [f"p{i}" for i in range(n)],
-            "site": ["A" if i % 2 else "B" for i in range(n)],
+            "site": ["a" if i % 2 else "b" for i in range(n)],
             "encounter_key": [f"e{i}" for i in range(n)],
             "index_time": pa.array([start + timedelta(hours=i) for i in range(n)], pa.timestamp("us", tz="UTC")),
             "label": pa.array(label, pa.int8()),
@@ -111,9 +111,9 @@ def governed(database, settings):
     store = open_store(settings.artifacts_root)
     frozen_uri, fingerprint = freeze_dataset(store, _table(99))
     create_deterioration_model(database)
-    create_pccp(
+    register_sites(database, "a", "b")
+    plan_in_force(
         database,
-        SCIENTIST,
         "deterioration",
         f"""
 model: deterioration
@@ -138,38 +138,40 @@ n_resamples: 50
 def test_gate_passes_a_retrain_and_blocks_a_weakened_model(governed):
     first = raise_if_failed(run_pccp_check(governed, SCIENTIST, "deterioration", 1))
     assert first.champion_version is None and first.passed
-    deploy_version(governed, ALICE, "deterioration", 1, sites=["A", "B"], mode="champion")
+    deploy_version(governed, ALICE, "deterioration", 1, sites=["a", "b"], mode="champion")
     with governed.session() as session:
-        assert get_alias(session, "deterioration", "A") == 1
+        assert get_alias(session, "deterioration", "a") == 1
 
-    retrain = run_pccp_check(governed, SCIENTIST, "deterioration", 2, site="A")
+    retrain = run_pccp_check(governed, SCIENTIST, "deterioration", 2, site="a")
     assert retrain.passed and retrain.champion_version == 1
     assert {c.name for c in retrain.criteria} >= {"behaviour.score_psi", "non_inferiority.auroc_drop"}
 
     with pytest.raises(GateFailed) as caught:
-        raise_if_failed(run_pccp_check(governed, SCIENTIST, "deterioration", 3, site="A"))
+        raise_if_failed(run_pccp_check(governed, SCIENTIST, "deterioration", 3, site="a"))
     assert "locked.input_signature" in caught.value.details["failed"]
     with governed.session() as session:  # the failed check was recorded even though it raised
         checks = list_events(session, action="pccp.check", object_id="deterioration/3")
         assert checks and checks[0].payload["passed"] is False and checks[0].payload["evidence_hash"]
 
     with pytest.raises(GateFailed):
-        deploy_version(governed, ALICE, "deterioration", 3, sites=["A"], mode="canary:10")
-    deploy_version(governed, SCIENTIST, "deterioration", 3, sites=["A"], mode="shadow")  # shadow is allowed
-    record_full_review(governed, ALICE, "deterioration", 3, reason="clinical safety officer accepted the risk")
-    plan = deploy_version(governed, ALICE, "deterioration", 3, sites=["A"], mode="canary:10", dry_run=True)
+        deploy_version(governed, ALICE, "deterioration", 3, sites=["a"], mode="canary:10")
+    deploy_version(governed, SCIENTIST, "deterioration", 3, sites=["a"], mode="shadow")  # shadow is allowed
+    waived = caught.value.details["failed"] + caught.value.details["not_evaluable"]
+    record_full_review(governed, ALICE, "deterioration", 3, reason="clinical safety officer accepted the risk",
+                       waives=waived, site="a")
+    plan = deploy_version(governed, ALICE, "deterioration", 3, sites=["a"], mode="canary:10", dry_run=True)
     assert not plan.applied and plan.changes[0].current_version == 3 and plan.changes[0].new_mode == "canary:10"
 
 
 def test_rollback_restores_the_previous_champion(governed):
     run_pccp_check(governed, SCIENTIST, "deterioration", 1)
-    run_pccp_check(governed, SCIENTIST, "deterioration", 2)
-    deploy_version(governed, ALICE, "deterioration", 1, sites=["A"], mode="champion")
-    deploy_version(governed, ALICE, "deterioration", 2, sites=["A"], mode="champion")
-    rollback_deployment(governed, ALICE, "deterioration", site="A", reason="alert fired")
+    deploy_version(governed, ALICE, "deterioration", 1, sites=["a"], mode="champion")
+    run_pccp_check(governed, SCIENTIST, "deterioration", 2, site="a")  # judged against the champion it replaces
+    deploy_version(governed, ALICE, "deterioration", 2, sites=["a"], mode="champion")
+    rollback_deployment(governed, ALICE, "deterioration", site="a", reason="alert fired")
     with governed.session() as session:
-        assert get_alias(session, "deterioration", "A") == 1
+        assert get_alias(session, "deterioration", "a") == 1
         assert [e.action for e in list_deployment_events(session, "deterioration")] == ["deploy", "deploy", "rollback"]
-    rollback_deployment(governed, ALICE, "deterioration", site="A", reason="back to nothing")
+    rollback_deployment(governed, ALICE, "deterioration", site="a", reason="back to nothing")
     with pytest.raises(Conflict):
-        rollback_deployment(governed, ALICE, "deterioration", site="A", reason="nothing left")
+        rollback_deployment(governed, ALICE, "deterioration", site="a", reason="nothing left")

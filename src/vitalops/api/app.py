@@ -10,13 +10,15 @@ from fastapi import FastAPI
 from vitalops import __version__
 from vitalops.api.middleware import ApiMetrics, RequestContextMiddleware
 from vitalops.api.problems import install_problem_handlers
-from vitalops.api.routes import audit, deployments, health, models, users
+from vitalops.api.routes import audit, deployments, health, models, sites, users
 from vitalops.core.logging import configure_logging
 from vitalops.core.settings import Settings, get_settings
 from vitalops.db import Database
 from vitalops.db.migrate import upgrade
 
-ROUTERS = (health.router, audit.router, users.router, models.router, deployments.router)
+ROUTERS = (
+    health.router, audit.router, users.router, users.self_service, sites.router, models.router, deployments.router,
+)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:

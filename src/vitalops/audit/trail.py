@@ -1,11 +1,13 @@
 """The hash-chained, append-only audit trail.
 
 Each event's hash is sha256 over the canonical JSON list
-``[seq, at, actor, action, object_type, object_id, payload_json, prev_hash]``; the first event's
-``prev_hash`` is 64 zeros. Appends happen inside the caller's transaction, so a rolled-back change
-leaves no event and a committed change always has one. Appenders are serialized for the length of
-their transaction (PostgreSQL: a transaction-scoped advisory lock; SQLite: ``BEGIN IMMEDIATE``),
-so concurrent processes can never fork the chain; the primary key on ``seq`` is the backstop.
+``[seq, at, actor, action, object_type, object_id, payload_json, prev_hash]``, with the acting
+credential (``key:<prefix>``, ``cli:unverified``, ``system``) appended as a ninth element when the
+event records one; the first event's ``prev_hash`` is 64 zeros. Appends happen inside the caller's
+transaction, so a rolled-back change leaves no event and a committed change always has one.
+Appenders are serialized for the length of their transaction (PostgreSQL: a transaction-scoped
+advisory lock; SQLite: ``BEGIN IMMEDIATE``), so concurrent processes can never fork the chain; the
+primary key on ``seq`` is the backstop.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import event, insert, select, text
@@ -35,6 +37,16 @@ FORBIDDEN_PAYLOAD_KEYS = frozenset(
 )
 
 
+class Actor(Protocol):
+    """Who acted: anything with a name and the credential it acted with (an ``auth.Principal``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def credential(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class AuditEvent:
     seq: int
@@ -46,22 +58,25 @@ class AuditEvent:
     payload: dict[str, Any]
     prev_hash: str
     hash: str
+    credential: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "seq": self.seq, "at": isoformat_utc(self.at), "actor": self.actor, "action": self.action,
-            "object_type": self.object_type, "object_id": self.object_id, "payload": self.payload,
-            "prev_hash": self.prev_hash, "hash": self.hash,
+            "seq": self.seq, "at": isoformat_utc(self.at), "actor": self.actor, "credential": self.credential,
+            "action": self.action, "object_type": self.object_type, "object_id": self.object_id,
+            "payload": self.payload, "prev_hash": self.prev_hash, "hash": self.hash,
         }
 
 
 def event_hash(
     seq: int, at_text: str, actor: str, action: str, object_type: str, object_id: str, payload_json: str,
-    prev_hash: str,
+    prev_hash: str, credential: str | None = None,
 ) -> str:
-    """The hash of one event over its canonical encoding."""
-    encoded = orjson.dumps([seq, at_text, actor, action, object_type, object_id, payload_json, prev_hash])
-    return hashlib.sha256(encoded).hexdigest()
+    """The hash of one event over its canonical encoding (the credential is part of it when present)."""
+    fields: list[object] = [seq, at_text, actor, action, object_type, object_id, payload_json, prev_hash]
+    if credential is not None:
+        fields.append(credential)
+    return hashlib.sha256(orjson.dumps(fields)).hexdigest()
 
 
 def _check_payload(payload: dict[str, Any]) -> None:
@@ -93,7 +108,7 @@ def _head(session: Session) -> tuple[int, str]:
 def append(
     session: Session,
     *,
-    actor: str,
+    actor: str | Actor,
     action: str,
     object_type: str,
     object_id: str,
@@ -102,8 +117,13 @@ def append(
 ) -> AuditEvent:
     """Append one event in ``session``'s transaction and return it.
 
-    Raises InvalidInput when the payload has a key that names patient data.
+    ``actor`` is a principal (its name and credential are recorded) or, for events no principal
+    causes, a plain name. Raises InvalidInput when the payload has a key that names patient data.
     """
+    if isinstance(actor, str):
+        actor_name, credential = actor, None
+    else:
+        actor_name, credential = actor.name, actor.credential
     payload = payload or {}
     _check_payload(payload)
     moment = as_utc(at or utcnow())
@@ -111,13 +131,14 @@ def append(
     payload_json = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z, default=str).decode()
     seq, prev_hash = _head(session)
     seq += 1
-    digest = event_hash(seq, at_text, actor, action, object_type, object_id, payload_json, prev_hash)
+    digest = event_hash(seq, at_text, actor_name, action, object_type, object_id, payload_json, prev_hash, credential)
     session.info.setdefault(_PENDING_KEY, []).append(
-        {"seq": seq, "at": moment, "actor": actor, "action": action, "object_type": object_type,
-         "object_id": object_id, "payload_json": payload_json, "prev_hash": prev_hash, "hash": digest}
+        {"seq": seq, "at": moment, "actor": actor_name, "action": action, "object_type": object_type,
+         "object_id": object_id, "payload_json": payload_json, "prev_hash": prev_hash, "hash": digest,
+         "credential": credential}
     )
     session.info[_HEAD_KEY] = (seq, digest)
-    return AuditEvent(seq, moment, actor, action, object_type, object_id, payload, prev_hash, digest)
+    return AuditEvent(seq, moment, actor_name, action, object_type, object_id, payload, prev_hash, digest, credential)
 
 
 def flush_events(session: Session) -> None:
@@ -146,6 +167,7 @@ def _row_to_event(row: Any) -> AuditEvent:
     return AuditEvent(
         seq=int(row.seq), at=as_utc(row.at), actor=row.actor, action=row.action, object_type=row.object_type,
         object_id=row.object_id, payload=orjson.loads(row.payload_json), prev_hash=row.prev_hash, hash=row.hash,
+        credential=row.credential,
     )
 
 

@@ -45,7 +45,7 @@ _AT_TEXT = {
 def _query(dialect: str) -> TextClause:
     at_text = _AT_TEXT.get(dialect, "at")
     return text(
-        f"SELECT seq, {at_text}, actor, action, object_type, object_id, payload_json, prev_hash, hash "  # noqa: S608
+        f"SELECT seq, {at_text}, actor, action, object_type, object_id, payload_json, prev_hash, hash, credential "  # noqa: S608
         "FROM audit_events ORDER BY seq"
     )
 
@@ -70,7 +70,7 @@ def verify_chain(
 def _walk(result: Any, batch: int, progress: Callable[[int], None] | None) -> ChainReport:
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
     for rows in result.partitions(batch):
-        for seq, at_text, actor, action, object_type, object_id, payload_json, stored_prev, stored_hash in rows:
+        for seq, at_text, actor, action, object_type, object_id, payload_json, stored_prev, stored_hash, via in rows:
             if seq != expected_seq:
                 return ChainReport(count, expected_seq - 1, prev_hash, expected_seq,
                                    f"event {expected_seq} is missing (next stored event is {seq})")
@@ -78,7 +78,7 @@ def _walk(result: Any, batch: int, progress: Callable[[int], None] | None) -> Ch
                 return ChainReport(count, seq - 1, prev_hash, seq, f"event {seq} does not link to event {seq - 1}")
             if not isinstance(at_text, str):
                 at_text = isoformat_utc(as_utc(at_text))
-            digest = event_hash(seq, at_text, actor, action, object_type, object_id, payload_json, stored_prev)
+            digest = event_hash(seq, at_text, actor, action, object_type, object_id, payload_json, stored_prev, via)
             if digest != stored_hash:
                 return ChainReport(count, seq - 1, prev_hash, seq, f"event {seq} was altered after it was written")
             prev_hash, expected_seq, count = stored_hash, seq + 1, count + 1

@@ -35,6 +35,7 @@ class Permission(StrEnum):
     MODELS_APPROVE = "models:approve"
     PCCP_MANAGE = "pccp:manage"
     PCCP_CHECK = "pccp:check"
+    PCCP_APPROVE = "pccp:approve"
     PCCP_REVIEW = "pccp:review"
     DEPLOY_SHADOW = "deploy:shadow"
     DEPLOY_PROMOTE = "deploy:promote"
@@ -59,8 +60,8 @@ MATRIX: dict[Role, frozenset[Permission]] = {
     ),
     Role.APPROVER: frozenset(
         {
-            _P.MODELS_READ, _P.MODELS_APPROVE, _P.PCCP_CHECK, _P.PCCP_REVIEW, _P.PCCP_MANAGE, _P.DEPLOY_SHADOW,
-            _P.DEPLOY_PROMOTE, _P.QUALITY_READ, _P.MONITORING_READ, _P.AUDIT_READ,
+            _P.MODELS_READ, _P.MODELS_APPROVE, _P.PCCP_CHECK, _P.PCCP_APPROVE, _P.PCCP_REVIEW, _P.PCCP_MANAGE,
+            _P.DEPLOY_SHADOW, _P.DEPLOY_PROMOTE, _P.QUALITY_READ, _P.MONITORING_READ, _P.AUDIT_READ,
         }
     ),
     Role.OPERATOR: frozenset(

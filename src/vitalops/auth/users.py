@@ -1,7 +1,12 @@
-"""Users and API keys: create, list, disable, issue, revoke, authenticate.
+"""Users and API keys: create, list, disable, enroll, issue, revoke, authenticate.
 
-API keys look like ``vok_<prefix>_<secret>``. Only the sha256 of the whole key is stored; the
-plain key is returned once, at creation. Keys expire; revoked or expired keys never authenticate.
+A user is a ``person`` or a ``service`` account (an EHR, an integration). An admin issues keys to
+service accounts only. A person gets a one-time enrollment token (``voe_<prefix>_<secret>``, valid
+for hours) from an admin and redeems it for a key that nobody else has seen; with that key they
+may create more of their own. Only such personal keys count for governance acts (``auth.guard``).
+
+Keys look like ``vok_<prefix>_<secret>``. Only the sha256 of a key or token is stored; the plain
+value is returned once. Keys expire; revoked or expired keys never authenticate.
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ from vitalops.audit import append
 from vitalops.auth.permissions import Role
 from vitalops.auth.principal import Principal
 from vitalops.core.clock import utcnow
-from vitalops.db.tables.identity import ApiKeyRow, UserRow
-from vitalops.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from vitalops.db.tables.identity import ApiKeyRow, EnrollmentRow, UserRow
+from vitalops.errors import Conflict, InvalidInput, NotFound, PolicyViolation, Unauthenticated
 
 USER_NAME = re.compile(r"^[a-z][a-z0-9_.-]{1,63}$")
 KEY_PATTERN = re.compile(r"^vok_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})$")
+ENROLLMENT_PATTERN = re.compile(r"^voe_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})$")
+#: Roles held by service accounts rather than people.
+SERVICE_ROLES = frozenset({Role.EHR})
+ENROLLMENT_HOURS_MAX = 7 * 24
 
 
 @dataclass(frozen=True)
@@ -34,13 +43,18 @@ class User:
     role: Role
     created_at: datetime
     disabled: bool
+    kind: str = "person"
 
-    def principal(self, key_id: int | None = None) -> Principal:
-        return Principal(name=self.name, roles=frozenset({self.role}), user_id=self.id, key_id=key_id)
+    def principal(self, key: ApiKeyRow | None = None) -> Principal:
+        """The principal of this user; with ``key``, authenticated by it (personal when it is their own)."""
+        if key is None:
+            return Principal(name=self.name, roles=frozenset({self.role}), user_id=self.id)
+        return Principal(name=self.name, roles=frozenset({self.role}), user_id=self.id, key_id=key.id,
+                         credential=f"key:{key.prefix}", personal=bool(key.personal) and self.kind == "person")
 
     def to_dict(self) -> dict[str, object]:
-        return {"id": self.id, "name": self.name, "role": self.role.value, "created_at": self.created_at,
-                "disabled": self.disabled}
+        return {"id": self.id, "name": self.name, "role": self.role.value, "kind": self.kind,
+                "created_at": self.created_at, "disabled": self.disabled}
 
 
 @dataclass(frozen=True)
@@ -52,10 +66,22 @@ class ApiKey:
     created_at: datetime
     expires_at: datetime
     revoked: bool
+    personal: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {"id": self.id, "user": self.user, "name": self.name, "prefix": self.prefix,
-                "created_at": self.created_at, "expires_at": self.expires_at, "revoked": self.revoked}
+                "created_at": self.created_at, "expires_at": self.expires_at, "revoked": self.revoked,
+                "personal": self.personal}
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    user: str
+    prefix: str
+    expires_at: datetime
+
+    def to_dict(self) -> dict[str, object]:
+        return {"user": self.user, "prefix": self.prefix, "expires_at": self.expires_at}
 
 
 def parse_role(value: str) -> Role:
@@ -68,11 +94,12 @@ def parse_role(value: str) -> Role:
 
 
 def _to_user(row: UserRow) -> User:
-    return User(row.id, row.name, Role(row.role), row.created_at, row.disabled_at is not None)
+    return User(row.id, row.name, Role(row.role), row.created_at, row.disabled_at is not None, row.kind)
 
 
-def create_user(session: Session, actor: Principal, name: str, role: str) -> User:
-    """Create a user with one role. Conflict if the name is taken; InvalidInput for a bad name or role."""
+def create_user(session: Session, actor: Principal, name: str, role: str, *, service: bool | None = None) -> User:
+    """Create a user with one role: a service account when ``service`` (by default, for the ``ehr``
+    role), else a person. Conflict if the name is taken; InvalidInput for a bad name or role."""
     if not USER_NAME.match(name):
         raise InvalidInput(
             f"user name '{name}' is not valid: use 2-64 lower-case letters, digits, '.', '_' or '-', "
@@ -81,11 +108,12 @@ def create_user(session: Session, actor: Principal, name: str, role: str) -> Use
     parsed = parse_role(role)
     if session.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
         raise Conflict(f"a user named '{name}' already exists")
-    row = UserRow(name=name, role=parsed.value, created_at=utcnow(), created_by=actor.name)
+    kind = "service" if (parsed in SERVICE_ROLES if service is None else service) else "person"
+    row = UserRow(name=name, role=parsed.value, kind=kind, created_at=utcnow(), created_by=actor.name)
     session.add(row)
     session.flush()
-    append(session, actor=actor.name, action="user.created", object_type="user", object_id=name,
-           payload={"role": parsed.value})
+    append(session, actor=actor, action="user.created", object_type="user", object_id=name,
+           payload={"role": parsed.value, "kind": kind})
     return _to_user(row)
 
 
@@ -106,7 +134,7 @@ def disable_user(session: Session, actor: Principal, name: str, reason: str) -> 
         raise NotFound(f"no user named '{name}'")
     if row.disabled_at is None:
         row.disabled_at = utcnow()
-        append(session, actor=actor.name, action="user.disabled", object_type="user", object_id=name,
+        append(session, actor=actor, action="user.disabled", object_type="user", object_id=name,
                payload={"reason": reason})
     return _to_user(row)
 
@@ -115,27 +143,95 @@ def _hash_key(plain: str) -> str:
     return hashlib.sha256(plain.encode()).hexdigest()
 
 
-def create_key(
-    session: Session, actor: Principal, user_name: str, *, key_name: str = "default", days: int = 90
-) -> tuple[ApiKey, str]:
-    """Issue an API key for ``user_name``; returns the key record and the plain key (shown once)."""
-    if not 1 <= days <= 3650:
-        raise InvalidInput(f"key lifetime of {days} days is out of range (1 to 3650)")
+def _issuable_user(session: Session, user_name: str) -> UserRow:
     user = session.scalar(select(UserRow).where(UserRow.name == user_name))
     if user is None:
         raise NotFound(f"no user named '{user_name}'")
     if user.disabled_at is not None:
         raise Conflict(f"user '{user_name}' is disabled; no key can be issued")
+    return user
+
+
+def _issue_key(
+    session: Session, actor: Principal, user: UserRow, *, key_name: str, days: int, personal: bool
+) -> tuple[ApiKey, str]:
+    if not 1 <= days <= 3650:
+        raise InvalidInput(f"key lifetime of {days} days is out of range (1 to 3650)")
     prefix = secrets.token_hex(6)
     plain = f"vok_{prefix}_{secrets.token_urlsafe(32)}"
     now = utcnow()
     row = ApiKeyRow(user_id=user.id, name=key_name, prefix=prefix, key_hash=_hash_key(plain), created_at=now,
-                    expires_at=now + timedelta(days=days))
+                    expires_at=now + timedelta(days=days), issued_by=actor.name, personal=personal)
     session.add(row)
     session.flush()
-    append(session, actor=actor.name, action="key.created", object_type="api_key", object_id=prefix,
-           payload={"user": user_name, "expires_at": row.expires_at.isoformat()})
-    return ApiKey(row.id, user_name, key_name, prefix, row.created_at, row.expires_at, False), plain
+    append(session, actor=actor, action="key.created", object_type="api_key", object_id=prefix,
+           payload={"user": user.name, "personal": personal, "expires_at": row.expires_at.isoformat()})
+    return ApiKey(row.id, user.name, key_name, prefix, row.created_at, row.expires_at, False, personal), plain
+
+
+def create_key(
+    session: Session, actor: Principal, user_name: str, *, key_name: str = "default", days: int = 90
+) -> tuple[ApiKey, str]:
+    """Issue an API key for ``user_name``; returns the key record and the plain key (shown once).
+
+    A service account's key is issued by whoever may manage keys (the caller checks the permission).
+    A person's key is created only by that person, acting with a personal key of their own: anyone
+    else (an admin included) gets PolicyViolation and should issue an enrollment token instead.
+    """
+    user = _issuable_user(session, user_name)
+    if user.kind == "service":
+        return _issue_key(session, actor, user, key_name=key_name, days=days, personal=False)
+    if actor.user_id == user.id and actor.personal:
+        return _issue_key(session, actor, user, key_name=key_name, days=days, personal=True)
+    raise PolicyViolation(
+        f"'{user_name}' is a person: only they can create their keys. Issue an enrollment token "
+        f"('vitalops users enroll {user_name}') and let them redeem it ('vitalops keys redeem TOKEN')",
+        details={"rule": "personal_keys"},
+    )
+
+
+def create_enrollment(session: Session, actor: Principal, user_name: str, *, hours: int = 72) -> tuple[Enrollment, str]:
+    """A one-time token with which the person ``user_name`` creates their first key; returned once.
+    The caller checks that ``actor`` may manage users."""
+    if not 1 <= hours <= ENROLLMENT_HOURS_MAX:
+        raise InvalidInput(f"an enrollment token lives 1 to {ENROLLMENT_HOURS_MAX} hours, not {hours}")
+    user = _issuable_user(session, user_name)
+    if user.kind != "person":
+        raise InvalidInput(f"'{user_name}' is a service account: issue it a key with 'vitalops keys create'")
+    prefix = secrets.token_hex(6)
+    plain = f"voe_{prefix}_{secrets.token_urlsafe(32)}"
+    now = utcnow()
+    row = EnrollmentRow(user_id=user.id, prefix=prefix, token_hash=_hash_key(plain), created_at=now,
+                        created_by=actor.name, expires_at=now + timedelta(hours=hours))
+    session.add(row)
+    append(session, actor=actor, action="enrollment.created", object_type="user", object_id=user_name,
+           payload={"prefix": prefix, "expires_at": row.expires_at.isoformat()})
+    return Enrollment(user_name, prefix, row.expires_at), plain
+
+
+def redeem_enrollment(
+    session: Session, token: str, *, key_name: str = "default", days: int = 90
+) -> tuple[ApiKey, str]:
+    """Exchange a one-time enrollment token for the person's own key (personal); the token is spent.
+    Unauthenticated for a malformed, unknown, spent or expired token."""
+    match = ENROLLMENT_PATTERN.match(token.strip())
+    if match is None:
+        raise Unauthenticated("the enrollment token is malformed")
+    row = session.scalar(select(EnrollmentRow).where(EnrollmentRow.prefix == match.group(1)).with_for_update())
+    if row is None or not hmac.compare_digest(row.token_hash, _hash_key(token.strip())):
+        raise Unauthenticated("the enrollment token is not valid", details={"reason": "unknown_token"})
+    if row.redeemed_at is not None:
+        raise Unauthenticated("the enrollment token was used already", details={"reason": "spent"})
+    if row.expires_at <= utcnow():
+        raise Unauthenticated("the enrollment token has expired", details={"reason": "expired"})
+    user = session.get_one(UserRow, row.user_id)
+    if user.disabled_at is not None:
+        raise Unauthenticated("the user of this enrollment token is disabled", details={"reason": "disabled"})
+    row.redeemed_at = utcnow()
+    person = Principal(name=user.name, roles=frozenset({Role(user.role)}), user_id=user.id,
+                       credential=f"enrollment:{row.prefix}")
+    return _issue_key(session, person, _issuable_user(session, user.name), key_name=key_name, days=days,
+                      personal=True)
 
 
 def list_keys(session: Session, user_name: str | None = None) -> list[ApiKey]:
@@ -143,7 +239,8 @@ def list_keys(session: Session, user_name: str | None = None) -> list[ApiKey]:
     if user_name is not None:
         query = query.where(UserRow.name == user_name)
     return [
-        ApiKey(row.id, name, row.name, row.prefix, row.created_at, row.expires_at, row.revoked_at is not None)
+        ApiKey(row.id, name, row.name, row.prefix, row.created_at, row.expires_at, row.revoked_at is not None,
+               row.personal)
         for row, name in session.execute(query)
     ]
 
@@ -155,7 +252,7 @@ def revoke_key(session: Session, actor: Principal, prefix: str, reason: str) -> 
         raise NotFound(f"no API key with prefix '{prefix}'")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
-        append(session, actor=actor.name, action="key.revoked", object_type="api_key", object_id=prefix,
+        append(session, actor=actor, action="key.revoked", object_type="api_key", object_id=prefix,
                payload={"reason": reason})
 
 
@@ -178,4 +275,4 @@ def authenticate_key(session: Session, plain: str) -> Principal:
         raise Unauthenticated("the API key has expired", details={"reason": "expired", "prefix": key.prefix})
     if user.disabled_at is not None:
         raise Unauthenticated("the user of this API key is disabled", details={"reason": "disabled"})
-    return _to_user(user).principal(key_id=key.id)
+    return _to_user(user).principal(key)

@@ -1,9 +1,10 @@
 """What every command needs: the settings, a migrated database, and who is acting.
 
-The command line acts as the user named by ``VITALOPS_USER``. Without it, in development only,
-it acts as the local installation owner (roles admin, data_scientist, operator, auditor: never
-approver, so governance decisions always carry a named approver). In production ``VITALOPS_USER``
-is required. See docs/security.md.
+The command line acts as the person whose key is in ``VITALOPS_API_KEY`` (authenticated like an
+API call), else as the user named by ``VITALOPS_USER``: a name from the environment proves nothing,
+so it carries the credential ``cli:unverified`` and counts for no governance act. Without either,
+in development only, it acts as the local installation owner (roles admin, data_scientist,
+operator, auditor: never approver). In production one of them is required. See docs/security.md.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import getpass
 
 from vitalops.auth import Principal, Role
-from vitalops.auth.users import get_user
+from vitalops.auth.users import authenticate_key, get_user
 from vitalops.core.logging import configure_logging
 from vitalops.core.settings import Settings, get_settings
 from vitalops.db import Database
@@ -45,6 +46,14 @@ def open_database(settings: Settings | None = None, *, migrate: bool = True) -> 
 def cli_principal(database: Database, settings: Settings | None = None) -> Principal:
     """Who this command acts as (see the module docstring)."""
     settings = settings or get_settings()
+    if settings.api_key is not None:
+        with database.session() as session:
+            principal = authenticate_key(session, settings.api_key.get_secret_value())
+        if settings.user and settings.user != principal.name:
+            raise Unauthenticated(
+                f"VITALOPS_USER names '{settings.user}' but VITALOPS_API_KEY is the key of '{principal.name}'"
+            )
+        return principal
     if settings.user:
         with database.session() as session:
             try:
@@ -55,7 +64,7 @@ def cli_principal(database: Database, settings: Settings | None = None) -> Princ
             raise Unauthenticated(f"user '{settings.user}' is disabled")
         return user.principal()
     if settings.environment == "production":
-        raise Unauthenticated("set VITALOPS_USER to the user this command acts as")
+        raise Unauthenticated("set VITALOPS_API_KEY (or VITALOPS_USER) to the user this command acts as")
     return Principal(name=f"local:{getpass.getuser()}", roles=LOCAL_OWNER_ROLES, kind="user")
 
 

@@ -17,7 +17,16 @@ from rich.panel import Panel
 
 from vitalops.audit import verify_chain
 from vitalops.auth import SYSTEM, Principal
-from vitalops.auth.users import create_key, create_user, get_user
+from vitalops.auth.users import (
+    authenticate_key,
+    create_enrollment,
+    create_key,
+    create_user,
+    get_user,
+    list_keys,
+    redeem_enrollment,
+    revoke_key,
+)
 from vitalops.cli.context import open_database
 from vitalops.cli.dataset_cmd import render_dataset_summary
 from vitalops.cli.ingest_cmd import render_ingest_report
@@ -33,6 +42,7 @@ from vitalops.features.service import build_dataset
 from vitalops.ingest.service import ingest_paths
 from vitalops.quality.report import quality_report
 from vitalops.registry.service import build_card, read_report
+from vitalops.sites import create_site, list_sites
 from vitalops.synth import RESOURCE_TYPES, generate_hospital
 from vitalops.training.demo import DEMO_MODELS, run_model_plane_demo
 from vitalops.validation.report import ValidationReport
@@ -55,8 +65,19 @@ DEMO_SEED = 7
 DEMO_MARKER = "demo.done"
 
 
+def ensure_demo_sites(database: Database) -> None:
+    """Register the demo hospital's sites (kept if present); each feed tags its site by its code."""
+    with database.session() as session:
+        known = {site.code for site in list_sites(session)}
+        for code in DEMO_SITES:
+            if code not in known:
+                create_site(session, SYSTEM, code, name=f"{code.title()} campus", tag_values=[code])
+
+
 def ensure_demo_users(database: Database) -> tuple[dict[str, Principal], list[dict[str, Any]]]:
-    """Create the demo staff (kept if present) and issue each a fresh API key, returned once."""
+    """Create the demo staff (kept if present), revoke the keys an earlier run gave them, and give each a
+    fresh key, returned once: people enroll and redeem their token for a key of their own (the demo acts
+    for them with it, as they would), service accounts get one from the admin."""
     principals: dict[str, Principal] = {}
     keys: list[dict[str, Any]] = []
     with database.session() as session:
@@ -65,9 +86,16 @@ def ensure_demo_users(database: Database) -> tuple[dict[str, Principal], list[di
                 user = get_user(session, name)
             except NotFound:
                 user = create_user(session, SYSTEM, name, role)
-            principals[name] = user.principal()
-            key, plain = create_key(session, SYSTEM, name, key_name="demo", days=30)
+            for old in list_keys(session, name):
+                if old.name == "demo" and not old.revoked:
+                    revoke_key(session, SYSTEM, old.prefix, "the demo was run again")
+            if user.kind == "service":
+                key, plain = create_key(session, SYSTEM, name, key_name="demo", days=30)
+            else:
+                _, token = create_enrollment(session, SYSTEM, name, hours=1)
+                key, plain = redeem_enrollment(session, token, key_name="demo", days=30)
             keys.append({"user": name, "role": role, "key": plain, "expires_at": key.expires_at.date().isoformat()})
+            principals[name] = authenticate_key(session, plain)
     return principals, keys
 
 
@@ -137,7 +165,7 @@ class DemoSteps:
         return built
 
     def models(self, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        self.heading("5. Train, validate, register, approve (two approvers), gate with the PCCP, deploy")
+        self.heading("5. Train, validate, register; plans and versions approved by two people; the PCCP gate; deploy")
         with progress_bar(not self.as_json) as bar:
             task = bar.add_task("model plane", total=None)
             result = run_model_plane_demo(
@@ -171,6 +199,16 @@ class DemoSteps:
         return chain.to_dict()
 
 
+def _gate_text(check: dict[str, Any]) -> str:
+    if not check:
+        return ""
+    if check["status"] == "passed":
+        return "pass"
+    named = check["failed"] + [f"{n} (n/a)" for n in check["not_evaluable"]]
+    waived = " [waived by full review]" if check.get("waived") else ""
+    return f"{check['status'].upper()}: " + ", ".join(named) + waived
+
+
 def render_model_plane(result: dict[str, Any]) -> None:
     rows = []
     for name, record in result["models"].items():
@@ -179,12 +217,14 @@ def render_model_plane(result: dict[str, Any]) -> None:
             checks[record["blocked"]["version"]] = record["blocked"]
         for version in record["versions"]:
             number = version.get("version")
-            check = checks.get(number, {})
             rows.append({
                 "model": name, "version": number, "state": version.get("state"),
-                "auroc (95% CI)": version.get("auroc"),
-                "gate": "" if not check else ("pass" if check["passed"] else "FAIL: " + ", ".join(check["failed"])),
+                "auroc (95% CI)": version.get("auroc"), "gate": _gate_text(checks.get(number, {})),
             })
+    for name, record in result["models"].items():
+        plan = record["plan"]
+        console.print(f"{name}: plan v{plan['version']} proposed by {plan['proposed_by']}, {plan['state']} "
+                      f"after approval by {' and '.join(plan['approved_by'])}")
     console.print(rows_table(rows, ["model", "version", "state", "auroc (95% CI)", "gate"], title="Model versions"))
     for name, record in result["models"].items():
         if "not_approved" in record:
@@ -192,9 +232,12 @@ def render_model_plane(result: dict[str, Any]) -> None:
     deterioration = result["models"].get("deterioration", {})
     if "champion" in deterioration:
         console.print(f"champion at each site: {deterioration['champion']}")
+    if "approval_reason" in deterioration:
+        console.print(f"approval reason for deterioration v1: {deterioration['approval_reason']}", highlight=False)
     if "blocked" in deterioration:
-        console.print(f"candidate v{deterioration['blocked']['version']} beyond shadow: "
-                      f"{deterioration['blocked']['deploy_beyond_shadow']}")
+        blocked = deterioration["blocked"]
+        console.print(f"candidate v{blocked['version']} (retrained while the lab feed was down) as a canary: "
+                      f"{blocked['deploy_beyond_shadow']}", highlight=False)
 
 
 def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
@@ -202,6 +245,7 @@ def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {"home": initialize(home)}
     settings = get_settings()
     database = open_database(settings)
+    ensure_demo_sites(database)
     staff, keys = ensure_demo_users(database)
     summary["users"] = keys
     if not as_json:

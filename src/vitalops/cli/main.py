@@ -23,6 +23,7 @@ from vitalops.cli import (
     pccp_cmd,
     quality_cmd,
     serve_cmd,
+    sites_cmd,
     synth_cmd,
     train_cmd,
     users_cmd,
@@ -47,6 +48,7 @@ COMMAND_MODULES = (
     deploy_cmd,
     audit_cmd,
     users_cmd,
+    sites_cmd,
 )
 
 log = logging.getLogger("vitalops.cli")

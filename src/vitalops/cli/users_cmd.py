@@ -8,7 +8,17 @@ import typer
 from sqlalchemy import func, select
 
 from vitalops.auth import SYSTEM, Permission, authorize
-from vitalops.auth.users import create_key, create_user, disable_user, list_keys, list_users, parse_role, revoke_key
+from vitalops.auth.users import (
+    create_enrollment,
+    create_key,
+    create_user,
+    disable_user,
+    list_keys,
+    list_users,
+    parse_role,
+    redeem_enrollment,
+    revoke_key,
+)
 from vitalops.cli.context import cli_principal, open_database
 from vitalops.cli.output import JsonOption, console, emit, rows_table
 from vitalops.db.tables.identity import UserRow
@@ -23,10 +33,14 @@ def users_add(
     role: Annotated[
         str, typer.Option("--role", help="admin, data_scientist, approver, operator, clinician, auditor, ehr")
     ],
+    service: Annotated[
+        bool | None, typer.Option("--service/--person", help="A service account (default for ehr) or a person")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add a user with a role. The very first user of an installation may be added as admin by anyone
-    with access to the database (bootstrap); after that, only admins add users."""
+    with access to the database (bootstrap); after that, only admins add users. A person then gets
+    an enrollment token ('vitalops users enroll') to create their own key."""
     parse_role(role)
     database = open_database()
     with database.session() as session:
@@ -35,7 +49,7 @@ def users_add(
     if not bootstrap:
         authorize(database, actor, Permission.USERS_MANAGE, object_type="user", object_id=name)
     with database.session() as session:
-        user = create_user(session, actor, name, role)
+        user = create_user(session, actor, name, role, service=service)
     emit(user.to_dict() | {"bootstrap": bootstrap}, as_json)
 
 
@@ -59,6 +73,46 @@ def users_disable(name: str, reason: Annotated[str, typer.Option("--reason")], a
         emit(disable_user(session, actor, name, reason).to_dict(), as_json)
 
 
+@users_app.command("enroll")
+def users_enroll(
+    name: str,
+    hours: Annotated[int, typer.Option("--hours", help="How long the token stays valid")] = 72,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue a one-time enrollment token for the person NAME, who redeems it for a key of their own."""
+    database = open_database()
+    actor = cli_principal(database)
+    authorize(database, actor, Permission.USERS_MANAGE, object_type="user", object_id=name)
+    with database.session() as session:
+        enrollment, token = create_enrollment(session, actor, name, hours=hours)
+    result = enrollment.to_dict() | {"token": token}
+    if as_json:
+        emit(result, True)
+    else:
+        emit(enrollment.to_dict(), False)
+        console.print(f"\n[bold]Enrollment token for {name} (shown once; give it to them):[/] {token}")
+        console.print(f"They run: vitalops keys redeem {token[:16]}...")
+
+
+@keys_app.command("redeem")
+def keys_redeem(
+    token: str,
+    days: Annotated[int, typer.Option("--days", help="Lifetime of the key in days.")] = 90,
+    key_name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "default",
+    as_json: JsonOption = False,
+) -> None:
+    """Exchange your enrollment token for your own API key (printed once). Set it as VITALOPS_API_KEY."""
+    database = open_database()
+    with database.session() as session:
+        key, plain = redeem_enrollment(session, token, key_name=key_name, days=days)
+    result = key.to_dict() | {"key": plain}
+    if as_json:
+        emit(result, True)
+    else:
+        emit({k: v for k, v in result.items() if k != "key"}, False)
+        console.print(f"\n[bold]Your API key (shown once, store it now):[/] {plain}")
+
+
 @keys_app.command("create")
 def keys_create(
     user: str,
@@ -66,10 +120,12 @@ def keys_create(
     key_name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "default",
     as_json: JsonOption = False,
 ) -> None:
-    """Issue an API key for USER. The key is printed once and never stored."""
+    """Issue an API key for USER: a service account (admins), or yourself (with your own key). The key
+    is printed once and never stored. People get theirs through 'vitalops users enroll'."""
     database = open_database()
     actor = cli_principal(database)
-    authorize(database, actor, Permission.KEYS_MANAGE, object_type="api_key", object_id=user)
+    if not (actor.personal and actor.name == user):
+        authorize(database, actor, Permission.KEYS_MANAGE, object_type="api_key", object_id=user)
     with database.session() as session:
         key, plain = create_key(session, actor, user, key_name=key_name, days=days)
     result = key.to_dict() | {"key": plain}

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     log_json: bool = True
     #: The user the command line acts as; see docs/security.md.
     user: str | None = None
+    #: The command line's credential: a person's own API key. Governance acts from the command line
+    #: need it; ``user`` alone names who is acting but proves nothing (docs/security.md).
+    api_key: SecretStr | None = None
     api_key_days: int = Field(default=90, ge=1, le=3650)
     #: SMART Backend Services credentials for ``vitalops ingest --from-fhir`` (the EHR's token
     #: endpoint, the client id it registered for VitalOps, and the private key that signs assertions).

@@ -96,6 +96,6 @@ def run_deidentification(
     }
     with database.session() as session:
         append(
-            session, actor=principal.name, action="deid.run", object_type="deid_run", object_id=run_id, payload=payload
+            session, actor=principal, action="deid.run", object_type="deid_run", object_id=run_id, payload=payload
         )
     return run_id, report

@@ -38,7 +38,7 @@ def build_dataset(
     with database.session() as session:
         append(
             session,
-            actor=principal.name,
+            actor=principal,
             action="dataset.built",
             object_type="dataset",
             object_id=spec.name,

@@ -3,7 +3,8 @@
 An approval records the hash of the validation report it approved. Only approvals whose hash
 equals the version's current report hash count, so a report that changes after approval voids
 every earlier approval (and ``update_version_report`` sends an approved version back to
-``validated``). A model's policy may require two distinct approvers.
+``validated``). A model's policy may require two distinct approvers; each decision counts only when made with the
+approver's own credential (``auth.require_own_credential``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vitalops.audit import append
-from vitalops.auth import Permission, Principal, authorize, record_denial
+from vitalops.auth import Permission, Principal, authorize, record_denial, require_own_credential
 from vitalops.core.clock import utcnow
 from vitalops.db import Database
 from vitalops.db.tables.governance import ApprovalRow
@@ -60,6 +61,8 @@ def list_approvals(session: Session, name: str, number: int) -> list[Approval]:
 
 def _check_decider(database: Database, actor: Principal, name: str, number: int, reason: str, action: str) -> None:
     authorize(database, actor, Permission.MODELS_APPROVE, object_type="model_version", object_id=f"{name}/{number}")
+    require_own_credential(database, actor, f"a version {action.rsplit('.', 1)[-1]}", object_type="model_version",
+                           object_id=f"{name}/{number}")
     if not reason.strip():
         raise InvalidInput("a reason is required to approve or reject a version")
     with database.session() as session:
@@ -67,7 +70,7 @@ def _check_decider(database: Database, actor: Principal, name: str, number: int,
     if submitter == actor.name:
         record_denial(
             database,
-            actor.name,
+            actor,
             f"{action}.denied",
             object_type="model_version",
             object_id=f"{name}/{number}",
@@ -127,5 +130,5 @@ def _record_decision(
         ApprovalRow(version_id=row.id, approver=actor.name, decision=decision, reason=reason,
                     report_hash=row.report_hash, at=utcnow())
     )
-    append(session, actor=actor.name, action=f"model.version.{decision}", object_type="model_version",
+    append(session, actor=actor, action=f"model.version.{decision}", object_type="model_version",
            object_id=f"{name}/{number}", payload={"reason": reason, "report_hash": row.report_hash})

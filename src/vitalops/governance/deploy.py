@@ -1,8 +1,9 @@
 """Deploy and roll back with the gate enforced in the service, so the API and the command line agree.
 
-Shadow needs ``deploy:shadow`` and a validated or approved version. Every other mode needs
-``deploy:promote``, an approved version and an open PCCP gate (a passing check, or an approver's
-full review after the failed one); otherwise GateFailed lists the failed criteria. ``plan_deployment``
+Deployments go to registered sites only. Shadow needs ``deploy:shadow`` and a validated or approved
+version. Every other mode needs ``deploy:promote`` with the approver's own credential, an approved
+version and an open PCCP gate at each site (``governance.gate``); otherwise GateFailed lists the
+failed criteria. A refused deployment is audited like a denied permission. ``plan_deployment``
 shows what will change before anything is applied.
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from vitalops.auth import Permission, Principal, authorize
+from vitalops.auth import Permission, Principal, authorize, record_denial, require_own_credential
 from vitalops.db import Database
-from vitalops.errors import Conflict, GateFailed, InvalidInput
+from vitalops.errors import Conflict, GateFailed, InvalidInput, VitalOpsError
 from vitalops.governance.gate import gate_status
 from vitalops.registry.deployments import (
     DeploymentEvent,
+    DeploymentMode,
     apply_deployment,
     apply_rollback,
     get_alias,
@@ -24,6 +26,7 @@ from vitalops.registry.deployments import (
 )
 from vitalops.registry.lifecycle import VersionState
 from vitalops.registry.versions import get_version
+from vitalops.sites import require_site
 
 
 class PlannedChange(BaseModel):
@@ -50,17 +53,38 @@ def plan_deployment(
 ) -> DeploymentPlan:
     """What deploying ``name`` v``number`` in ``mode`` at ``sites`` would change, after every check.
 
-    Raises PermissionDenied, Conflict for a version in the wrong state, GateFailed when the PCCP gate
-    is closed for a mode beyond shadow.
+    Raises PermissionDenied, PolicyViolation without the approver's own credential beyond shadow,
+    InvalidInput for a site that is not registered, Conflict for a version in the wrong state,
+    GateFailed when the PCCP gate is closed for a mode beyond shadow (refusals are audited).
     """
     parsed = parse_mode(mode)
     if not sites:
-        raise InvalidInput("name at least one site")
+        raise InvalidInput("name at least one site", details={"field": "sites"})
+    subject = f"{name}/{number}"
     permission = Permission.DEPLOY_SHADOW if parsed.mode == "shadow" else Permission.DEPLOY_PROMOTE
-    authorize(database, actor, permission, object_type="model_version", object_id=f"{name}/{number}")
+    authorize(database, actor, permission, object_type="model_version", object_id=subject)
+    if parsed.mode != "shadow":
+        require_own_credential(database, actor, f"deploying as {parsed}", object_type="model_version",
+                               object_id=subject)
+    try:
+        return _plan(database, name, number, sites=sites, parsed=parsed)
+    except (GateFailed, Conflict, InvalidInput) as refused:
+        record_denial(database, actor, "deployment.refused", object_type="model_version", object_id=subject,
+                      payload={"mode": str(parsed), "sites": sorted(sites), "code": refused.code,
+                               **_refusal_details(refused)})
+        raise
+
+
+def _refusal_details(refused: VitalOpsError) -> dict[str, object]:
+    return {key: refused.details[key] for key in ("site", "failed", "check_id", "field") if key in refused.details}
+
+
+def _plan(database: Database, name: str, number: int, *, sites: list[str], parsed: DeploymentMode) -> DeploymentPlan:
     changes: list[PlannedChange] = []
     gate_note = "not needed for shadow"
     with database.session() as session:
+        for site in sites:
+            require_site(session, site)
         version = get_version(session, name, number)
         if parsed.mode == "shadow":
             if version.state not in (VersionState.VALIDATED, VersionState.APPROVED):
@@ -105,6 +129,7 @@ def plan_deployment(
     return DeploymentPlan(model=name, version=number, mode=str(parsed), sites=sites, changes=changes, gate=gate_note)
 
 
+
 def deploy_version(
     database: Database,
     actor: Principal,
@@ -123,7 +148,7 @@ def deploy_version(
     parsed = parse_mode(mode)
     with database.session() as session:
         for site in sites:
-            apply_deployment(session, actor=actor.name, name=name, number=number, site=site, mode=parsed, reason=reason)
+            apply_deployment(session, actor=actor, name=name, number=number, site=site, mode=parsed, reason=reason)
     return plan.model_copy(update={"applied": True})
 
 
@@ -134,7 +159,8 @@ def rollback_deployment(
     permission = Permission.DEPLOY_ROLLBACK if actor.can(Permission.DEPLOY_ROLLBACK) else Permission.DEPLOY_PROMOTE
     authorize(database, actor, permission, object_type="model", object_id=name)
     with database.session() as session:
-        return apply_rollback(session, actor=actor.name, name=name, site=site, reason=reason)
+        require_site(session, site)
+        return apply_rollback(session, actor=actor, name=name, site=site, reason=reason)
 
 
 def champion_of(database: Database, name: str, site: str) -> int | None:

@@ -2,26 +2,42 @@
 
 A plan says which modifications a new version may make, what stays locked, the frozen test set
 it is judged on, and the bounds every candidate must meet (see ``vitalops.governance.gate``).
+
+A plan is governance's, not the submitter's. A data scientist *proposes* a plan version; it takes
+force only when approvers approve it (as many distinct approvers as the model's approval policy,
+never its proposer, each with their own credential), and the plan it replaces is then
+``superseded``. One rejection ends a proposal. Every step is audited, and a proposal shows a
+readable diff against the plan in force. A frozen test set must be a dataset frozen in this
+installation's artifact store (``artifact:<sha256>``) whose digest is the fingerprint the plan names.
 """
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from vitalops.artifacts import open_store
 from vitalops.audit import append
-from vitalops.auth import Permission, Principal, authorize
+from vitalops.auth import Permission, Principal, authorize, record_denial, require_own_credential
 from vitalops.core.clock import utcnow
 from vitalops.core.ids import sha256_hex
+from vitalops.core.settings import get_settings
 from vitalops.db import Database
-from vitalops.db.tables.governance import PccpRow
-from vitalops.errors import InvalidInput, NotFound
+from vitalops.db.tables.governance import PccpDecisionRow, PccpRow
+from vitalops.db.tables.registry import ModelRow
+from vitalops.errors import Conflict, IntegrityError, InvalidInput, NotFound, PolicyViolation
 from vitalops.registry.versions import model_row
+
+#: A plan version's states: ``proposed`` -> ``in_force`` -> ``superseded``, or ``proposed`` -> ``rejected``.
+PLAN_STATES = ("proposed", "in_force", "superseded", "rejected")
+ARTIFACT_PREFIX = "artifact:"
+_SHA256_HEX = frozenset("0123456789abcdef")
 
 #: What a plan may keep fixed across versions.
 LockedAspect = Literal["input_signature", "intended_use", "output_meaning"]
@@ -87,14 +103,44 @@ class PccpSpec(BaseModel):
     seed: int = 0
 
 
+class PlanDecision(BaseModel):
+    approver: str
+    credential: str
+    decision: str
+    reason: str
+    at: datetime
+
+
+class FieldChange(BaseModel):
+    """One field of the plan that differs from the plan in force (dotted path, JSON values)."""
+
+    field: str
+    in_force: Any
+    proposed: Any
+
+
 class Pccp(BaseModel):
     model: str
     number: int
+    state: str
     spec: PccpSpec
     spec_yaml: str
     spec_hash: str
     created_at: datetime
     created_by: str
+    decided_at: datetime | None = None
+    decisions: list[PlanDecision] = Field(default_factory=list)
+    approvals_required: int = 1
+
+
+class PlanDiff(BaseModel):
+    """What a proposal changes: each field, and the YAML as a unified diff, against the plan in force."""
+
+    model: str
+    proposed_version: int
+    in_force_version: int | None
+    changes: list[FieldChange]
+    unified: str
 
 
 def parse_pccp(text: str, *, source: str) -> PccpSpec:
@@ -111,24 +157,72 @@ def parse_pccp(text: str, *, source: str) -> PccpSpec:
         raise InvalidInput(f"{source}: field '{field}': {first['msg']}", details={"field": field}) from None
 
 
-def _to_pccp(row: PccpRow, name: str) -> Pccp:
+def _decisions(session: Session, row: PccpRow) -> list[PlanDecision]:
+    rows = session.scalars(
+        select(PccpDecisionRow).where(PccpDecisionRow.pccp_id == row.id).order_by(PccpDecisionRow.id)
+    )
+    return [
+        PlanDecision(approver=d.approver, credential=d.credential, decision=d.decision, reason=d.reason, at=d.at)
+        for d in rows
+    ]
+
+
+def _to_pccp(session: Session, row: PccpRow, name: str) -> Pccp:
     return Pccp(
         model=name,
         number=row.number,
+        state=row.state,
         spec=parse_pccp(row.spec_yaml, source=f"{name} PCCP v{row.number}"),
         spec_yaml=row.spec_yaml,
         spec_hash=row.spec_hash,
         created_at=row.created_at,
         created_by=row.created_by,
+        decided_at=row.decided_at,
+        decisions=_decisions(session, row),
+        approvals_required=session.get_one(ModelRow, row.model_id).approvals_required,
     )
 
 
-def create_pccp(database: Database, actor: Principal, name: str, spec_yaml: str) -> Pccp:
-    """File a new version of the model's plan (the newest one governs). Needs ``pccp:manage``."""
+def check_frozen_test_set(frozen: FrozenTestSet, *, source: str) -> None:
+    """A frozen test set must be a dataset frozen in this installation's artifact store, whose digest is
+    the plan's fingerprint: never a path or a URL. InvalidInput otherwise; IntegrityError if it fails
+    verification."""
+    digest = frozen.uri.removeprefix(ARTIFACT_PREFIX)
+    if not frozen.uri.startswith(ARTIFACT_PREFIX) or len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+        raise InvalidInput(
+            f"{source}: field 'frozen_test_set.uri' must be 'artifact:<sha256>' of a dataset frozen in this "
+            "installation (a path or URL is not accepted)",
+            details={"field": "frozen_test_set.uri"},
+        )
+    if frozen.fingerprint != digest:
+        raise InvalidInput(
+            f"{source}: field 'frozen_test_set.fingerprint' is not the digest its uri names",
+            details={"field": "frozen_test_set.fingerprint"},
+        )
+    store = open_store(get_settings().artifacts_root)
+    if not store.exists(digest):
+        raise InvalidInput(
+            f"{source}: the frozen test set {frozen.uri} is not in the artifact store",
+            details={"field": "frozen_test_set.uri"},
+        )
+    try:
+        store.get(digest)
+    except IntegrityError:
+        raise IntegrityError(f"{source}: the frozen test set {frozen.uri} fails verification") from None
+
+
+def propose_pccp(database: Database, actor: Principal, name: str, spec_yaml: str) -> Pccp:
+    """Propose a new version of the model's plan; it takes force once approved (``decide_pccp``).
+
+    Needs ``pccp:manage``. InvalidInput for a plan that does not validate, names another model or a
+    frozen test set that is not a verified artifact of this installation.
+    """
     authorize(database, actor, Permission.PCCP_MANAGE, object_type="model", object_id=name)
-    spec = parse_pccp(spec_yaml, source=f"PCCP for {name}")
+    source = f"PCCP for {name}"
+    spec = parse_pccp(spec_yaml, source=source)
     if spec.model != name:
-        raise InvalidInput(f"the plan names model '{spec.model}', not '{name}'")
+        raise InvalidInput(f"the plan names model '{spec.model}', not '{name}'", details={"field": "model"})
+    check_frozen_test_set(spec.frozen_test_set, source=source)
     with database.session() as session:
         model = model_row(session, name)
         number = (
@@ -145,28 +239,186 @@ def create_pccp(database: Database, actor: Principal, name: str, spec_yaml: str)
             spec_hash=sha256_hex(spec_yaml.encode()),
             created_at=utcnow(),
             created_by=actor.name,
+            state="proposed",
         )
         session.add(row)
         session.flush()
+        in_force = _in_force_row(session, model.id)
         append(
             session,
-            actor=actor.name,
-            action="pccp.create",
+            actor=actor,
+            action="pccp.proposed",
             object_type="model",
             object_id=name,
-            payload={"pccp_version": number, "spec_hash": row.spec_hash},
+            payload={
+                "pccp_version": number,
+                "spec_hash": row.spec_hash,
+                "in_force_version": None if in_force is None else in_force.number,
+                "changed_fields": [c.field for c in _field_changes(in_force, row)],
+            },
         )
-        return _to_pccp(row, name)
+        return _to_pccp(session, row, name)
 
 
-def current_pccp_row(session: Session, name: str) -> PccpRow:
+def decide_pccp(
+    database: Database, actor: Principal, name: str, number: int, *, decision: Literal["approve", "reject"], reason: str
+) -> Pccp:
+    """An approver's decision on a proposed plan version. Once as many distinct approvers as the model's
+    policy asks have approved, the plan is in force and the one before it superseded; a rejection ends it.
+
+    Needs ``pccp:approve`` and the approver's own credential; the proposer may not decide (PolicyViolation,
+    audited); Conflict unless the version is ``proposed`` or when this approver already decided.
+    """
+    subject = f"{name}/pccp/{number}"
+    authorize(database, actor, Permission.PCCP_APPROVE, object_type="pccp", object_id=subject)
+    require_own_credential(database, actor, f"a plan {decision}", object_type="pccp", object_id=subject)
+    if not reason.strip():
+        raise InvalidInput("a decision on a plan needs a reason", details={"field": "reason"})
+    with database.session() as session:
+        proposer = _plan_row(session, name, number).created_by
+    if proposer == actor.name:
+        record_denial(
+            database,
+            actor,
+            "pccp.decision.denied",
+            object_type="pccp",
+            object_id=subject,
+            payload={"rule": "no_self_approval"},
+        )
+        raise PolicyViolation(
+            f"'{actor.name}' proposed {name}'s plan v{number} and may not decide on it",
+            details={"rule": "no_self_approval"},
+        )
+    with database.session() as session:
+        row = _plan_row(session, name, number, for_update=True)
+        if row.state != "proposed":
+            raise Conflict(f"{name}'s plan v{number} is {row.state}; only a proposed plan can be decided")
+        earlier = _decisions(session, row)
+        if any(d.approver == actor.name for d in earlier):
+            raise Conflict(f"'{actor.name}' already decided on {name}'s plan v{number}; another approver must")
+        now = utcnow()
+        session.add(
+            PccpDecisionRow(
+                pccp_id=row.id,
+                approver=actor.name,
+                credential=actor.credential,
+                decision=decision,
+                reason=reason,
+                at=now,
+            )
+        )
+        required = session.get_one(ModelRow, row.model_id).approvals_required
+        approvers = {d.approver for d in earlier if d.decision == "approve"} | {actor.name}
+        payload: dict[str, Any] = {
+            "pccp_version": number,
+            "decision": decision,
+            "reason": reason,
+            "spec_hash": row.spec_hash,
+        }
+        if decision == "reject":
+            row.state, row.decided_at = "rejected", now
+        elif len(approvers) >= required:
+            previous = _in_force_row(session, row.model_id)
+            if previous is not None:
+                previous.state = "superseded"
+                payload["superseded_version"] = previous.number
+            row.state, row.decided_at = "in_force", now
+        payload |= {
+            "state": row.state,
+            "approvals_counted": len(approvers) if decision == "approve" else None,
+            "approvals_required": required,
+        }
+        session.flush()
+        append(session, actor=actor, action=f"pccp.{decision}", object_type="model", object_id=name, payload=payload)
+        return _to_pccp(session, row, name)
+
+
+def _plan_row(session: Session, name: str, number: int, *, for_update: bool = False) -> PccpRow:
     model = model_row(session, name)
-    row = session.scalars(select(PccpRow).where(PccpRow.model_id == model.id).order_by(PccpRow.number.desc())).first()
+    query = select(PccpRow).where(PccpRow.model_id == model.id, PccpRow.number == number)
+    row = session.scalar(query.with_for_update() if for_update else query)
     if row is None:
-        raise NotFound(f"model '{name}' has no change-control plan; file one with 'vitalops pccp set'")
+        raise NotFound(f"model '{name}' has no plan version {number}")
     return row
 
 
-def get_pccp(session: Session, name: str) -> Pccp:
-    """The model's governing (newest) plan."""
-    return _to_pccp(current_pccp_row(session, name), name)
+def _in_force_row(session: Session, model_id: int) -> PccpRow | None:
+    return session.scalars(
+        select(PccpRow).where(PccpRow.model_id == model_id, PccpRow.state == "in_force").order_by(PccpRow.number.desc())
+    ).first()
+
+
+def current_pccp_row(session: Session, name: str) -> PccpRow:
+    """The plan in force for ``name``; NotFound (saying what is missing) when none is."""
+    model = model_row(session, name)
+    row = _in_force_row(session, model.id)
+    if row is None:
+        proposed = session.scalar(
+            select(func.count()).select_from(PccpRow).where(PccpRow.model_id == model.id, PccpRow.state == "proposed")
+        )
+        if proposed:
+            raise NotFound(
+                f"model '{name}' has no plan in force: {proposed} proposed plan(s) await approval "
+                "('vitalops pccp approve')"
+            )
+        raise NotFound(f"model '{name}' has no change-control plan; propose one with 'vitalops pccp propose'")
+    return row
+
+
+def get_pccp(session: Session, name: str, number: int | None = None) -> Pccp:
+    """The plan in force (or plan version ``number``, in any state)."""
+    row = current_pccp_row(session, name) if number is None else _plan_row(session, name, number)
+    return _to_pccp(session, row, name)
+
+
+def list_pccps(session: Session, name: str) -> list[Pccp]:
+    model = model_row(session, name)
+    rows = session.scalars(select(PccpRow).where(PccpRow.model_id == model.id).order_by(PccpRow.number))
+    return [_to_pccp(session, row, name) for row in rows]
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat |= _flatten(inner, f"{prefix}.{key}" if prefix else str(key))
+        return flat
+    return {prefix: value}
+
+
+def _field_changes(in_force: PccpRow | None, proposed: PccpRow) -> list[FieldChange]:
+    new = _flatten(parse_pccp(proposed.spec_yaml, source="proposed plan").model_dump(mode="json"))
+    old = (
+        {}
+        if in_force is None
+        else _flatten(parse_pccp(in_force.spec_yaml, source="plan in force").model_dump(mode="json"))
+    )
+    return [
+        FieldChange(field=key, in_force=old.get(key), proposed=new.get(key))
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+
+
+def diff_pccp(session: Session, name: str, number: int) -> PlanDiff:
+    """Plan version ``number`` against the plan in force, field by field (defaults filled in) and as text."""
+    row = _plan_row(session, name, number)
+    in_force = _in_force_row(session, row.model_id)
+    if in_force is not None and in_force.id == row.id:
+        in_force = None
+    old_text = "" if in_force is None else in_force.spec_yaml
+    unified = "".join(
+        difflib.unified_diff(
+            old_text.splitlines(keepends=True),
+            row.spec_yaml.splitlines(keepends=True),
+            fromfile="in force" if in_force is None else f"in force (v{in_force.number})",
+            tofile=f"proposed (v{row.number})",
+        )
+    )
+    return PlanDiff(
+        model=name,
+        proposed_version=row.number,
+        in_force_version=None if in_force is None else in_force.number,
+        changes=_field_changes(in_force, row),
+        unified=unified,
+    )

@@ -125,7 +125,7 @@ def ingest_paths(
         )
         audit.append(
             session,
-            actor=principal.name,
+            actor=principal,
             action="ingest.batch.started",
             object_type="ingest_batch",
             object_id=batch_id,
@@ -201,7 +201,7 @@ def _finish(database: Database, principal: Principal, batch_id: str, report: Ing
         row.counts_json = orjson.dumps(counts, option=orjson.OPT_SORT_KEYS).decode()
         audit.append(
             session,
-            actor=principal.name,
+            actor=principal,
             action=f"ingest.batch.{status}",
             object_type="ingest_batch",
             object_id=batch_id,

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vitalops.audit import append
+from vitalops.auth import Principal
 from vitalops.core.clock import as_utc, utcnow
 from vitalops.db.tables.governance import DeploymentEventRow
 from vitalops.db.tables.registry import ModelVersionRow
@@ -160,7 +161,7 @@ def _record(
     mode: str,
     percent: int | None,
     action: str,
-    actor: str,
+    actor: Principal,
     reason: str,
 ) -> None:
     previous = _current_version_id(session, model_id, site, slot)
@@ -175,7 +176,7 @@ def _record(
             mode=mode,
             percent=percent,
             action=action,
-            actor=actor,
+            actor=actor.name,
             reason=reason,
             at=utcnow(),
         )
@@ -200,7 +201,7 @@ def _record(
 
 
 def apply_deployment(
-    session: Session, *, actor: str, name: str, number: int, site: str, mode: DeploymentMode, reason: str
+    session: Session, *, actor: Principal, name: str, number: int, site: str, mode: DeploymentMode, reason: str
 ) -> None:
     """Write the events of a deployment (checks are the caller's). A version promoted to champion
     leaves the challenger slot when it was there."""
@@ -235,7 +236,7 @@ def apply_deployment(
     )
 
 
-def apply_rollback(session: Session, *, actor: str, name: str, site: str, reason: str) -> DeploymentEvent:
+def apply_rollback(session: Session, *, actor: Principal, name: str, site: str, reason: str) -> DeploymentEvent:
     """Undo the site's most recent change not yet undone. Conflict when there is nothing to undo."""
     model = model_row(session, name)
     rows = list(

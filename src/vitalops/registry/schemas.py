@@ -35,6 +35,27 @@ class Signature(BaseModel):
         return cls(inputs=columns) if output is None else cls(inputs=columns, output=output)
 
 
+class ModelProfile(BaseModel):
+    """What a model card says about a model beyond its identity; every field optional (a missing one
+    reads "Not provided" on the card, never an invented claim)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    developer: str | None = None
+    contact: str | None = None
+    intended_users: str | None = None
+    how_to_use: str | None = None
+    out_of_scope: str | None = None
+    regulatory_status: str | None = None
+    limitations: list[str] = Field(default_factory=list)
+    funding_source: str | None = None
+    stakeholders: str | None = None
+    publications: str | None = None
+    patient_disclosure: str | None = None
+    keywords: list[str] = Field(default_factory=list)
+
+
 class ModelCreate(BaseModel):
     """A model's identity: what it is for and who owns it. Locked once versions exist."""
 
@@ -47,6 +68,7 @@ class ModelCreate(BaseModel):
     target_population: str = Field(min_length=1)
     output_meaning: str = "probability of the positive outcome"
     approvals_required: Literal[1, 2] = 2
+    profile: ModelProfile = Field(default_factory=ModelProfile)
 
 
 class Model(ModelCreate):

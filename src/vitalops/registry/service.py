@@ -22,6 +22,7 @@ from vitalops.registry.versions import (
     list_transitions,
     list_versions,
 )
+from vitalops.sites import get_site, list_sites
 from vitalops.validation.card import ModelCard, build_model_card
 from vitalops.validation.report import ValidationReport
 
@@ -85,6 +86,10 @@ def read_version(database: Database, actor: Principal, name: str, number: int) -
                 {k: v for k, v in c.items() if k != "criteria"} for c in list_checks(session, name, number)
             ],
             "gate": gate_status(session, name, number, site=None).model_dump(mode="json"),
+            "gates_by_site": {
+                site.code: gate_status(session, name, number, site=site.code).model_dump(mode="json")
+                for site in list_sites(session)
+            },
         }
 
 
@@ -99,6 +104,8 @@ def read_deployment_history(
 ) -> dict[str, Any]:
     authorize(database, actor, Permission.MODELS_READ, object_type="model", object_id=name)
     with database.session() as session:
+        if site is not None:
+            get_site(session, site)
         return {
             "events": [e.model_dump(mode="json") for e in list_deployment_events(session, name, site=site, at=at)],
             "state": [s.model_dump(mode="json") for s in list_deployments(session, name, site=site, at=at)],
@@ -119,6 +126,7 @@ def build_card(database: Database, actor: Principal, name: str, number: int) -> 
             pccp = None
     version_fields = version.model_dump(mode="json")
     version_fields |= {
+        "regulatory_approval": model.profile.regulatory_status,
         "version": version.number,
         "submitted_by": version.submitter,
         "features": [column.name for column in version.signature.inputs],
@@ -137,8 +145,10 @@ def build_card(database: Database, actor: Principal, name: str, number: int) -> 
             "allowed_modifications": pccp.spec.allowed_modifications,
             "acceptance_criteria": pccp.spec.acceptance,
         }
+    model_fields = model.model_dump(mode="json", exclude={"profile"}) | model.profile.model_dump(mode="json")
+    model_fields["outcome"] = model.output_meaning
     return build_model_card(
-        model=model.model_dump(mode="json"),
+        model=model_fields,
         version=version_fields,
         report=report,
         approvals=approval_fields,

@@ -18,7 +18,15 @@ from vitalops.core.clock import utcnow
 from vitalops.db.tables.registry import ModelRow, ModelVersionRow, VersionTransitionRow
 from vitalops.errors import Conflict, InvalidInput, NotFound
 from vitalops.registry.lifecycle import VersionState, check_transition
-from vitalops.registry.schemas import Model, ModelCreate, ModelVersion, Signature, Transition, VersionCreate
+from vitalops.registry.schemas import (
+    Model,
+    ModelCreate,
+    ModelProfile,
+    ModelVersion,
+    Signature,
+    Transition,
+    VersionCreate,
+)
 
 
 def _json(value: Any) -> str:
@@ -26,7 +34,8 @@ def _json(value: Any) -> str:
 
 
 def _to_model(row: ModelRow) -> Model:
-    return Model.model_validate(row, from_attributes=True)
+    fields = {column: getattr(row, column) for column in Model.model_fields if column != "profile"}
+    return Model(**fields, profile=ModelProfile.model_validate_json(row.profile_json or "{}"))
 
 
 def _to_version(row: ModelVersionRow, model_name: str) -> ModelVersion:
@@ -76,12 +85,13 @@ def create_model(session: Session, actor: Principal, spec: ModelCreate) -> Model
     """Register a model's identity. Raises Conflict when the name is taken."""
     if session.scalars(select(ModelRow.id).where(ModelRow.name == spec.name)).first() is not None:
         raise Conflict(f"a model named '{spec.name}' already exists")
-    row = ModelRow(**spec.model_dump(), created_at=utcnow(), created_by=actor.name)
+    row = ModelRow(**spec.model_dump(exclude={"profile"}), profile_json=spec.profile.model_dump_json(),
+                   created_at=utcnow(), created_by=actor.name)
     session.add(row)
     session.flush()
     append(
         session,
-        actor=actor.name,
+        actor=actor,
         action="model.create",
         object_type="model",
         object_id=spec.name,
@@ -150,7 +160,7 @@ def create_version(session: Session, actor: Principal, name: str, spec: VersionC
     )
     append(
         session,
-        actor=actor.name,
+        actor=actor,
         action="model.version.create",
         object_type="model_version",
         object_id=f"{name}/{number}",
@@ -222,7 +232,7 @@ def update_version_state(
     )
     append(
         session,
-        actor=actor.name,
+        actor=actor,
         action="model.version.transition",
         object_type="model_version",
         object_id=f"{name}/{number}",
@@ -255,7 +265,7 @@ def update_version_report(
     row.updated_at = utcnow()
     append(
         session,
-        actor=actor.name,
+        actor=actor,
         action="model.version.report",
         object_type="model_version",
         object_id=f"{name}/{number}",

@@ -1,9 +1,13 @@
 """The model plane of ``vitalops demo``: train, register, approve, gate, deploy and block, end to end.
 
 Both demo models are trained from the feature definitions shipped with the features package;
-each model gets a change-control plan judged on a frozen set of the latest rows (which no
-version trains on). A second deterioration version trained on later data passes its gate; a
-version trained without the vital-sign features fails it and is refused beyond shadow.
+each model gets a change-control plan, proposed by the data scientist and put in force by two
+approvers, judged on a frozen set of the latest rows (which no version trains on). Approvers
+approve a version with a reason that answers its validation report's warnings. A second
+deterioration version trained on later data goes through the gate; a third, retrained on an
+extract in which the lab feed was down (lactate, creatinine and WBC missing, the input signature
+unchanged), is worse than the champion in a way the plan catches, and is refused beyond shadow
+with the failed criteria named.
 """
 
 from __future__ import annotations
@@ -19,19 +23,51 @@ from vitalops.artifacts import open_store
 from vitalops.auth import Principal
 from vitalops.core.settings import get_settings
 from vitalops.db import Database
-from vitalops.errors import Conflict, GateFailed
+from vitalops.errors import Conflict, GateFailed, PolicyViolation
 from vitalops.features import demo_spec_path
 from vitalops.features.definitions import load_spec
 from vitalops.features.training_set import build_training_set, read_training_set
 from vitalops.governance.approvals import approve_version
 from vitalops.governance.deploy import deploy_version
-from vitalops.governance.gate import run_pccp_check
-from vitalops.governance.pccp import create_pccp
+from vitalops.governance.gate import PccpCheck, record_full_review, run_pccp_check
+from vitalops.governance.pccp import decide_pccp, diff_pccp, propose_pccp
 from vitalops.registry.versions import get_model, get_version
 from vitalops.training.datasets import ResolvedDataset, freeze_dataset
 from vitalops.training.spec import TrainingSpec, spec_from_dict
 from vitalops.training.trainer import TrainingResult, train_on_dataset
 
+DEMO_DEVELOPER = "VitalOps demo hospital, clinical data science team (synthetic data only)"
+DEMO_REGULATORY_STATUS = (
+    "Not cleared by any regulator: a demonstration on synthetic patients, not for clinical use"
+)
+DEMO_PROFILES: dict[str, dict[str, Any]] = {
+    "deterioration": {
+        "description": "Logistic early-warning score from vital signs, labs, conditions and medications, "
+        "recomputed every 4 hours of an adult ward stay.",
+        "developer": DEMO_DEVELOPER,
+        "contact": "clinical data science on-call (demo)",
+        "intended_users": "Rapid response nurses and ward physicians, through the EHR",
+        "how_to_use": "A flag prompts a bedside review within the hour; it never replaces clinical judgement.",
+        "out_of_scope": "Children, ICU patients, emergency department stays, outpatients",
+        "regulatory_status": DEMO_REGULATORY_STATUS,
+        "limitations": [
+            "Trained and validated on a synthetic three-site hospital; performance on real patients is unknown",
+            "Relies on timely vital signs: hours since the last vital sign is an input, and gaps lower its accuracy",
+        ],
+        "keywords": ["deterioration", "early warning", "ICU transfer"],
+    },
+    "readmission": {
+        "description": "Logistic risk of unplanned readmission within 30 days, computed at discharge.",
+        "developer": DEMO_DEVELOPER,
+        "contact": "clinical data science on-call (demo)",
+        "intended_users": "Care transitions nurses",
+        "how_to_use": "Ranks discharges for a follow-up call; a weak-signal task, so use it to order work only.",
+        "out_of_scope": "Children, planned readmissions, transfers to other hospitals",
+        "regulatory_status": DEMO_REGULATORY_STATUS,
+        "limitations": ["A weak-signal task: discrimination is modest and wide intervals are expected"],
+        "keywords": ["readmission", "transitions of care"],
+    },
+}
 DEMO_MODELS: dict[str, dict[str, str]] = {
     "deterioration": {
         "intended_use": "Flag adult inpatients at risk of ICU transfer or death within 48 hours"
@@ -49,8 +85,8 @@ DEMO_MODELS: dict[str, dict[str, str]] = {
         "output_meaning": "probability of an unplanned readmission within 30 days",
     },
 }
-#: The feature group the failing demo version leaves out: every vital-sign feature.
-VITAL_SIGN_PREFIXES = ("heart_rate", "respiratory_rate", "systolic_bp", "spo2", "temperature", "hours_since_vitals")
+#: The features a lab feed outage empties in the weakened demo version's training extract.
+LAB_PREFIXES = ("lactate", "creatinine", "wbc")
 FROZEN_SHARE = 0.2  # the latest fifth of index times is the frozen test set
 #: The demo's floor on the lower 95% bound of AUROC. Readmission is a weak-signal task (published
 #: models rarely exceed 0.70) and the demo hospital is small, so its floor is "better than chance".
@@ -82,7 +118,7 @@ def _spec(
 ) -> TrainingSpec:
     return spec_from_dict(
         {
-            "model": {"name": name, **DEMO_MODELS[name], "approvals_required": 2},
+            "model": {"name": name, **DEMO_MODELS[name], "approvals_required": 2, "profile": DEMO_PROFILES[name]},
             "dataset": {"uri": "demo:prebuilt", "exclude_features": exclude},
             "estimator": "logistic_regression",
             "hyperparameters": {"C": 0.5},
@@ -96,6 +132,44 @@ def _spec(
     )
 
 
+def _without_labs(dataset: ResolvedDataset) -> ResolvedDataset:
+    """The development set as an extract taken while the lab feed was down: lab features all missing."""
+    table = dataset.table
+    for index, column in enumerate(table.column_names):
+        if column.startswith(LAB_PREFIXES):
+            table = table.set_column(index, column, pa.nulls(table.num_rows, type=table.schema.field(column).type))
+    return ResolvedDataset(table, dataset.feature_names, dataset.fingerprint, dataset.definitions_version, None)
+
+
+def approval_reason(report: dict[str, Any], *, purpose: str) -> str:
+    """An approver's reason that answers each warning of the validation report it approves."""
+    warnings = list(report.get("warnings") or [])
+    answered = "; ".join(f"'{w}': accepted, to be watched in monitoring" for w in warnings[:4])
+    more = f"; and {len(warnings) - 4} more, each accepted the same way" if len(warnings) > 4 else ""
+    return (f"Reviewed validation report {str(report.get('hash', ''))[:12]} for {purpose}. "
+            + (f"Warnings: {answered}{more}." if warnings else "It records no warnings."))
+
+
+def _check_summary(check: PccpCheck) -> dict[str, Any]:
+    return {
+        "version": check.version, "check_id": check.id, "status": check.status, "passed": check.passed,
+        "pccp_version": check.pccp_version, "champion_version": check.champion_version,
+        "failed": [c.name for c in check.failed], "not_evaluable": [c.name for c in check.not_evaluable],
+    }
+
+
+def _open_gate_by_review(database: Database, approvers: list[Principal], name: str, check: PccpCheck) -> list[str]:
+    """When a check is incomplete only (nothing failed), approvers waive what could not be evaluated."""
+    if check.status != "incomplete":
+        return []
+    waived = [c.name for c in check.not_evaluable]
+    for approver in approvers:
+        record_full_review(database, approver, name, check.version, waives=waived,
+                           reason="groups too small in the frozen test set to judge; each is followed per site "
+                           "and subgroup in monitoring after deployment")
+    return waived
+
+
 def run_model_plane_demo(
     database: Database,
     lake_root: str,
@@ -105,11 +179,13 @@ def run_model_plane_demo(
     progress: Callable[[str], None] | None = None,
     datasets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Train both demo models, file their plans, approve, gate, deploy deterioration as champion at
-    every site, retrain it on later data (passes its gate) and without vital signs (fails, blocked).
+    """Train both demo models, have their plans proposed and put in force, approve, gate, deploy
+    deterioration as champion at every site, retrain it on later data, and retrain it on an extract
+    missing the lab feed (worse than the champion: refused beyond shadow, the failed criteria named).
 
-    ``datasets`` maps a demo model to a training set already written by ``vitalops dataset build``
-    (read back with its fingerprint); a model without one has its training set built here.
+    ``approvers`` act with their own keys. ``datasets`` maps a demo model to a training set already
+    written by ``vitalops dataset build`` (read back with its fingerprint); a model without one has
+    its training set built here.
     """
     note = progress or (lambda _message: None)
     store = open_store(get_settings().artifacts_root)
@@ -141,21 +217,31 @@ def run_model_plane_demo(
 
         def train(
             train_fraction: float,
-            exclude: list[str],
             minimums: dict[str, float],
             context: tuple[str, list[str], ResolvedDataset] = (name, external, development),
+            dataset: ResolvedDataset | None = None,
         ) -> TrainingResult:
-            model, held_out, dataset = context
-            spec = _spec(model, train_fraction=train_fraction, external=held_out, exclude=exclude, minimums=minimums)
-            return train_on_dataset(database, data_scientist, spec, dataset)
+            model, held_out, default = context
+            spec = _spec(model, train_fraction=train_fraction, external=held_out, exclude=[], minimums=minimums)
+            return train_on_dataset(database, data_scientist, spec, dataset or default)
 
         note(f"training {name} v1")
-        first = train(0.6, [], {"auroc_low": MINIMUM_AUROC_LOW[name]})
-        create_pccp(database, data_scientist, name, _plan(name, frozen_uri, frozen_fingerprint))
+        first = train(0.6, {"auroc_low": MINIMUM_AUROC_LOW[name]})
+        note(f"{name}: plan proposed by {data_scientist.name}, put in force by two approvers")
+        plan = propose_pccp(database, data_scientist, name, _plan(name, frozen_uri, frozen_fingerprint))
+        with database.session() as session:
+            changed = len(diff_pccp(session, name, plan.number).changes)
+        for approver in approvers[: plan.approvals_required]:
+            plan = decide_pccp(database, approver, name, plan.number, decision="approve",
+                               reason="plan reviewed: frozen test set of the latest fifth, locked inputs, "
+                               "non-inferiority on the paired interval, subgroup and site ratio bounds")
         record: dict[str, Any] = {
             "sites": sites,
             "external_sites": external,
             "frozen_test_set": frozen_uri,
+            "plan": {"version": plan.number, "state": plan.state, "proposed_by": plan.created_by,
+                     "approved_by": [d.approver for d in plan.decisions if d.decision == "approve"],
+                     "fields": changed},
             "versions": [first.summary()],
         }
         if first.version.state != "validated":
@@ -165,64 +251,43 @@ def run_model_plane_demo(
             continue
         with database.session() as session:
             required = get_model(session, name).approvals_required
+        report = first.evaluation.report.model_dump(mode="json") | {"hash": first.version.report_hash}
+        reason = approval_reason(report, purpose=DEMO_MODELS[name]["intended_use"].lower())
+        record["approval_reason"] = reason
         for approver in approvers[:required]:
-            approve_version(database, approver, name, first.version.number, reason="validation report reviewed")
+            approve_version(database, approver, name, first.version.number, reason=reason)
         check = run_pccp_check(database, gatekeeper, name, first.version.number)
-        record["checks"] = [
-            {"version": first.version.number, "passed": check.passed, "failed": [c.name for c in check.failed]}
-        ]
+        record["checks"] = [_check_summary(check) | {"waived": _open_gate_by_review(database, approvers, name, check)}]
         if name == "deterioration":
-            if check.passed:
-                deploy_version(
-                    database,
-                    gatekeeper,
-                    name,
-                    first.version.number,
-                    sites=sites,
-                    mode="champion",
-                    reason="first champion after approval and a passing gate",
-                )
+            try:
+                deploy_version(database, gatekeeper, name, first.version.number, sites=sites, mode="champion",
+                               reason="first champion after two approvals and its gate")
                 record["champion"] = {site: first.version.number for site in sites}
+            except (GateFailed, Conflict, PolicyViolation) as refused:
+                record["champion_refused"] = refused.message
             note("training deterioration v2 on later data")
-            second = train(0.75, [], {"auroc_low": 0.5})
+            second = train(0.75, {"auroc_low": 0.5})
             record["versions"].append(second.summary())
-            retrain_check = run_pccp_check(database, gatekeeper, name, second.version.number)
-            record["checks"].append(
-                {
-                    "version": second.version.number,
-                    "passed": retrain_check.passed,
-                    "failed": [c.name for c in retrain_check.failed],
-                }
-            )
-            note("training deterioration without vital signs")
-            vitals = [f for f in built.feature_names if f.startswith(VITAL_SIGN_PREFIXES)]
-            weakened = train(0.75, vitals, {})
-            record["versions"].append(weakened.summary() | {"excluded_features": len(vitals)})
+            record["checks"].append(_check_summary(run_pccp_check(database, gatekeeper, name, second.version.number)))
+            note("training deterioration on an extract taken while the lab feed was down")
+            weakened = train(0.75, {}, dataset=_without_labs(development))
+            record["versions"].append(weakened.summary() | {"training_extract": "lab feed down: "
+                                                            + ", ".join(LAB_PREFIXES) + " missing"})
+            weak_report = weakened.evaluation.report.model_dump(mode="json") | {"hash": weakened.version.report_hash}
             for approver in approvers[:required]:
                 try:
-                    approve_version(
-                        database, approver, name, weakened.version.number, reason="approved for shadow evaluation only"
-                    )
+                    approve_version(database, approver, name, weakened.version.number,
+                                    reason=approval_reason(weak_report, purpose="shadow evaluation only; "
+                                                           "promotion is the PCCP gate's to allow"))
                 except Conflict:
                     break
-            weak_check = run_pccp_check(database, gatekeeper, name, weakened.version.number)
-            blocked: dict[str, Any] = {
-                "version": weakened.version.number,
-                "passed": weak_check.passed,
-                "failed": [c.name for c in weak_check.failed],
-            }
+            weak_check = run_pccp_check(database, gatekeeper, name, weakened.version.number, site=sites[0])
+            blocked: dict[str, Any] = _check_summary(weak_check)
             try:
-                deploy_version(
-                    database,
-                    gatekeeper,
-                    name,
-                    weakened.version.number,
-                    sites=[sites[0]],
-                    mode="canary:10",
-                    reason="attempted canary",
-                )
+                deploy_version(database, gatekeeper, name, weakened.version.number, sites=[sites[0]],
+                               mode="canary:10", reason="attempted canary")
                 blocked["deploy_beyond_shadow"] = "allowed"
-            except (GateFailed, Conflict) as refused:
+            except (GateFailed, Conflict, PolicyViolation) as refused:
                 blocked["deploy_beyond_shadow"] = f"refused: {refused.message}"
             record["blocked"] = blocked
         with database.session() as session:

@@ -4,7 +4,7 @@ ingredients, key metrics, resources. Built from the registry's records and the v
 report; rendered as JSON, Markdown and HTML.
 
 Fields read, all optional except ``model["name"]`` and ``version["version"]`` (a missing one is
-shown as "Not provided"): model ``name, description, developer, contact, intended_use,
+shown as "Not provided"): model ``name, description, developer, contact, intended_use, limitations,
 intended_users, how_to_use, target_population, out_of_scope, clinical_owner, risk_class,
 outcome, keywords, funding_source, stakeholders, publications, patient_disclosure``; version
 ``version, state, created_at, estimator, hyperparameters, feature_set, features,
@@ -239,7 +239,8 @@ def build_model_card(
             "cautioned_out_of_scope_settings": _text(model, "out_of_scope"),
         },
         warnings={
-            "known_risks_and_limitations": list(report.warnings) or ["None recorded by validation"],
+            "known_risks_and_limitations": [str(item) for item in model.get("limitations") or []]
+            + (list(report.warnings) or ["No warning recorded by validation"]),
             "known_biases_or_ethical_considerations": fairness_concerns
             or [f"No shown subgroup ratio outside {FAIR_RATIO_BOUNDS[0]}–{FAIR_RATIO_BOUNDS[1]}"],
             "clinical_risk_level": _text(model, "risk_class"),

@@ -16,7 +16,7 @@ from vitalops.api.deps import DatabaseDep, PrincipalDep, require
 from vitalops.auth import Permission, Principal
 from vitalops.governance.approvals import approve_version, reject_version
 from vitalops.governance.gate import record_full_review, run_pccp_check
-from vitalops.governance.pccp import create_pccp, get_pccp
+from vitalops.governance.pccp import decide_pccp, diff_pccp, get_pccp, list_pccps, propose_pccp
 from vitalops.registry import service
 from vitalops.validation.report import ValidationReport
 from vitalops.validation.report_html import render_report_html
@@ -34,12 +34,19 @@ class PlanBody(BaseModel):
     yaml: str = Field(min_length=1, max_length=200_000)
 
 
+class PlanDecisionBody(BaseModel):
+    decision: Literal["approve", "reject"]
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class CheckBody(BaseModel):
-    site: str | None = None
+    site: str | None = Field(default=None, max_length=64)
 
 
 class ReviewBody(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
+    waives: list[str] = Field(min_length=1, max_length=500)
+    site: str | None = Field(default=None, max_length=64)
 
 
 @router.get("")
@@ -102,6 +109,7 @@ def get_card(
 
 @router.get("/{name}/pccp")
 def get_plan(name: str, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+    """The plan in force."""
     service.read_model(database, actor, name)
     with database.session() as session:
         return get_pccp(session, name).model_dump(mode="json")
@@ -109,8 +117,39 @@ def get_plan(name: str, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
 
 @router.post("/{name}/pccp", status_code=status.HTTP_201_CREATED)
 def post_plan(name: str, body: PlanBody, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
-    plan = create_pccp(database, actor, name, body.yaml)
-    return {"model": name, "pccp_version": plan.number, "spec_hash": plan.spec_hash}
+    """Propose a plan version; it takes force once approvers approve it. The response carries its diff."""
+    plan = propose_pccp(database, actor, name, body.yaml)
+    with database.session() as session:
+        diff = diff_pccp(session, name, plan.number)
+    return {"model": name, "pccp_version": plan.number, "state": plan.state, "spec_hash": plan.spec_hash,
+            "approvals_required": plan.approvals_required, "diff": diff.model_dump(mode="json")}
+
+
+@router.get("/{name}/pccp/versions")
+def get_plan_versions(name: str, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+    service.read_model(database, actor, name)
+    with database.session() as session:
+        return {"plans": [p.model_dump(mode="json", exclude={"spec_yaml"}) for p in list_pccps(session, name)]}
+
+
+@router.get("/{name}/pccp/versions/{number}")
+def get_plan_version(name: str, number: int, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+    """One plan version with its decisions and its diff against the plan in force."""
+    service.read_model(database, actor, name)
+    with database.session() as session:
+        return get_pccp(session, name, number).model_dump(mode="json") | {
+            "diff": diff_pccp(session, name, number).model_dump(mode="json")
+        }
+
+
+@router.post("/{name}/pccp/versions/{number}/decisions", status_code=status.HTTP_201_CREATED)
+def post_plan_decision(
+    name: str, number: int, body: PlanDecisionBody, database: DatabaseDep, actor: PrincipalDep
+) -> dict[str, Any]:
+    plan = decide_pccp(database, actor, name, number, decision=body.decision, reason=body.reason)
+    return {"model": name, "pccp_version": number, "state": plan.state,
+            "approvals": sum(d.decision == "approve" for d in plan.decisions),
+            "approvals_required": plan.approvals_required}
 
 
 @router.post("/{name}/versions/{number}/pccp-checks", status_code=status.HTTP_201_CREATED)
@@ -121,4 +160,7 @@ def post_check(name: str, number: int, body: CheckBody, database: DatabaseDep, a
 
 @router.post("/{name}/versions/{number}/reviews", status_code=status.HTTP_201_CREATED)
 def post_review(name: str, number: int, body: ReviewBody, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
-    return record_full_review(database, actor, name, number, reason=body.reason).model_dump(mode="json")
+    """A full review of the failed or incomplete check the gate rests on, naming every criterion it waives."""
+    return record_full_review(
+        database, actor, name, number, reason=body.reason, waives=body.waives, site=body.site
+    ).model_dump(mode="json")

@@ -7,11 +7,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, Field
 
-from vitalops.api.deps import DatabaseDep, require
+from vitalops.api.deps import DatabaseDep, PrincipalDep, require
 from vitalops.auth import Permission, Principal
-from vitalops.auth.users import create_key, create_user, list_keys, list_users, revoke_key
+from vitalops.auth.users import (
+    create_enrollment,
+    create_key,
+    create_user,
+    list_keys,
+    list_users,
+    redeem_enrollment,
+    revoke_key,
+)
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
+self_service = APIRouter(prefix="/v1", tags=["users"])
 UserAdmin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
 KeyAdmin = Annotated[Principal, Depends(require(Permission.KEYS_MANAGE))]
 
@@ -19,6 +28,17 @@ KeyAdmin = Annotated[Principal, Depends(require(Permission.KEYS_MANAGE))]
 class UserCreate(BaseModel):
     name: str = Field(min_length=2, max_length=64)
     role: str
+    service: bool | None = None
+
+
+class EnrollmentCreate(BaseModel):
+    hours: int = Field(default=72, ge=1, le=168)
+
+
+class EnrollmentRedeem(BaseModel):
+    token: str = Field(min_length=20, max_length=200)
+    name: str = Field(default="default", max_length=64)
+    days: int = Field(default=90, ge=1, le=3650)
 
 
 class KeyCreate(BaseModel):
@@ -39,7 +59,7 @@ def get_users(database: DatabaseDep, _: UserAdmin) -> dict[str, Any]:
 @router.post("", status_code=status.HTTP_201_CREATED)
 def post_user(body: UserCreate, database: DatabaseDep, actor: UserAdmin) -> dict[str, Any]:
     with database.session() as session:
-        return create_user(session, actor, body.name, body.role).to_dict()
+        return create_user(session, actor, body.name, body.role, service=body.service).to_dict()
 
 
 @router.get("/{name}/keys")
@@ -48,9 +68,17 @@ def get_keys(name: str, database: DatabaseDep, _: KeyAdmin) -> dict[str, Any]:
         return {"keys": [key.to_dict() for key in list_keys(session, name)]}
 
 
+@router.post("/{name}/enrollments", status_code=status.HTTP_201_CREATED)
+def post_enrollment(name: str, body: EnrollmentCreate, database: DatabaseDep, actor: UserAdmin) -> dict[str, Any]:
+    """A one-time enrollment token for a person, who redeems it for a key of their own (in this response only)."""
+    with database.session() as session:
+        enrollment, token = create_enrollment(session, actor, name, hours=body.hours)
+    return enrollment.to_dict() | {"token": token}
+
+
 @router.post("/{name}/keys", status_code=status.HTTP_201_CREATED)
 def post_key(name: str, body: KeyCreate, database: DatabaseDep, actor: KeyAdmin) -> dict[str, Any]:
-    """Issue a key; the plain key is in this response only."""
+    """Issue a key to a service account (people enroll instead); the plain key is in this response only."""
     with database.session() as session:
         key, plain = create_key(session, actor, name, key_name=body.name, days=body.days)
     return key.to_dict() | {"key": plain}
@@ -61,3 +89,19 @@ def post_revoke(name: str, prefix: str, body: KeyRevoke, database: DatabaseDep, 
     with database.session() as session:
         revoke_key(session, actor, prefix, body.reason)
     return {"prefix": prefix, "revoked": True}
+
+
+@self_service.post("/enrollments/redeem", status_code=status.HTTP_201_CREATED)
+def post_redeem(body: EnrollmentRedeem, database: DatabaseDep) -> dict[str, Any]:
+    """Exchange a one-time enrollment token for your own key (in this response only)."""
+    with database.session() as session:
+        key, plain = redeem_enrollment(session, body.token, key_name=body.name, days=body.days)
+    return key.to_dict() | {"key": plain}
+
+
+@self_service.post("/me/keys", status_code=status.HTTP_201_CREATED)
+def post_my_key(body: KeyCreate, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
+    """Create another key of your own, with a key of your own; the plain key is in this response only."""
+    with database.session() as session:
+        key, plain = create_key(session, actor, actor.name, key_name=body.name, days=body.days)
+    return key.to_dict() | {"key": plain}

@@ -22,5 +22,7 @@ class AuditEventRow(Base):
     payload_json: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    #: The credential that acted (``key:<prefix>``, ``cli:unverified``, ``system``); hashed when present.
+    credential: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (Index("ix_audit_events_object", "object_type", "object_id"),)

@@ -21,6 +21,8 @@ class ModelRow(Base):
     target_population: Mapped[str] = mapped_column(Text)
     output_meaning: Mapped[str] = mapped_column(Text)
     approvals_required: Mapped[int] = mapped_column(Integer)
+    #: ``registry.schemas.ModelProfile`` as JSON: what the model card says beyond the identity.
+    profile_json: Mapped[str] = mapped_column(Text, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     created_by: Mapped[str] = mapped_column(String(128))
 
