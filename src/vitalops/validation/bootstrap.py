@@ -1,11 +1,19 @@
 """Percentile bootstrap confidence intervals, vectorised over resamples.
 
-Resamples are drawn with a seeded ``numpy.random.Generator`` as multinomial counts over the
-score-sorted rows (n draws with replacement), in blocks, and scored by the kernels in
-``vitalops.validation.kernels`` without materialising any resample. Several views of the same
-sample (the whole cohort and each subgroup) are scored from the same draws, so a subgroup's
-interval and its ratio to the reference group come from the same resampled cohorts. Resamples
-in which a metric is undefined (one outcome class, nobody flagged) are left out of that
+The unit of resampling is the patient. When any patient contributes more than one row (the
+deterioration cohort scores each inpatient every 4 hours), a resample draws as many patients as
+the sample holds, with replacement, and takes every row of each drawn patient (the cluster
+bootstrap, Davison & Hinkley 1997, section 3.8): rows of one patient are correlated, and drawing
+rows as if they were independent gives intervals that are too narrow. When every patient has one
+row (or no patient key is given) a resample draws rows.
+
+Draws come from a seeded ``numpy.random.Generator``, in blocks of resamples, as counts: how often
+each patient was drawn, expanded to that patient's rows. The kernels in
+``vitalops.validation.kernels`` score a block from those counts without materialising any
+resample. Several views of the same sample (the whole cohort, each subgroup, two models' scores
+of the same rows) are scored from the same draws, so a subgroup's interval and its ratio to the
+reference group, or the difference between two models, come from the same resampled patients.
+Resamples in which a metric is undefined (one outcome class, nobody flagged) are left out of that
 metric's percentiles and counted.
 """
 
@@ -14,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -62,23 +70,114 @@ class View:
         return {name: np.concatenate(blocks, axis=0) for name, blocks in self.draws.items()}
 
 
-def draw_resamples(n: int, views: list[View], *, n_resamples: int, seed: int | Sequence[int]) -> None:
-    """Draw ``n_resamples`` multinomial resamples of ``n`` rows and score every view on each.
+class Resampling(BaseModel):
+    """What a bootstrap resampled, stated in words for the committee that signs the report."""
 
-    The draws depend only on ``(n, n_resamples, seed)``, not on the views.
+    model_config = ConfigDict(frozen=True)
+
+    unit: Literal["patients", "rows"]
+    patients: int | None
+    rows: int
+    resamples: int
+    description: str
+
+
+@dataclass(frozen=True)
+class Clusters:
+    """The resampling units of a sample's rows: ``unit_of_row[i]`` is the patient of row ``i``
+    (patients numbered in the sorted order of their keys), or None to resample rows."""
+
+    unit_of_row: np.ndarray | None
+    n_units: int
+    n_rows: int
+    keyed: bool
+
+    def reordered(self, order: np.ndarray) -> Clusters:
+        """The same clusters for the rows taken in ``order`` (a sample sorted by score)."""
+        units = None if self.unit_of_row is None else self.unit_of_row[order]
+        return Clusters(units, self.n_units, self.n_rows, self.keyed)
+
+    def describe(self, n_resamples: int) -> Resampling:
+        if self.unit_of_row is not None:
+            text = (
+                f"{self.n_units:,} patients resampled with replacement, each with all of their rows "
+                f"({self.n_rows:,} rows); {n_resamples:,} resamples"
+            )
+            return Resampling(
+                unit="patients", patients=self.n_units, rows=self.n_rows, resamples=n_resamples, description=text
+            )
+        if self.keyed:
+            text = f"rows resampled: one row per patient ({self.n_rows:,} rows); {n_resamples:,} resamples"
+        else:
+            text = (
+                f"rows resampled ({self.n_rows:,} rows): no patient key was given, so each row is treated "
+                f"as a separate patient; {n_resamples:,} resamples"
+            )
+        return Resampling(
+            unit="rows",
+            patients=self.n_rows if self.keyed else None,
+            rows=self.n_rows,
+            resamples=n_resamples,
+            description=text,
+        )
+
+
+def patient_clusters(patient_keys: Any, n: int) -> Clusters:
+    """The clusters of ``n`` rows given each row's patient key (None: every row its own patient).
+
+    Raises InvalidInput when the keys are not one per row or one is missing.
     """
+    if patient_keys is None:
+        return Clusters(None, n, n, keyed=False)
+    keys = np.asarray(patient_keys, dtype=object).ravel()
+    if keys.shape[0] != n:
+        raise InvalidInput(
+            "patient_keys has a different length from y_true", details={"expected": n, "got": int(keys.shape[0])}
+        )
+    if any(key is None or key != key for key in keys):
+        raise InvalidInput("a row has no patient key")
+    _, units = np.unique(keys.astype(str), return_inverse=True)
+    n_units = int(units.max()) + 1 if n else 0
+    if n_units == n:
+        return Clusters(None, n, n, keyed=True)
+    return Clusters(units.astype(np.intp), n_units, n, keyed=True)
+
+
+def draw_resamples(
+    n: int,
+    views: list[View],
+    *,
+    n_resamples: int,
+    seed: int | Sequence[int],
+    clusters: Clusters | None = None,
+) -> None:
+    """Draw ``n_resamples`` resamples of the ``n`` rows and score every view on each.
+
+    Without ``clusters`` (or with one row per patient) a resample is ``n`` rows drawn with
+    replacement; with them it is ``clusters.n_units`` patients drawn with replacement, each
+    bringing all of its rows. Block ``b`` of ``size`` resamples draws
+    ``rng.integers(0, units, size=(size, units))``, row ``r`` being resample ``r``'s units. The
+    draws depend only on ``(units, n, n_resamples, seed)``, not on the views.
+    """
+    unit_of_row = None if clusters is None else clusters.unit_of_row
+    if unit_of_row is not None and unit_of_row.shape[0] != n:
+        raise InvalidInput("the clusters do not describe the sample's rows")
+    units = n if unit_of_row is None else clusters.n_units  # type: ignore[union-attr]
     rng = np.random.default_rng(seed)
-    block = max(1, min(n_resamples, _BLOCK_CELLS // n))
+    block = max(1, min(n_resamples, _BLOCK_CELLS // max(n, units)))
     done = 0
     while done < n_resamples:
         size = min(block, n_resamples - done)
-        drawn = rng.integers(0, n, size=(size, n))
-        # Column r of ``counts`` holds how often resample r drew each row.
+        drawn = rng.integers(0, units, size=(size, units))
+        # Column r of ``counts`` holds how often resample r drew each unit.
         drawn *= size
         drawn += np.arange(size)[:, None]
-        counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(n, size).astype(np.float64)
+        counts = np.bincount(drawn.ravel(), minlength=size * units).reshape(units, size).astype(np.float64)
+        if unit_of_row is not None:
+            counts = counts[unit_of_row]
+        by_resample = np.ascontiguousarray(counts.T)
         for view in views:
-            for name, values in view.sample.metrics(counts).items():
+            for name, values in view.sample.metrics(counts, by_resample).items():
                 view.draws.setdefault(name, []).append(values)
         done += size
 
@@ -119,6 +218,7 @@ def bootstrap_intervals(
     y_score: Any,
     threshold: float,
     *,
+    patient_keys: Any = None,
     n_resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
@@ -126,15 +226,79 @@ def bootstrap_intervals(
     """Every metric of ``point_metrics`` (except the counts ``n`` and ``positives``) with its
     percentile bootstrap interval at ``confidence``; the estimate is the full-sample value.
 
-    The same ``seed`` gives the same intervals. Raises InvalidInput for bad arrays or arguments.
+    ``patient_keys`` (one per row) makes the resampling unit the patient whenever a patient has
+    more than one row; without it rows are resampled. The same ``seed`` gives the same intervals.
+    Raises InvalidInput for bad arrays or arguments.
     """
     check_bootstrap_arguments(n_resamples, confidence)
     outcomes, scores = outcomes_and_scores(y_true, y_score)
-    sample, _ = sorted_sample(outcomes, scores, float(threshold))
+    clusters = patient_clusters(patient_keys, outcomes.shape[0])
+    sample, order = sorted_sample(outcomes, scores, float(threshold))
     view = View(sample=sample)
-    draw_resamples(sample.n, [view], n_resamples=n_resamples, seed=seed)
+    draw_resamples(sample.n, [view], n_resamples=n_resamples, seed=seed, clusters=clusters.reordered(order))
     intervals, _ = intervals_of(sample, view.collected(), confidence)
     return intervals
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``metric(candidate) - metric(champion)`` on the same rows, with the percentile interval of
+    that difference over the same resampled patients, and what was resampled."""
+
+    metric: str
+    candidate: float
+    champion: float
+    difference: Interval
+    excluded_resamples: int
+    resampling: Resampling
+
+
+def paired_difference(
+    y_true: Any,
+    candidate_score: Any,
+    champion_score: Any,
+    *,
+    metric: str = "auroc",
+    patient_keys: Any = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    threshold: float = 0.5,
+) -> PairedDifference:
+    """The paired bootstrap of ``metric(candidate) - metric(champion)``: both models' scores of the
+    same rows are scored on each resample, so the interval reflects how the two differ on the same
+    patients, not the spread of each alone. Raises InvalidInput for bad arrays, arguments or metric.
+    """
+    check_bootstrap_arguments(n_resamples, confidence)
+    if metric not in RESAMPLED_METRICS:
+        raise InvalidInput(f"unknown metric '{metric}'")
+    outcomes, candidate = outcomes_and_scores(y_true, candidate_score)
+    _, champion = outcomes_and_scores(y_true, champion_score)
+    if champion.shape[0] != candidate.shape[0]:
+        raise InvalidInput("candidate and champion scores differ in length")
+    clusters = patient_clusters(patient_keys, outcomes.shape[0])
+    views = []
+    for scores in (candidate, champion):
+        order = np.argsort(scores, kind="stable")
+        sample = SortedSample(
+            outcomes[order], scores[order], threshold=threshold, columns=order, n_columns=outcomes.shape[0]
+        )
+        views.append(View(sample))
+    # The count matrices are in the rows' own order; each view picks its rows by ``columns``.
+    draw_resamples(outcomes.shape[0], views, n_resamples=n_resamples, seed=seed, clusters=clusters)
+    candidate_point = point_metrics_of(views[0].sample)[metric]
+    champion_point = point_metrics_of(views[1].sample)[metric]
+    with np.errstate(invalid="ignore"):
+        draws = views[0].collected()[metric] - views[1].collected()[metric]
+    difference, excluded = percentile_interval(candidate_point - champion_point, draws, confidence)
+    return PairedDifference(
+        metric=metric,
+        candidate=candidate_point,
+        champion=champion_point,
+        difference=difference,
+        excluded_resamples=excluded,
+        resampling=clusters.describe(n_resamples),
+    )
 
 
 def one_class_resamples(draws: dict[str, np.ndarray]) -> int:

@@ -9,6 +9,9 @@ from scipy.special import expit
 LOGIT_CLIP = 1e-12
 _MAX_ITERATIONS = 100
 _TOLERANCE = 1e-10
+# A resample's refit stops after a Newton step this small (relative to the line): Newton's error
+# is then of the order of the step squared, about 1e-10, far below any interval's width.
+_STOP = 1e-5
 
 
 def logit(scores: np.ndarray) -> np.ndarray:
@@ -52,3 +55,78 @@ def fit_calibration_line(outcomes: np.ndarray, scores: np.ndarray) -> tuple[floa
     if not (np.isfinite(intercept) and np.isfinite(slope)):
         return float("nan"), float("nan")
     return float(intercept), float(slope)
+
+
+class CalibrationRefit:
+    """Refits the calibration line of a sample's resamples: the rows ``(x = logit(score), outcome)``
+    weighted by each resample's counts, by maximum likelihood.
+
+    Newton's method from a start (one per resample), all resamples of a call at once, each dropped
+    from the work once its step falls below ``_STOP`` relative to its line (Newton converges
+    quadratically, so the line is then within about the square of that step of the maximum). A
+    resample whose line does not exist (one outcome class, one distinct score, separation) or that
+    does not converge gets ``(nan, nan)``.
+    """
+
+    def __init__(self, x: np.ndarray, outcomes: np.ndarray) -> None:
+        self.defined = bool(x.shape[0] > 0 and x.min() < x.max())
+        # Rows 1, x, x^2: one pass of einsum gives the weighted sums of Newton's equations.
+        self.powers = np.stack([np.ones_like(x), x, x * x])
+        self.positive = np.flatnonzero(outcomes == 1)
+
+    def fit(
+        self,
+        weights: np.ndarray,
+        start: tuple[np.ndarray, np.ndarray],
+        sums: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(intercepts, slopes)`` of each row of ``weights`` (``(resamples, rows)``, C-ordered).
+
+        ``sums`` are each resample's weighted positives, weighted ``x`` of the positives and total
+        weight, when the caller has them (they are summed here otherwise).
+        """
+        resamples = weights.shape[0]
+        intercepts = np.full(resamples, np.nan)
+        slopes = np.full(resamples, np.nan)
+        if not self.defined:
+            return intercepts, slopes
+        x = self.powers[1]
+        if sums is None:
+            positive_weights = weights[:, self.positive]
+            sums = (positive_weights.sum(axis=1), positive_weights @ x[self.positive], weights.sum(axis=1))
+        target_a, target_b, total = sums
+        active = np.flatnonzero((target_a > 0) & (target_a < total))
+        intercept, slope = start[0][active], start[1][active]
+        for _ in range(_MAX_ITERATIONS):
+            if active.shape[0] == 0:
+                break
+            rows = weights if active.shape[0] == resamples else weights[active]
+            # fitted = 1 / (1 + exp(-(a + b x))), built in place: np.exp is several times faster than expit.
+            fitted = np.multiply.outer(-slope, x)
+            fitted -= intercept[:, None]
+            with np.errstate(over="ignore"):
+                np.exp(fitted, out=fitted)
+            fitted += 1.0
+            np.divide(1.0, fitted, out=fitted)
+            weighted_fitted = rows * fitted
+            fitted_sums = np.einsum("rn,kn->rk", weighted_fitted, self.powers[:2])
+            # weights * fitted * (1 - fitted), reusing the buffer of ``fitted``.
+            fitted *= weighted_fitted
+            np.subtract(weighted_fitted, fitted, out=fitted)
+            curvature = np.einsum("rn,kn->rk", fitted, self.powers)
+            grad_a, grad_b = target_a[active] - fitted_sums[:, 0], target_b[active] - fitted_sums[:, 1]
+            h_aa, h_ab, h_bb = curvature[:, 0], curvature[:, 1], curvature[:, 2]
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                determinant = h_aa * h_bb - h_ab * h_ab
+                step_a = (h_bb * grad_a - h_ab * grad_b) / determinant
+                step_b = (h_aa * grad_b - h_ab * grad_a) / determinant
+                intercept = intercept + step_a
+                slope = slope + step_b
+                size = np.abs(step_a) + np.abs(step_b)
+            failed = ~(np.isfinite(determinant) & (determinant > 0) & np.isfinite(intercept) & np.isfinite(slope))
+            converged = ~failed & (size < _STOP * (1 + np.abs(intercept) + np.abs(slope)))
+            intercepts[active[converged]] = intercept[converged]
+            slopes[active[converged]] = slope[converged]
+            keep = ~(failed | converged)
+            active, intercept, slope = active[keep], intercept[keep], slope[keep]
+        return intercepts, slopes

@@ -14,20 +14,23 @@ Definitions (each agrees with scikit-learn on weighted data):
   are the sample's score quantiles (the bins of ``calibration_curve(strategy="quantile")``);
   a bootstrap keeps the original sample's bins.
 - Calibration intercept and slope: ``y ~ intercept + slope * logit(score)``, fitted by
-  maximum likelihood on the sample. In resamples one Newton step from the sample's fit is
-  taken with the sample's information matrix (the one-step bootstrap, Andrews 2002,
-  Econometrica 70:119), which is first-order equivalent to refitting and turns the fit into
-  a few sums.
+  maximum likelihood on the sample, and refitted on every resample (a logistic fit weighted by
+  the resample's counts, all resamples at once by Newton's method; see
+  ``calibration_fit.refit_calibration_lines``). A one-step approximation is not used: on small
+  samples it is off by more than the interval is wide.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
-from scipy.special import expit
 
-from vitalops.validation.calibration_fit import fit_calibration_line, logit
+from vitalops.validation.calibration_fit import CalibrationRefit, fit_calibration_line, logit
 
+# Cells (resamples x rows) refitted at a time: about 1 MB per working array, which stays in cache.
+_REFIT_CHUNK_CELLS = 131_072
+# Samples at least this large start each resample's calibration refit from the one-step estimate.
+_ONE_STEP_START_ROWS = 2_000
 THRESHOLD_METRICS = ("sensitivity", "specificity", "ppv", "npv", "flag_rate")
 RESAMPLED_METRICS = (
     "auroc",
@@ -107,17 +110,19 @@ class SortedSample:
         bin_of_row = np.searchsorted(bin_bounds, rows, side="right") - 1
         positive = sorted_outcomes == 1
         x = logit(sorted_scores)
+        self._refit = CalibrationRefit(x, sorted_outcomes)
         self.calibration = fit_calibration_line(sorted_outcomes, sorted_scores)
         intercept, slope = self.calibration
-        fitted = expit(intercept + slope * x)
+        fitted = 1.0 / (1.0 + np.exp(-(intercept + slope * x)))
         weight = fitted * (1.0 - fitted)
-        # The sample's information matrix; a resample's is taken as this times its share of rows.
+        # The sample's information matrix: the one-step start of a resample's refit scales it by the
+        # resample's share of rows (Andrews 2002, Econometrica 70:119); the refit then iterates.
         self.information = (float(weight.sum()), float((weight * x).sum()), float((weight * x * x).sum()))
         self.n_bins = n_bins
         first_linear = 2 * self.n_segments + n_bins
         # Linear statistics over every row: sum p^2, sum fitted, sum fitted * x; over positives:
-        # sum p, sum x. Brier = (sum p^2 - 2 sum_pos p + P) / n; the calibration score vector is
-        # (P - sum fitted, sum_pos x - sum fitted * x).
+        # sum p, sum x. Brier = (sum p^2 - 2 sum_pos p + P) / n; the calibration score vector at the
+        # sample's line is (P - sum fitted, sum_pos x - sum fitted * x).
         every_row_terms = [sorted_scores * sorted_scores, fitted, fitted * x]
         positive_terms = [sorted_scores[positive], x[positive]]
         n_positive = int(positive.sum())
@@ -135,10 +140,13 @@ class SortedSample:
             ),
             shape=(first_linear + 5, self.n_columns),
         )
+        self._identity_columns = self.n_columns == n and bool(np.array_equal(self.columns, rows))
         self.positive_columns = self.columns[self.positions]
 
-    def metrics(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+    def metrics(self, counts: np.ndarray, counts_by_resample: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Each resampled metric for each column of ``counts`` (``(n_columns, resamples)``, float64).
+        ``counts_by_resample`` is the same counts C-ordered as ``(resamples, n_columns)``, when the
+        caller holds it (it is made here otherwise).
 
         Returns arrays of shape ``(resamples,)`` (``net_benefit``: ``(resamples, thresholds)``);
         metrics undefined in a resample (one class, nobody flagged) are NaN.
@@ -174,14 +182,10 @@ class SortedSample:
             )
             auprc = np.einsum("ij,ij->j", positive_counts, precision) / positives
 
-            squares, fitted_sum, fitted_x_sum, positive_score_sum, positive_x_sum = linear
+            squares, positive_score_sum = linear[0], linear[3]
             brier = (squares - 2.0 * positive_score_sum + positives) / total
-            share = total / self.n
-            intercept, slope = _one_newton_step(
-                self.calibration,
-                (positives - fitted_sum, positive_x_sum - fitted_x_sum),
-                tuple(share * entry for entry in self.information),
-            )
+            by_resample = np.ascontiguousarray(counts.T) if counts_by_resample is None else counts_by_resample
+            intercept, slope = self._refit_calibration(by_resample, positives, linear, total)
 
             bin_positives = np.diff(positive_cumulative[self.key_of_bins], axis=0)
             ece = np.abs(score_sums - bin_positives).sum(axis=0) / total
@@ -211,16 +215,42 @@ class SortedSample:
                 metrics["net_benefit"] = ((nb_true - (nb_flagged - nb_true) * odds) / total).T
         return metrics
 
-
-def _one_newton_step(
-    start: tuple[float, float], score: tuple[np.ndarray, np.ndarray], information: tuple[np.ndarray, ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    """One Newton step of the calibration fit from ``start`` for each resample: its score vector
-    against the sample's information matrix scaled to the resample's size (first-order equal
-    to the resample's own information matrix)."""
-    grad_a, grad_b = score
-    h_aa, h_ab, h_bb = information
-    determinant = h_aa * h_bb - h_ab * h_ab
-    intercept = start[0] + (h_bb * grad_a - h_ab * grad_b) / determinant
-    slope = start[1] + (h_aa * grad_b - h_ab * grad_a) / determinant
-    return intercept, slope
+    def _refit_calibration(
+        self,
+        counts_by_resample: np.ndarray,
+        positives: np.ndarray,
+        linear: np.ndarray,
+        total: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each resample's calibration line, refitted by Newton's method, a few resamples at a time
+        so the working arrays stay in cache. Large samples start from the one-step estimate
+        (first-order equal to the refit, so one or two steps finish it); small ones from the
+        sample's line, where the one-step estimate can be far off."""
+        resamples = counts_by_resample.shape[0]
+        start_a = np.full(resamples, self.calibration[0])
+        start_b = np.full(resamples, self.calibration[1])
+        if self.n >= _ONE_STEP_START_ROWS and all(np.isfinite(self.calibration)):
+            fitted_sum, fitted_x_sum, positive_x_sum = linear[1], linear[2], linear[4]
+            share = total / self.n
+            h_aa, h_ab, h_bb = (share * entry for entry in self.information)
+            grad_a, grad_b = positives - fitted_sum, positive_x_sum - fitted_x_sum
+            with np.errstate(divide="ignore", invalid="ignore"):
+                determinant = h_aa * h_bb - h_ab * h_ab
+                one_a = self.calibration[0] + (h_bb * grad_a - h_ab * grad_b) / determinant
+                one_b = self.calibration[1] + (h_aa * grad_b - h_ab * grad_a) / determinant
+            usable = np.isfinite(one_a) & np.isfinite(one_b)
+            start_a = np.where(usable, one_a, start_a)
+            start_b = np.where(usable, one_b, start_b)
+        intercepts = np.empty(resamples)
+        slopes = np.empty(resamples)
+        chunk = max(1, _REFIT_CHUNK_CELLS // max(self.n, 1))
+        for first in range(0, resamples, chunk):
+            last = min(first + chunk, resamples)
+            rows = counts_by_resample[first:last]
+            weights = rows if self._identity_columns else rows[:, self.columns]
+            intercepts[first:last], slopes[first:last] = self._refit.fit(
+                weights,
+                (start_a[first:last], start_b[first:last]),
+                (positives[first:last], linear[4][first:last], total[first:last]),
+            )
+        return intercepts, slopes
