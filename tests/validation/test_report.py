@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import orjson
 import pytest
 
@@ -92,3 +93,21 @@ def test_one_class_resamples_are_counted_in_warnings() -> None:
     assert report.overall.one_class_resamples > 0
     assert any("one outcome class" in warning for warning in report.warnings)
     assert not math.isnan(report.overall.metrics["auroc"].low)
+
+
+def test_report_states_what_was_resampled_and_the_suppression_rule_in_words() -> None:
+    cohort = scored_cohort(3000)
+    keys = np.asarray([f"patient-{index // 6}" for index in range(3000)])
+    report = _report(patient_keys=keys)
+    assert report.resampling is not None and report.resampling.unit == "patients"
+    assert report.resampling.description.startswith("500 patients resampled with replacement")
+    assert "3,000 rows" in report.resampling.description and "200 resamples" in report.resampling.description
+    assert report.overall.patients == 500 and report.overall.n == 3000
+    html = render_report_html(report, title="t")
+    assert "500 patients resampled" in html and "next-smallest cell" in html
+    card_free = _report()
+    assert card_free.resampling is not None and "no patient key was given" in card_free.resampling.description
+    # Resampling patients widens the interval on these clustered keys only through the draws, and the
+    # same seed and keys give the same report numbers.
+    assert report.overall.metrics == _report(patient_keys=keys).overall.metrics
+    assert len(cohort["y"]) == report.overall.n

@@ -178,12 +178,18 @@ def build_model_card(
     rule = report.threshold_rule or {}
     approved = [a for a in approvals if a.get("decision", "approve") in ("approve", "approved")]
     release_date = max((str(a.get("created_at")) for a in approved if a.get("created_at")), default=None)
+    patients = "" if overall.patients is None else f" of {overall.patients} patients"
     test_data = (
-        f"{overall.n} rows, {overall.positives} positive outcomes (prevalence "
+        f"{overall.n} rows{patients}, {overall.positives} positive outcomes (prevalence "
         f"{number(overall.metrics['prevalence'].estimate)}); {_text(version, 'training_data')}"
     )
+    resampled = (
+        report.resampling.description
+        if report.resampling is not None
+        else f"{report.n_bootstrap} bootstrap resamples (what was resampled was not recorded)"
+    )
     bootstrap = (
-        f"{report.n_bootstrap} bootstrap resamples (seed {report.seed}), "
+        f"Bootstrap: {resampled} (seed {report.seed}), "
         f"{round(report.confidence * 100, 1)}% percentile intervals; threshold {number(report.threshold, 4)} "
         f"chosen by {rule.get('kind', 'a given value')} {rule.get('value', '')}".rstrip()
     )
@@ -261,7 +267,8 @@ def build_model_card(
                 ),
                 "bias_mitigation_approaches": (
                     "Subgroup metrics with intervals and ratios to a reference group are reviewed before "
-                    f"approval; groups under {report.small_group_min} rows are suppressed"
+                    "approval. "
+                    + (report.suppression_rule or f"Groups under {report.small_group_min} rows are suppressed.")
                 ),
                 "ongoing_maintenance": pccp_text,
                 "security": f"artifact sha256 {_text(version, 'artifact_sha256')}, verified on every load",

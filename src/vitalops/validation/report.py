@@ -18,17 +18,20 @@ from vitalops.core.ids import content_hash
 from vitalops.errors import InvalidInput
 from vitalops.validation.bootstrap import (
     Interval,
+    Resampling,
     View,
     check_bootstrap_arguments,
     draw_resamples,
     intervals_of,
     one_class_resamples,
+    patient_clusters,
     percentile_interval,
 )
 from vitalops.validation.fairness import SubgroupResult, subgroup_results, subgroup_views
 from vitalops.validation.inputs import outcomes_and_scores
 from vitalops.validation.metrics import calibration_curve, net_benefit, sorted_sample
 from vitalops.validation.report_html import render_report_html
+from vitalops.validation.suppression import count_text, suppress_cells, suppression_rule
 from vitalops.validation.thresholds import ThresholdRule, choose_threshold
 
 __all__ = [
@@ -42,17 +45,20 @@ __all__ = [
     "render_report_html",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 # Threshold probabilities of the decision curve: 1% to 50%, the range where early-warning
 # models are acted on (Vickers & Elkin 2006 advise the clinically reasonable range only).
 DEFAULT_DECISION_THRESHOLDS = tuple(round(0.01 * step, 2) for step in range(1, 51))
 
 
 class OverallResult(BaseModel):
+    """The whole cohort: ``n`` rows, of ``patients`` patients (None when no patient key was given)."""
+
     model_config = ConfigDict(frozen=True)
 
     n: int
     positives: int
+    patients: int | None = None
     metrics: dict[str, Interval]
     one_class_resamples: int
 
@@ -78,7 +84,8 @@ class DecisionCurvePoint(BaseModel):
 
 
 class ExternalSiteResult(BaseModel):
-    """A held-out site scored at the development threshold; suppressed like a small subgroup."""
+    """A held-out site scored at the development threshold; its cells suppressed by the same rule
+    as a subgroup's (a site stands alone, so no complement is needed)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -89,6 +96,8 @@ class ExternalSiteResult(BaseModel):
     positives: int | None
     metrics: dict[str, Interval] | None
     one_class_resamples: int | None
+    positives_display: str = ""
+    resampling: Resampling | None = None
 
 
 class ValidationReport(BaseModel):
@@ -105,6 +114,10 @@ class ValidationReport(BaseModel):
     n_bootstrap: int
     seed: int
     small_group_min: int
+    #: What the bootstrap resampled, in words (None in reports stored before it was recorded).
+    resampling: Resampling | None = None
+    #: The small-cell suppression rule applied to every count table, in words.
+    suppression_rule: str = ""
     overall: OverallResult
     calibration: list[CalibrationBin]
     decision_curve: list[DecisionCurvePoint]
@@ -134,6 +147,8 @@ def build_report(
     confidence: float = 0.95,
     decision_thresholds: tuple[float, ...] = DEFAULT_DECISION_THRESHOLDS,
     threshold_from_training: bool = False,
+    patient_keys: Any = None,
+    external_patient_keys: dict[str, Any] | None = None,
 ) -> ValidationReport:
     """Validate scores against outcomes: overall metrics with intervals, calibration, decision
     curve, subgroups (``groups`` plus ``sites`` as attribute ``site``) and each held-out site in
@@ -141,11 +156,14 @@ def build_report(
 
     The threshold is ``threshold`` when given, else the one ``threshold_rule`` picks on these
     rows; ``threshold_from_training`` records that a given threshold was picked by the rule on the
-    training rows. The cohort and its subgroups share the same resamples. Raises InvalidInput for bad
-    arrays, arguments, or a ``site`` attribute given twice.
+    training rows. The cohort and its subgroups share the same resamples. ``patient_keys`` (one per
+    row; ``external_patient_keys`` per held-out site) make the resampling unit the patient whenever
+    a patient has several rows (see ``bootstrap``). Raises InvalidInput for bad arrays, arguments,
+    or a ``site`` attribute given twice.
     """
     check_bootstrap_arguments(n_resamples, confidence)
     outcomes, scores = outcomes_and_scores(y_true, y_score)
+    clusters = patient_clusters(patient_keys, outcomes.shape[0])
     warnings: list[str] = []
     if threshold is None:
         threshold = choose_threshold(outcomes, scores, threshold_rule, patient_days=patient_days)
@@ -164,9 +182,10 @@ def build_report(
     cohort = View(sample)
     draw_resamples(
         sample.n,
-        [cohort] + [item[3] for item in planned if item[3] is not None],
+        [cohort] + [item.view for item in planned if item.view is not None],
         n_resamples=n_resamples,
         seed=seed,
+        clusters=clusters.reordered(order),
     )
     draws = cohort.collected()
     metrics, _ = intervals_of(sample, draws, confidence)
@@ -176,7 +195,11 @@ def build_report(
     if metrics["flag_rate"].estimate == 0.0:
         warnings.append("the operating threshold flags no patient in the validation data")
     overall = OverallResult(
-        n=sample.n, positives=int(sample.positions.shape[0]), metrics=metrics, one_class_resamples=one_class
+        n=sample.n,
+        positives=int(sample.positions.shape[0]),
+        patients=clusters.n_units if clusters.keyed else None,
+        metrics=metrics,
+        one_class_resamples=one_class,
     )
     decision_curve = [
         DecisionCurvePoint(
@@ -190,8 +213,19 @@ def build_report(
     subgroups = subgroup_results(
         planned, reference=reference, small_group_min=small_group_min, confidence=confidence, warnings=warnings
     )
+    external_keys = external_patient_keys or {}
     external_results = [
-        _external_site(site, pair, threshold, small_group_min, n_resamples, [seed, index + 1], confidence, warnings)
+        _external_site(
+            site,
+            pair,
+            external_keys.get(site),
+            threshold,
+            small_group_min,
+            n_resamples,
+            [seed, index + 1],
+            confidence,
+            warnings,
+        )
         for index, (site, pair) in enumerate(sorted((external or {}).items()))
     ]
     return ValidationReport(
@@ -203,6 +237,8 @@ def build_report(
         n_bootstrap=n_resamples,
         seed=seed,
         small_group_min=small_group_min,
+        resampling=clusters.describe(n_resamples),
+        suppression_rule=suppression_rule(small_group_min),
         overall=overall,
         calibration=[CalibrationBin(**row) for row in calibration_curve(outcomes, scores)],
         decision_curve=decision_curve,
@@ -215,6 +251,7 @@ def build_report(
 def _external_site(
     site: str,
     pair: tuple[np.ndarray, np.ndarray],
+    patient_keys: Any,
     threshold: float,
     small_group_min: int,
     n_resamples: int,
@@ -223,20 +260,27 @@ def _external_site(
     warnings: list[str],
 ) -> ExternalSiteResult:
     outcomes, scores = outcomes_and_scores(*pair)
-    if outcomes.shape[0] < small_group_min:
-        warnings.append(f"external site {site}: fewer than {small_group_min} rows; suppressed")
+    clusters = patient_clusters(patient_keys, outcomes.shape[0])
+    size, positives = int(outcomes.shape[0]), int(outcomes.sum())
+    hidden = suppress_cells({site: size}, {site: positives}, small_group_min)[site]
+    if hidden.any:
+        reason = f"fewer than {small_group_min} rows" if hidden.size else "few positives or negatives"
+        warnings.append(f"external site {site}: {reason}; suppressed")
         return ExternalSiteResult(
             site=site,
             suppressed=True,
-            count_display=f"<{small_group_min}",
-            n=None,
+            count_display=count_text(size, hidden.size, minimum=small_group_min, below_minimum=hidden.size),
+            n=None if hidden.size else size,
             positives=None,
+            positives_display=count_text(
+                positives, True, minimum=small_group_min, below_minimum=positives < small_group_min
+            ),
             metrics=None,
             one_class_resamples=None,
         )
-    sample, _ = sorted_sample(outcomes, scores, threshold)
+    sample, order = sorted_sample(outcomes, scores, threshold)
     view = View(sample)
-    draw_resamples(sample.n, [view], n_resamples=n_resamples, seed=seed)
+    draw_resamples(sample.n, [view], n_resamples=n_resamples, seed=seed, clusters=clusters.reordered(order))
     draws = view.collected()
     metrics, _ = intervals_of(sample, draws, confidence)
     one_class = one_class_resamples(draws)
@@ -247,9 +291,11 @@ def _external_site(
         suppressed=False,
         count_display=str(sample.n),
         n=sample.n,
-        positives=int(sample.positions.shape[0]),
+        positives=positives,
+        positives_display=str(positives),
         metrics=metrics,
         one_class_resamples=one_class,
+        resampling=clusters.describe(n_resamples),
     )
 
 
