@@ -20,8 +20,15 @@ def test_users_and_keys_with_clear_errors(cli) -> None:
     assert unknown.exit_code == 2 and "unknown role 'wizard'" in unknown.stderr
     duplicate = cli("users", "add", "dana", "--role", "approver", "--json")
     assert duplicate.exit_code == 2 and duplicate.json()["error"]["code"] == "conflict"
-    key = cli("keys", "create", "dana", "--days", "3", "--json").json()
-    assert key["key"].startswith("vok_") and key["user"] == "dana"
+    refused = cli("keys", "create", "dana", "--days", "3", "--json")
+    assert refused.exit_code == 2 and refused.json()["error"]["code"] == "policy_violation"
+    token = cli("users", "enroll", "dana", "--json").json()["token"]
+    key = cli("keys", "redeem", token, "--days", "3", "--json").json()
+    assert key["key"].startswith("vok_") and key["user"] == "dana" and key["personal"] is True
+    assert cli("keys", "redeem", token).exit_code == 2  # spent
+    cli("users", "add", "feed", "--role", "operator", "--service")
+    service_key = cli("keys", "create", "feed", "--json").json()
+    assert service_key["key"].startswith("vok_") and service_key["personal"] is False
     missing = cli("keys", "create", "nobody", "--json")
     assert missing.exit_code == 2 and "no user named 'nobody'" in missing.stdout
 
@@ -36,7 +43,7 @@ def test_named_users_are_held_to_their_role(cli) -> None:
 
 def test_audit_verify_catches_a_tampered_row(cli, database: Database) -> None:
     cli("users", "add", "dana", "--role", "data_scientist")
-    cli("keys", "create", "dana")
+    cli("users", "enroll", "dana")
     assert cli("audit", "verify", "--json").json()["ok"] is True
     with database.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
@@ -75,7 +82,7 @@ def test_init_from_nothing_in_production_generates_secrets_first(cli, tmp_path, 
     assert result.exit_code == 0, result.stderr
     assert result.json()["secrets"] == "generated" and (fresh / "secrets.env").exists()
     unnamed = cli("audit", "log")
-    assert unnamed.exit_code == 2 and "set VITALOPS_USER" in unnamed.stderr
+    assert unnamed.exit_code == 2 and "set VITALOPS_API_KEY" in unnamed.stderr
 
 
 def test_usage_errors_exit_2_with_the_parsers_message(cli) -> None:

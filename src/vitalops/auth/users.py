@@ -192,15 +192,26 @@ def create_key(
 
 def create_enrollment(session: Session, actor: Principal, user_name: str, *, hours: int = 72) -> tuple[Enrollment, str]:
     """A one-time token with which the person ``user_name`` creates their first key; returned once.
-    The caller checks that ``actor`` may manage users."""
+    The caller checks that ``actor`` may manage users. Conflict while the person holds a personal key
+    that still works: they create further keys themselves, so a second token (which whoever issued
+    it could redeem) is never needed behind their back."""
     if not 1 <= hours <= ENROLLMENT_HOURS_MAX:
         raise InvalidInput(f"an enrollment token lives 1 to {ENROLLMENT_HOURS_MAX} hours, not {hours}")
     user = _issuable_user(session, user_name)
     if user.kind != "person":
         raise InvalidInput(f"'{user_name}' is a service account: issue it a key with 'vitalops keys create'")
+    now = utcnow()
+    active = session.scalar(
+        select(ApiKeyRow.prefix).where(
+            ApiKeyRow.user_id == user.id, ApiKeyRow.personal.is_(True), ApiKeyRow.revoked_at.is_(None),
+            ApiKeyRow.expires_at > now,
+        )
+    )
+    if active is not None:
+        raise Conflict(f"'{user_name}' holds a personal key already and creates further keys themselves; "
+                       "revoke their keys first if they lost them")
     prefix = secrets.token_hex(6)
     plain = f"voe_{prefix}_{secrets.token_urlsafe(32)}"
-    now = utcnow()
     row = EnrollmentRow(user_id=user.id, prefix=prefix, token_hash=_hash_key(plain), created_at=now,
                         created_by=actor.name, expires_at=now + timedelta(hours=hours))
     session.add(row)
