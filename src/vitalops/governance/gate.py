@@ -149,7 +149,13 @@ def run_pccp_check(
     scores = load_predictor(candidate.artifact_sha256, store=store).predict_proba(rows.features)
     results: list[Criterion] = _locked(candidate, champion, plan.locked)
     results += criteria.acceptance(
-        rows.labels, scores, candidate.threshold, plan.acceptance, n_resamples=plan.n_resamples, seed=plan.seed
+        rows.labels,
+        scores,
+        candidate.threshold,
+        plan.acceptance,
+        patient_keys=rows.patient_keys,
+        n_resamples=plan.n_resamples,
+        seed=plan.seed,
     )
     if champion is not None:
         champion_rows = labelled_rows(table, champion.signature.feature_names)
@@ -157,10 +163,27 @@ def run_pccp_check(
             champion_rows = champion_rows.subset(champion_rows.sites == site)
         champion_scores = load_predictor(champion.artifact_sha256, store=store).predict_proba(champion_rows.features)
         results.append(
-            criteria.non_inferiority(rows.labels, scores, champion_scores, plan.non_inferiority.auroc_drop_max)
+            criteria.non_inferiority(
+                rows.labels,
+                scores,
+                champion_scores,
+                plan.non_inferiority.auroc_drop_max,
+                patient_keys=rows.patient_keys,
+                n_resamples=plan.n_resamples,
+                seed=plan.seed,
+            )
         )
         results += criteria.behaviour(scores, candidate.threshold, champion_scores, champion.threshold, plan.behaviour)
-    results += criteria.subgroup_ratios(rows.attributes, rows.labels, scores, candidate.threshold, plan.subgroups)
+    results += criteria.subgroup_ratios(
+        rows.attributes,
+        rows.labels,
+        scores,
+        candidate.threshold,
+        plan.subgroups,
+        patient_keys=rows.patient_keys,
+        n_resamples=plan.n_resamples,
+        seed=plan.seed,
+    )
     if site is None and np.unique(rows.sites).shape[0] > 1:
         results += criteria.ratios(
             "site",
@@ -170,6 +193,9 @@ def run_pccp_check(
             candidate.threshold,
             plan.sites,
             reference="all",
+            patient_keys=rows.patient_keys,
+            n_resamples=plan.n_resamples,
+            seed=plan.seed,
         )
     status = check_status(results)
     passed = status == "passed"

@@ -34,13 +34,16 @@ class ResolvedDataset:
 
 @dataclass(frozen=True)
 class Rows:
-    """Labelled rows ready to fit or score: features (float64, NaN = missing), outcomes and attributes."""
+    """Labelled rows ready to fit or score: features (float64, NaN = missing), outcomes, attributes
+    and each row's pseudonymous ``patient_key`` (None for a dataset without one): a patient scored
+    at several times has several rows, and statistics over them resample patients."""
 
     features: np.ndarray
     labels: np.ndarray
     sites: np.ndarray
     index_times: np.ndarray
     attributes: dict[str, np.ndarray]
+    patient_keys: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -52,6 +55,7 @@ class Rows:
             self.sites[mask],
             self.index_times[mask],
             {name: values[mask] for name, values in self.attributes.items()},
+            None if self.patient_keys is None else self.patient_keys[mask],
         )
 
 
@@ -85,6 +89,11 @@ def labelled_rows(table: pa.Table, feature_names: list[str]) -> Rows:
         sites=np.asarray(known.column("site").to_pylist(), dtype=object),
         index_times=index_times.astype("datetime64[us]"),
         attributes=attributes,
+        patient_keys=(
+            np.asarray(known.column("patient_key").to_pylist(), dtype=object)
+            if "patient_key" in known.column_names
+            else None
+        ),
     )
 
 

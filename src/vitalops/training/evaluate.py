@@ -57,7 +57,8 @@ def evaluate(
     threshold: float | None = None,
 ) -> Evaluation:
     """Choose the threshold on the training rows (unless given), then validate on the test rows, with
-    each held-out site as external validation. ``failures`` lists the minimums the report misses."""
+    each held-out site as external validation; intervals resample patients (by ``patient_keys``).
+    ``failures`` lists the minimums the report misses."""
     require_both_classes(test, what="temporal test")
     from_training = threshold is None
     if threshold is None:
@@ -68,9 +69,11 @@ def evaluate(
             patient_days=len(training) * patient_days_per_row,
         )
     external_sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    external_keys: dict[str, np.ndarray | None] = {}
     for site in sorted({str(s) for s in external.sites}):
         rows = external.subset(external.sites == site)
         external_sets[site] = (rows.labels, predictor.predict_proba(rows.features))
+        external_keys[site] = rows.patient_keys
     report = build_report(
         test.labels,
         predictor.predict_proba(test.features),
@@ -84,6 +87,8 @@ def evaluate(
         patient_days=len(test) * patient_days_per_row,
         threshold=threshold,
         threshold_from_training=from_training,
+        patient_keys=test.patient_keys,
+        external_patient_keys=external_keys,
     )
     return Evaluation(
         report=report,
