@@ -107,7 +107,7 @@ def test_facts_known_after_the_index_time_never_change_the_row(hospital_lake, of
         late = facts.slice(which % facts.num_rows, 1).to_pylist()[0]
         late.update(fact_id=f"late-{which}", source_id=f"late-{which}", value_num=value,
                     effective_at=min(late["effective_at"], moment),
-                    known_at=moment + timedelta(microseconds=delay_us))
+                    known_at=moment + timedelta(microseconds=delay_us), issued_at=None)
         with_late = pa.concat_tables([facts, pa.Table.from_pylist([late], schema=facts.schema)])
         before = vector_from_facts(facts, spec, row["patient_key"], at=moment, encounter_key=row["encounter_key"])
         after = vector_from_facts(with_late, spec, row["patient_key"], at=moment, encounter_key=row["encounter_key"])

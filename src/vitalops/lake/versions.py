@@ -2,12 +2,14 @@
 
 Facts store two times a version's known time is made from: ``known_at``, when the version was
 made available (``meta.lastUpdated``, else the ingest time), and ``issued_at``, the resource's
-``issued`` (Observations only; null elsewhere). Both are raised to ``effective_at`` at ingest.
+``issued`` (Observation results only; null elsewhere, retractions included: a retraction is
+made available at its lastUpdated). Both are raised to ``effective_at`` at ingest.
 The rule, for the versions of one source resource (``source_type``, ``source_id``) in the lake:
 
 * succession: when every version id of the resource is a whole number, versions follow one
   another by that number (so "10" follows "9"); otherwise by ``known_at``, then by version id
-  as text (the id is then ``meta.lastUpdated`` or a content hash, which have no order of their own);
+  as text (ids that are not numbers, such as a ``meta.lastUpdated`` standing in for a missing
+  versionId or a content hash, say nothing reliable about order);
 * the first version is known at its ``issued`` (else ``known_at``: lastUpdated, else ingest
   time); each later version at its own ``known_at`` (an amendment keeps the original
   ``issued``), never earlier than the version before it: the version known time is the running
