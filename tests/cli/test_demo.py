@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 
-def test_demo_builds_the_hospital_end_to_end(cli) -> None:
+from vitalops.auth.users import authenticate_key
+from vitalops.errors import Unauthenticated
+
+
+def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
     result = cli("demo", "--no-serve", "--json")
     assert result.exit_code == 0, result.stderr[-2000:]
     summary = result.json()
@@ -24,15 +29,28 @@ def test_demo_builds_the_hospital_end_to_end(cli) -> None:
         assert dataset["rows"] > 0 and 0 < dataset["positives"] < dataset["labelled"]
     deterioration = summary["models"]["models"]["deterioration"]
     assert deterioration["champion"] == {"north": 1, "south": 1, "east": 1}
-    assert deterioration["blocked"]["passed"] is False
-    assert deterioration["blocked"]["deploy_beyond_shadow"].startswith("refused")
+    assert deterioration["plan"]["state"] == "in_force" and deterioration["plan"]["proposed_by"] == "dana"
+    assert deterioration["plan"]["approved_by"] == ["alex", "blake"]
+    assert deterioration["approval_reason"].startswith("Reviewed validation report")
+    assert "patients resampled" in deterioration["approval_reason"]
+    blocked = deterioration["blocked"]
+    assert blocked["passed"] is False and blocked["status"] == "failed"
+    # The lab-outage candidate is worse than the champion, and the refusal names what the plan caught.
+    caught = {"non_inferiority.auroc_drop", "acceptance.auroc_low"} & set(blocked["failed"])
+    assert caught and blocked["deploy_beyond_shadow"].startswith("refused")
+    assert all(name in blocked["deploy_beyond_shadow"] for name in caught)
     assert summary["audit"]["ok"] is True and summary["audit"]["events"] > 20
     cards = summary["models"]["cards"]
     pages = {Path(card).name: Path(card).read_text() for card in cards}
     assert len(pages) == 6
     assert all("Key metrics" in text for name, text in pages.items() if not name.endswith("validation.html"))
     assert "Calibration" in pages["deterioration-v1.validation.html"]
+    card = pages["deterioration-v1.md"]
+    assert "Not cleared by any regulator" in card and "synthetic" in card and "Rapid response nurses" in card
+    first_keys = {entry["user"]: entry["key"] for entry in summary["users"]}
 
     again = cli("demo", "--no-serve", "--json")
     assert again.exit_code == 0 and again.json()["rebuilt"] is False
     assert cli("audit", "verify", "--json").json()["ok"] is True
+    with pytest.raises(Unauthenticated, match="revoked"), database.session() as session:
+        authenticate_key(session, first_keys["alex"])  # running the demo again revoked its old keys

@@ -288,12 +288,18 @@ def register(app: typer.Typer) -> None:
         summary["url"] = f"http://{host}:{port}"
         if as_json:
             print_json(summary)
-        else:
+        elif serve:
             console.print(Panel.fit(
                 f"VitalOps is serving the demo hospital at [bold]{summary['url']}[/]\n"
                 f"API docs: {summary['url']}/docs   health: {summary['url']}/readyz\n"
                 "Try: curl -H 'Authorization: Bearer <audrey's key>' " + summary["url"] + "/v1/audit",
                 title="demo ready",
+            ))
+        else:
+            console.print(Panel.fit(
+                f"The demo hospital is built in {home}. Serve it with: vitalops serve --port {port}\n"
+                "Act as a person with their key: VITALOPS_API_KEY=<alex's key> vitalops pccp list deterioration",
+                title="demo built",
             ))
         if serve:
             serve_forever(host, port)

@@ -96,9 +96,9 @@ def _plan(database: Database, name: str, number: int, *, sites: list[str], parse
                 status = gate_status(session, name, number, site=site)
                 if not status.open:
                     raise GateFailed(
-                        f"{name} v{number} cannot be deployed beyond shadow at {site}: {status.reason}"
-                        + (f" ({', '.join(status.failed)})" if status.failed else ""),
-                        details={"site": site, "failed": status.failed, "check_id": status.check_id},
+                        f"{name} v{number} cannot be deployed beyond shadow at {site}: {status.explain()}",
+                        details={"site": site, "failed": status.failed, "not_evaluable": status.not_evaluable,
+                                 "check_id": status.check_id},
                     )
                 gate_note = status.reason
         for site in sites:

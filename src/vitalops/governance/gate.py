@@ -282,12 +282,22 @@ def raise_if_failed(check: PccpCheck) -> PccpCheck:
 
 
 class GateStatus(BaseModel):
+    """``failed`` names the criteria the governing check did not meet, ``not_evaluable`` those it could
+    not judge (both are what a full review must waive)."""
+
     open: bool
     reason: str
     failed: list[str]
     check_id: int | None
+    not_evaluable: list[str] = []
     reviewed_by: list[str] = []
     reviews_required: int = 0
+
+    def explain(self) -> str:
+        """The reason with the criteria named, for a refusal a person reads."""
+        named = [f"failed: {', '.join(self.failed)}"] if self.failed else []
+        named += [f"not evaluable: {', '.join(self.not_evaluable)}"] if self.not_evaluable else []
+        return self.reason + (f" ({'; '.join(named)})" if named else "")
 
 
 class _Binding(BaseModel):
@@ -384,14 +394,17 @@ def gate_status(session: Session, name: str, number: int, *, site: str | None) -
         return GateStatus(open=False, reason=why, failed=[missing], check_id=None)
     if check.status == "passed":
         return GateStatus(open=True, reason=f"PCCP check {check.id} passed", failed=[], check_id=check.id)
-    waivable = _waivable(orjson.loads(check.results_json))
+    results = orjson.loads(check.results_json)
+    failed = [str(c["name"]) for c in results if c.get("evaluable", True) and not c["passed"]]
+    not_evaluable = [str(c["name"]) for c in results if not c.get("evaluable", True)]
     required = session.get_one(ModelRow, version_row(session, name, number).model_id).approvals_required
     reviewers = sorted({r.reviewer for r in _reviews(session, check.id)})
     if len(reviewers) >= required:
         return GateStatus(
             open=True,
             reason=f"PCCP check {check.id} was {check.status}; full review by {', '.join(reviewers)}",
-            failed=waivable,
+            failed=failed,
+            not_evaluable=not_evaluable,
             check_id=check.id,
             reviewed_by=reviewers,
             reviews_required=required,
@@ -400,7 +413,8 @@ def gate_status(session: Session, name: str, number: int, *, site: str | None) -
     return GateStatus(
         open=False,
         reason=f"PCCP check {check.id} {check.status}{pending}",
-        failed=waivable,
+        failed=failed,
+        not_evaluable=not_evaluable,
         check_id=check.id,
         reviewed_by=reviewers,
         reviews_required=required,

@@ -35,6 +35,8 @@ from vitalops.registry.versions import get_model, get_version
 from vitalops.training.datasets import ResolvedDataset, freeze_dataset
 from vitalops.training.spec import TrainingSpec, spec_from_dict
 from vitalops.training.trainer import TrainingResult, train_on_dataset
+from vitalops.validation.card import fairness_concerns
+from vitalops.validation.report import ValidationReport
 
 DEMO_DEVELOPER = "VitalOps demo hospital, clinical data science team (synthetic data only)"
 DEMO_REGULATORY_STATUS = (
@@ -141,13 +143,28 @@ def _without_labs(dataset: ResolvedDataset) -> ResolvedDataset:
     return ResolvedDataset(table, dataset.feature_names, dataset.fingerprint, dataset.definitions_version, None)
 
 
-def approval_reason(report: dict[str, Any], *, purpose: str) -> str:
-    """An approver's reason that answers each warning of the validation report it approves."""
-    warnings = list(report.get("warnings") or [])
-    answered = "; ".join(f"'{w}': accepted, to be watched in monitoring" for w in warnings[:4])
-    more = f"; and {len(warnings) - 4} more, each accepted the same way" if len(warnings) > 4 else ""
-    return (f"Reviewed validation report {str(report.get('hash', ''))[:12]} for {purpose}. "
-            + (f"Warnings: {answered}{more}." if warnings else "It records no warnings."))
+def approval_reason(report: ValidationReport, report_hash: str, *, purpose: str) -> str:
+    """An approver's reason that answers the validation report's warnings one kind at a time: subgroup
+    differences outside the card's bounds, groups too small to judge, intervals resting on few outcomes."""
+    concerns = fairness_concerns(report)
+    too_small = sorted({w.split(":")[0] for w in report.warnings if "suppressed" in w})
+    few_outcomes = sorted({w.split(":")[0] for w in report.warnings if "one outcome class" in w})
+    answered = set(too_small) | set(few_outcomes)
+    other = [w for w in report.warnings if w.split(":")[0] not in answered]
+    unit = "" if report.resampling is None else f" ({report.resampling.description})"
+    parts = [f"Reviewed validation report {report_hash[:12]}{unit} for {purpose}."]
+    if concerns:
+        parts.append("Subgroup differences the card warns of: " + "; ".join(concerns[:3])
+                     + (f" (and {len(concerns) - 3} more)" if len(concerns) > 3 else "")
+                     + ". Accepted only with monthly subgroup monitoring and a review if a ratio stays outside.")
+    if too_small:
+        parts.append(f"Too few patients to judge {', '.join(too_small)}: not judged here, followed in monitoring.")
+    if few_outcomes:
+        parts.append(f"Few outcomes behind {', '.join(few_outcomes)}: wide intervals, read with care.")
+    parts += [f"Noted: {w}." for w in other[:3]]
+    if not report.warnings and not concerns:
+        parts.append("It records no warnings.")
+    return " ".join(parts)
 
 
 def _check_summary(check: PccpCheck) -> dict[str, Any]:
@@ -251,8 +268,8 @@ def run_model_plane_demo(
             continue
         with database.session() as session:
             required = get_model(session, name).approvals_required
-        report = first.evaluation.report.model_dump(mode="json") | {"hash": first.version.report_hash}
-        reason = approval_reason(report, purpose=DEMO_MODELS[name]["intended_use"].lower())
+        reason = approval_reason(first.evaluation.report, first.version.report_hash,
+                                 purpose=DEMO_MODELS[name]["intended_use"].rstrip(".").lower())
         record["approval_reason"] = reason
         for approver in approvers[:required]:
             approve_version(database, approver, name, first.version.number, reason=reason)
@@ -273,12 +290,11 @@ def run_model_plane_demo(
             weakened = train(0.75, {}, dataset=_without_labs(development))
             record["versions"].append(weakened.summary() | {"training_extract": "lab feed down: "
                                                             + ", ".join(LAB_PREFIXES) + " missing"})
-            weak_report = weakened.evaluation.report.model_dump(mode="json") | {"hash": weakened.version.report_hash}
+            weak_reason = approval_reason(weakened.evaluation.report, weakened.version.report_hash,
+                                          purpose="shadow evaluation only; promotion is the PCCP gate's to allow")
             for approver in approvers[:required]:
                 try:
-                    approve_version(database, approver, name, weakened.version.number,
-                                    reason=approval_reason(weak_report, purpose="shadow evaluation only; "
-                                                           "promotion is the PCCP gate's to allow"))
+                    approve_version(database, approver, name, weakened.version.number, reason=weak_reason)
                 except Conflict:
                     break
             weak_check = run_pccp_check(database, gatekeeper, name, weakened.version.number, site=sites[0])

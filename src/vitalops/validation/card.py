@@ -158,6 +158,11 @@ def _fairness(report: ValidationReport) -> tuple[list[dict[str, str]], list[str]
     return rows, concerns
 
 
+def fairness_concerns(report: ValidationReport) -> list[str]:
+    """Each shown subgroup ratio outside the fairness bounds, in words (what the card warns of)."""
+    return _fairness(report)[1]
+
+
 def build_model_card(
     *,
     model: dict[str, Any],
