@@ -9,9 +9,13 @@ from scipy.special import expit
 LOGIT_CLIP = 1e-12
 _MAX_ITERATIONS = 100
 _TOLERANCE = 1e-10
-# A resample's refit stops after a Newton step this small (relative to the line): Newton's error
-# is then of the order of the step squared, about 1e-10, far below any interval's width.
-_STOP = 1e-5
+# A resample's refit stops after a Newton step smaller than ``stop`` relative to its line. Newton
+# converges quadratically, so the line is then within about stop squared (times a constant of the
+# order of the spread of the logits) of the maximum. Small samples, cheap to refit, go to 1e-7
+# (about 1e-14); large ones, where one or two steps from the one-step estimate finish the fit,
+# to 1e-4 (about 1e-8, still five orders of magnitude below an interval's width at that size).
+STOP_SMALL = 1e-7
+STOP_LARGE = 1e-4
 
 
 def logit(scores: np.ndarray) -> np.ndarray:
@@ -62,13 +66,14 @@ class CalibrationRefit:
     weighted by each resample's counts, by maximum likelihood.
 
     Newton's method from a start (one per resample), all resamples of a call at once, each dropped
-    from the work once its step falls below ``_STOP`` relative to its line (Newton converges
+    from the work once its step falls below ``stop`` relative to its line (Newton converges
     quadratically, so the line is then within about the square of that step of the maximum). A
     resample whose line does not exist (one outcome class, one distinct score, separation) or that
     does not converge gets ``(nan, nan)``.
     """
 
-    def __init__(self, x: np.ndarray, outcomes: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, outcomes: np.ndarray, *, stop: float = STOP_SMALL) -> None:
+        self.stop = stop
         self.defined = bool(x.shape[0] > 0 and x.min() < x.max())
         # Rows 1, x, x^2: one pass of einsum gives the weighted sums of Newton's equations.
         self.powers = np.stack([np.ones_like(x), x, x * x])
@@ -124,7 +129,7 @@ class CalibrationRefit:
                 slope = slope + step_b
                 size = np.abs(step_a) + np.abs(step_b)
             failed = ~(np.isfinite(determinant) & (determinant > 0) & np.isfinite(intercept) & np.isfinite(slope))
-            converged = ~failed & (size < _STOP * (1 + np.abs(intercept) + np.abs(slope)))
+            converged = ~failed & (size < self.stop * (1 + np.abs(intercept) + np.abs(slope)))
             intercepts[active[converged]] = intercept[converged]
             slopes[active[converged]] = slope[converged]
             keep = ~(failed | converged)

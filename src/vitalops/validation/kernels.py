@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from vitalops.validation.calibration_fit import CalibrationRefit, fit_calibration_line, logit
+from vitalops.validation.calibration_fit import STOP_LARGE, STOP_SMALL, CalibrationRefit, fit_calibration_line, logit
 
 # Cells (resamples x rows) refitted at a time: about 1 MB per working array, which stays in cache.
 _REFIT_CHUNK_CELLS = 131_072
@@ -110,7 +110,7 @@ class SortedSample:
         bin_of_row = np.searchsorted(bin_bounds, rows, side="right") - 1
         positive = sorted_outcomes == 1
         x = logit(sorted_scores)
-        self._refit = CalibrationRefit(x, sorted_outcomes)
+        self._refit = CalibrationRefit(x, sorted_outcomes, stop=STOP_LARGE if n >= _ONE_STEP_START_ROWS else STOP_SMALL)
         self.calibration = fit_calibration_line(sorted_outcomes, sorted_scores)
         intercept, slope = self.calibration
         fitted = 1.0 / (1.0 + np.exp(-(intercept + slope * x)))
@@ -247,7 +247,7 @@ class SortedSample:
         for first in range(0, resamples, chunk):
             last = min(first + chunk, resamples)
             rows = counts_by_resample[first:last]
-            weights = rows if self._identity_columns else rows[:, self.columns]
+            weights = rows if self._identity_columns else np.take(rows, self.columns, axis=1)
             intercepts[first:last], slopes[first:last] = self._refit.fit(
                 weights,
                 (start_a[first:last], start_b[first:last]),
