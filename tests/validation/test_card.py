@@ -55,3 +55,10 @@ def test_card_needs_name_and_version() -> None:
     _, report = _card()
     with pytest.raises(InvalidInput):
         build_model_card(model={}, version=VERSION, report=report, approvals=[], pccp=None)
+
+
+def test_card_states_what_was_resampled_and_the_suppression_rule() -> None:
+    card, report = _card()
+    markdown = card.to_markdown()
+    assert report.resampling is not None and report.resampling.description in markdown
+    assert "next-smallest cell" in card.trust_ingredients["ai_system_facts"]["bias_mitigation_approaches"]

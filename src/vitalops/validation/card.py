@@ -154,7 +154,7 @@ def _fairness(report: ValidationReport) -> tuple[list[dict[str, str]], list[str]
                         f"is outside {low_bound}–{high_bound}"
                     )
         if suppressed:
-            rows.append({"label": f"{attribute}: groups suppressed (too small)", "value": str(suppressed)})
+            rows.append({"label": f"{attribute}: groups suppressed (small-cell rule)", "value": str(suppressed)})
     return rows, concerns
 
 
