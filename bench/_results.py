@@ -109,6 +109,7 @@ def record(name: str, value: float, *, better: Literal["higher", "lower"], unit:
     with tempfile.NamedTemporaryFile("w", dir=RESULTS.parent, delete=False, suffix=".tmp") as out:
         json.dump(document, out, indent=2)
         out.write("\n")
+    os.chmod(out.name, 0o644)  # a temporary file is private; the results file is for everyone
     Path(out.name).replace(RESULTS)
     return accepted is not None and "value" in accepted and fell(value, float(accepted["value"]), better)
 

@@ -70,7 +70,8 @@ def bulk_load(database: Database, count: int) -> None:
         finally:
             raw.close()
         return
-    insert = sa.text("INSERT INTO audit_events VALUES (:seq, :at, :actor, :action, :ot, :oid, :p, :ph, :h)")
+    insert = sa.text("INSERT INTO audit_events (seq, at, actor, action, object_type, object_id, payload_json, "
+                     "prev_hash, hash) VALUES (:seq, :at, :actor, :action, :ot, :oid, :p, :ph, :h)")
     chunk: list[dict[str, object]] = []
     with database.engine.begin() as connection:
         for s, at, actor, action, ot, oid, p, ph, h in rows:
