@@ -9,15 +9,17 @@ from fastapi import FastAPI
 
 from vitalops import __version__
 from vitalops.api.middleware import ApiMetrics, RequestContextMiddleware
+from vitalops.api.openapi import install_docs
 from vitalops.api.problems import install_problem_handlers
-from vitalops.api.routes import audit, deployments, health, models, sites, users
-from vitalops.core.logging import configure_logging
+from vitalops.api.routes import audit, deployments, health, models, predictions, sites, users
+from vitalops.core.logging import configure_logging, redact_server_logs
 from vitalops.core.settings import Settings, get_settings
 from vitalops.db import Database
 from vitalops.db.migrate import upgrade
 
 ROUTERS = (
     health.router, audit.router, users.router, users.self_service, sites.router, models.router, deployments.router,
+    predictions.router,
 )
 
 
@@ -30,6 +32,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # After the server configured its own logging: its tracebacks would print exception text.
+        redact_server_logs(json_lines=settings.log_json)
         upgrade(database)
         yield
         if owns_database:
@@ -40,6 +44,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         version=__version__,
         description="Clinical AI operations: governed models from FHIR to the clinician's screen.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from the package, without a CDN
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.database = database
@@ -47,5 +54,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_problem_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_docs(app)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app

@@ -21,6 +21,7 @@ from vitalops.cli import (
     init_cmd,
     models_cmd,
     pccp_cmd,
+    predict_cmd,
     quality_cmd,
     serve_cmd,
     sites_cmd,
@@ -49,6 +50,7 @@ COMMAND_MODULES = (
     audit_cmd,
     users_cmd,
     sites_cmd,
+    predict_cmd,
 )
 
 log = logging.getLogger("vitalops.cli")

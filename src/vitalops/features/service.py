@@ -10,6 +10,7 @@ from vitalops.auth.guard import authorize
 from vitalops.auth.permissions import Permission
 from vitalops.auth.principal import Principal
 from vitalops.db.engine import Database
+from vitalops.features.definition_sets import register_definitions
 from vitalops.features.definitions import load_spec
 from vitalops.features.training_set import Progress, build_training_set, summarize, write_training_set
 
@@ -28,7 +29,8 @@ def build_dataset(
     """Build the training set defined in ``spec_path`` and write it to ``out_uri``.
 
     Needs DATASETS_BUILD (PermissionDenied otherwise, audited). Writes the audit event
-    ``dataset.built`` with the fingerprint only. Returns the summary (see ``summarize``) with the
+    ``dataset.built`` with the fingerprint only, and registers the definitions under their version
+    (for serving the models trained on them). Returns the summary (see ``summarize``) with the
     Delta version written. Raises InvalidInput for a bad definition or an empty cohort.
     """
     spec = load_spec(spec_path)
@@ -36,6 +38,7 @@ def build_dataset(
     training_set = build_training_set(spec, lake_root, engine=engine, scheduler=scheduler, progress=progress)
     delta_version = write_training_set(training_set, out_uri)
     with database.session() as session:
+        register_definitions(session, training_set.spec)
         append(
             session,
             actor=principal,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RiskClass = Literal["low", "moderate", "high"]
 
@@ -35,6 +35,23 @@ class Signature(BaseModel):
         return cls(inputs=columns) if output is None else cls(inputs=columns, output=output)
 
 
+class RiskBands(BaseModel):
+    """Where a model's risk bands start, as probabilities: ``low`` below ``moderate``, ``high`` from
+    ``high``. Without them a model's bands are: high from its version's operating threshold, moderate
+    from half of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    moderate: float = Field(gt=0.0, lt=1.0)
+    high: float = Field(gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RiskBands:
+        if self.moderate >= self.high:
+            raise ValueError("the moderate band must start below the high band")
+        return self
+
+
 class ModelProfile(BaseModel):
     """What a model card says about a model beyond its identity; every field optional (a missing one
     reads "Not provided" on the card, never an invented claim)."""
@@ -54,6 +71,7 @@ class ModelProfile(BaseModel):
     publications: str | None = None
     patient_disclosure: str | None = None
     keywords: list[str] = Field(default_factory=list)
+    risk_bands: RiskBands | None = None
 
 
 class ModelCreate(BaseModel):

@@ -1,4 +1,4 @@
-"""Tables of serving: the prediction log and observed outcomes."""
+"""Tables of serving: registered definition sets, the prediction log and observed outcomes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,18 @@ from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vitalops.db.tables.base import Base, UtcDateTime
+
+
+class DefinitionSetRow(Base):
+    """A feature, cohort and label definition set by its version hash, so that a model version trained on
+    it can be served from a patient's facts or FHIR resources with exactly the definitions it learned."""
+
+    __tablename__ = "definition_sets"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    document_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class PredictionRow(Base):

@@ -1,4 +1,5 @@
-"""Serving: the prediction log (every prediction, shadow ones included) and observed outcomes.
+"""Serving: registered definition sets, the prediction log (every prediction, shadow ones included) and
+observed outcomes.
 
 Revision ID: 0005_serving
 Revises: 0004_trustworthy_governance
@@ -22,6 +23,14 @@ def _fk(column: str, table: str, owner: str) -> sa.ForeignKeyConstraint:
 
 
 def upgrade() -> None:
+    op.create_table(
+        "definition_sets",
+        sa.Column("version", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(128), nullable=False),
+        sa.Column("document_json", sa.Text(), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("version", name="pk_definition_sets"),
+    )
     op.create_table(
         "predictions",
         sa.Column("id", sa.String(40), nullable=False),
@@ -73,3 +82,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("outcomes")
     op.drop_table("predictions")
+    op.drop_table("definition_sets")

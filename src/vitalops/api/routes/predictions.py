@@ -1,0 +1,116 @@
+"""``/v1/models/{name}/predict``, ``/v1/predictions/{id}`` and ``/v1/outcomes``: predictions for care.
+
+Thin: the serving service routes, scores, explains, logs and audits. A shadow challenger is scored
+after the response has been sent (a background task), so it never adds to the caller's latency.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, status
+from pydantic import BaseModel, Field
+
+from vitalops.api.deps import DatabaseDep, PrincipalDep, SettingsDep
+from vitalops.core.logging import request_id_var
+from vitalops.fhir.risk_assessment import build_risk_assessment
+from vitalops.serving import Prediction, PredictionRequest, ServingContext, get_prediction, predict, record_outcome
+from vitalops.serving.service import default_context
+
+router = APIRouter(tags=["predictions"])
+_context_lock = threading.Lock()
+
+
+def serving_context(request: Request, settings: SettingsDep) -> ServingContext:
+    """The app's serving context, made on first use (loaded versions stay warm for the worker's life)."""
+    context: ServingContext | None = getattr(request.app.state, "serving", None)
+    if context is None:
+        with _context_lock:
+            context = getattr(request.app.state, "serving", None)
+            if context is None:
+                context = default_context(settings)
+                request.app.state.serving = context
+    return context
+
+
+ContextDep = Annotated[ServingContext, Depends(serving_context)]
+
+
+class PredictBody(BaseModel):
+    site: str = Field(min_length=1, max_length=64)
+    features: dict[str, float | None] | None = Field(default=None, max_length=2000)
+    patient_key: str | None = Field(default=None, min_length=1, max_length=64)
+    resources: list[dict[str, Any]] | None = Field(default=None, max_length=5000)
+    at: datetime | None = None
+
+
+class BatchBody(BaseModel):
+    rows: list[PredictBody] = Field(min_length=1, max_length=1000)
+
+
+class OutcomeBody(BaseModel):
+    prediction_id: str = Field(min_length=1, max_length=40)
+    outcome: Literal[0, 1]
+    observed_at: datetime
+    source: str = Field(default="ehr", min_length=1, max_length=32)
+
+
+def _with_fhir(prediction: Prediction, request: Request) -> dict[str, Any]:
+    card = str(request.url_for("get_card", name=prediction.model, number=str(prediction.version)))
+    resource = build_risk_assessment(
+        prediction_id=prediction.id, model=prediction.model, version=prediction.version, outcome=prediction.outcome,
+        probability=prediction.score, band=prediction.band, occurrence=prediction.at,
+        patient_key=prediction.patient_key, card_url=card,
+    )
+    return prediction.model_dump(mode="json") | {"risk_assessment": resource}
+
+
+def _request(body: PredictBody) -> PredictionRequest:
+    return PredictionRequest(site=body.site, features=body.features, patient_key=body.patient_key,
+                             resources=body.resources, at=body.at, request_id=request_id_var.get())
+
+
+@router.post("/v1/models/{name}/predict")
+def post_predict(
+    name: str, body: PredictBody, request: Request, background: BackgroundTasks, database: DatabaseDep,
+    context: ContextDep, actor: PrincipalDep,
+) -> dict[str, Any]:
+    """Score one patient (a feature vector, a patient key, or FHIR resources) at a site, with its reasons.
+    Routed by the site's deployments; a shadow challenger is scored after the response."""
+    outcome = predict(database, context, actor, name, _request(body))
+    background.add_task(outcome.run_deferred)
+    return _with_fhir(outcome.prediction, request)
+
+
+@router.post("/v1/models/{name}/predict/batch")
+def post_predict_batch(
+    name: str, body: BatchBody, request: Request, background: BackgroundTasks, database: DatabaseDep,
+    context: ContextDep, actor: PrincipalDep,
+) -> dict[str, Any]:
+    """Score many rows in one call; each row is routed, logged and audited like a single prediction."""
+    results = []
+    for row in body.rows:
+        outcome = predict(database, context, actor, name, _request(row))
+        background.add_task(outcome.run_deferred)
+        results.append(_with_fhir(outcome.prediction, request))
+    return {"predictions": results}
+
+
+@router.get("/v1/predictions/{prediction_id}")
+def get_prediction_record(
+    prediction_id: Annotated[str, Field(max_length=40)], request: Request, database: DatabaseDep, actor: PrincipalDep,
+    format: Literal["json", "fhir"] = "json",  # noqa: A002 - the public query name
+) -> dict[str, Any]:
+    """A logged prediction (``format=fhir``: its RiskAssessment). Every read is audited."""
+    prediction = get_prediction(database, actor, prediction_id)
+    document = _with_fhir(prediction, request)
+    return document["risk_assessment"] if format == "fhir" else document
+
+
+@router.post("/v1/outcomes", status_code=status.HTTP_201_CREATED)
+def post_outcome(body: OutcomeBody, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
+    """An observed outcome for a prediction (from the EHR or a registry); the same one again is a no-op."""
+    return record_outcome(database, actor, body.prediction_id, outcome=body.outcome, observed_at=body.observed_at,
+                          source=body.source)

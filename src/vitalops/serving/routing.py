@@ -1,0 +1,102 @@
+"""Who scores a patient at a site: the champion, and the challenger beside it (shadow, canary or A/B).
+
+A canary or A/B share is chosen by hashing the pseudonymous patient key with the challenger's
+deployment id (the id of the deployment event that put it in its slot): the same patient lands on
+the same side for the life of that deployment, and a new deployment draws afresh. A patient is on
+the challenger's side when ``sha256("<deployment id>:<patient key>")`` read as a number falls in
+the first ``percent`` of 10,000 buckets. A shadow scores every patient, off the response path, and
+is never returned. Without a patient key (a bare feature vector) the champion serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vitalops.db.tables.governance import DeploymentEventRow
+from vitalops.db.tables.registry import ModelVersionRow
+from vitalops.errors import Conflict
+from vitalops.registry.versions import model_row
+
+BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One version scoring one request: ``served`` is the one whose answer is returned."""
+
+    version: int
+    version_id: int
+    deployment_event_id: int
+    mode: str  # champion | canary | ab | shadow
+    served: bool
+
+
+@dataclass(frozen=True)
+class SiteDeployments:
+    """The live slots of one model at one site, with the deployment event behind each."""
+
+    model_id: int
+    champion: tuple[int, int, int] | None  # (version number, version id, event id)
+    challenger: tuple[int, int, int, str, int | None] | None  # (..., mode, percent)
+    latest_event_id: int
+
+
+def bucket(deployment_id: int, patient_key: str) -> int:
+    """The patient's bucket (0 to 9,999) for a deployment: stable for its life, independent across deployments."""
+    digest = hashlib.sha256(f"{deployment_id}:{patient_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def on_challenger_side(deployment_id: int, patient_key: str, percent: int) -> bool:
+    return bucket(deployment_id, patient_key) < percent * BUCKETS // 100
+
+
+def site_deployments(session: Session, name: str, site: str) -> SiteDeployments:
+    """The current champion and challenger of ``name`` at ``site`` (latest event per slot)."""
+    model = model_row(session, name)
+    rows = list(
+        session.scalars(
+            select(DeploymentEventRow)
+            .where(DeploymentEventRow.model_id == model.id, DeploymentEventRow.site == site)
+            .order_by(DeploymentEventRow.id)
+        )
+    )
+    latest: dict[str, DeploymentEventRow] = {row.slot: row for row in rows}
+    ids = [r.version_id for r in latest.values() if r.version_id is not None]
+    numbers = {
+        row.id: row.number
+        for row in session.execute(select(ModelVersionRow.id, ModelVersionRow.number).where(ModelVersionRow.id.in_(ids)))
+    }
+    champion_row, challenger_row = latest.get("champion"), latest.get("challenger")
+    champion = None
+    if champion_row is not None and champion_row.version_id is not None:
+        champion = (numbers[champion_row.version_id], champion_row.version_id, champion_row.id)
+    challenger = None
+    if challenger_row is not None and challenger_row.version_id is not None:
+        challenger = (numbers[challenger_row.version_id], challenger_row.version_id, challenger_row.id,
+                      challenger_row.mode, challenger_row.percent)
+    return SiteDeployments(model.id, champion, challenger, rows[-1].id if rows else 0)
+
+
+def route(deployments: SiteDeployments, patient_key: str | None, *, name: str, site: str) -> list[Assignment]:
+    """The assignments for one request: exactly one served, and a shadow (or the unserved side) beside it.
+
+    Conflict when no champion is deployed at the site: nothing may answer for care there.
+    """
+    if deployments.champion is None:
+        raise Conflict(f"model '{name}' has no champion deployed at site '{site}'", details={"site": site})
+    number, version_id, event_id = deployments.champion
+    champion = Assignment(number, version_id, event_id, "champion", served=True)
+    if deployments.challenger is None:
+        return [champion]
+    c_number, c_version_id, c_event_id, mode, percent = deployments.challenger
+    if mode == "shadow":
+        return [champion, Assignment(c_number, c_version_id, c_event_id, "shadow", served=False)]
+    if patient_key is not None and percent is not None and on_challenger_side(c_event_id, patient_key, percent):
+        return [Assignment(c_number, c_version_id, c_event_id, mode, served=True),
+                Assignment(number, version_id, event_id, "champion", served=False)]
+    return [champion]
