@@ -67,10 +67,8 @@ def site_deployments(session: Session, name: str, site: str) -> SiteDeployments:
     )
     latest: dict[str, DeploymentEventRow] = {row.slot: row for row in rows}
     ids = [r.version_id for r in latest.values() if r.version_id is not None]
-    numbers = {
-        row.id: row.number
-        for row in session.execute(select(ModelVersionRow.id, ModelVersionRow.number).where(ModelVersionRow.id.in_(ids)))
-    }
+    query = select(ModelVersionRow.id, ModelVersionRow.number).where(ModelVersionRow.id.in_(ids))
+    numbers = {row.id: row.number for row in session.execute(query)}
     champion_row, challenger_row = latest.get("champion"), latest.get("challenger")
     champion = None
     if champion_row is not None and champion_row.version_id is not None:
