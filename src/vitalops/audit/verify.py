@@ -60,7 +60,8 @@ def verify_chain(
     """
     with engine.connect() as connection:
         query = _query(engine.dialect.name)
-        result = connection.execution_options(stream_results=True, yield_per=batch).execute(query)
+        connection.execution_options(vitalops_read_only=True, stream_results=True, yield_per=batch)
+        result = connection.execute(query)
         try:
             return _walk(result, batch, progress)
         finally:

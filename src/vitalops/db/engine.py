@@ -2,6 +2,12 @@
 
 A ``Database`` is created by whoever owns the process (the API app factory, a CLI command,
 a test fixture); nothing is created at import time.
+
+Two kinds of transaction: ``session()`` for anything that may write (on SQLite it takes the write
+lock at BEGIN, which is what serializes audit appenders across processes), and ``read_session()``
+for reads, which never takes the write lock (SQLite: a deferred BEGIN on a connection in
+``query_only`` mode, reading a WAL snapshot beside the writers; PostgreSQL: a READ ONLY
+transaction). A write attempted in a read session fails instead of silently taking the lock.
 """
 
 from __future__ import annotations
@@ -10,12 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vitalops.core.extras import import_extra
 from vitalops.errors import ServiceUnavailable
+
+_READ_ONLY = "vitalops_read_only"
 
 
 def _make_engine(url: str) -> Engine:
@@ -35,8 +43,14 @@ def _make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Any) -> None:
+            if connection.get_execution_options().get(_READ_ONLY):
+                # A snapshot read: a deferred BEGIN takes no lock until it reads, and never the write lock.
+                connection.exec_driver_sql("PRAGMA query_only=ON")
+                connection.exec_driver_sql("BEGIN")
+                return
             # A write lock from the start: two processes can never both read the audit chain's
             # head and then both append (SQLite's deferred BEGIN would let them try).
+            connection.exec_driver_sql("PRAGMA query_only=OFF")
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
@@ -54,6 +68,11 @@ class Database:
         self.url = url
         self.engine = _make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        read_options: dict[str, Any] = {_READ_ONLY: True}
+        if self.engine.dialect.name == "postgresql":
+            read_options["postgresql_readonly"] = True
+        self._read_options = read_options
+        self._read_sessions = sessionmaker(self.engine.execution_options(**read_options), expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -62,7 +81,27 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on any exception."""
-        session = self._sessions()
+        with self._transaction(self._sessions) as session:
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A read-only transaction that never takes the write lock (see the module docstring).
+
+        Use it for reads only: an INSERT, UPDATE or audit append inside it raises ServiceUnavailable.
+        """
+        with self._transaction(self._read_sessions) as session:
+            yield session
+
+    def read_connection(self) -> Connection:
+        """A Core connection whose transactions are read-only like ``read_session``'s (use it as a context manager)."""
+        connection = self.engine.connect()
+        connection.execution_options(**self._read_options)
+        return connection
+
+    @contextmanager
+    def _transaction(self, factory: sessionmaker[Session]) -> Iterator[Session]:
+        session = factory()
         try:
             with session.begin():
                 yield session
@@ -81,7 +120,7 @@ class Database:
     def ping(self) -> None:
         """Raise ServiceUnavailable unless the database answers."""
         try:
-            with self.engine.connect() as connection:
+            with self.read_connection() as connection:
                 connection.execute(text("SELECT 1"))
         except OperationalError as exc:
             raise ServiceUnavailable(f"the metadata database at {self.safe_url} is unreachable") from exc

@@ -29,7 +29,7 @@ from vitalops.validation.report import ValidationReport
 
 def read_models(database: Database, actor: Principal, *, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
     authorize(database, actor, Permission.MODELS_READ, object_type="model", object_id="*")
-    with database.session() as session:
+    with database.read_session() as session:
         rows = []
         for model in list_models(session, offset=offset, limit=limit):
             versions = list_versions(session, model.name)
@@ -54,7 +54,7 @@ def read_models(database: Database, actor: Principal, *, offset: int = 0, limit:
 
 def read_model(database: Database, actor: Principal, name: str) -> dict[str, Any]:
     authorize(database, actor, Permission.MODELS_READ, object_type="model", object_id=name)
-    with database.session() as session:
+    with database.read_session() as session:
         model = get_model(session, name)
         try:
             pccp: dict[str, Any] | None = get_pccp(session, name).model_dump(mode="json", exclude={"spec_yaml"})
@@ -76,7 +76,7 @@ def read_model(database: Database, actor: Principal, name: str) -> dict[str, Any
 
 def read_version(database: Database, actor: Principal, name: str, number: int) -> dict[str, Any]:
     authorize(database, actor, Permission.MODELS_READ, object_type="model_version", object_id=f"{name}/{number}")
-    with database.session() as session:
+    with database.read_session() as session:
         version = get_version(session, name, number)
         return {
             "version": version.model_dump(mode="json"),
@@ -95,7 +95,7 @@ def read_version(database: Database, actor: Principal, name: str, number: int) -
 
 def read_report(database: Database, actor: Principal, name: str, number: int) -> dict[str, Any]:
     authorize(database, actor, Permission.MODELS_READ, object_type="model_version", object_id=f"{name}/{number}")
-    with database.session() as session:
+    with database.read_session() as session:
         return get_version_report(session, name, number)
 
 
@@ -103,7 +103,7 @@ def read_deployment_history(
     database: Database, actor: Principal, name: str, *, site: str | None = None, at: Any = None
 ) -> dict[str, Any]:
     authorize(database, actor, Permission.MODELS_READ, object_type="model", object_id=name)
-    with database.session() as session:
+    with database.read_session() as session:
         if site is not None:
             get_site(session, site)
         return {
@@ -115,7 +115,7 @@ def read_deployment_history(
 def build_card(database: Database, actor: Principal, name: str, number: int) -> ModelCard:
     """The version's model card (``.to_json()``, ``.to_markdown()``, ``.to_html()``)."""
     authorize(database, actor, Permission.MODELS_READ, object_type="model_version", object_id=f"{name}/{number}")
-    with database.session() as session:
+    with database.read_session() as session:
         model = get_model(session, name)
         version = get_version(session, name, number)
         report = ValidationReport.model_validate(get_version_report(session, name, number))
