@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from vitalops.auth import Permission, Principal, authorize, record_denial
 from vitalops.auth.users import authenticate_key
@@ -28,9 +29,12 @@ def get_app_settings(request: Request) -> Settings:
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+#: Declares the scheme in the OpenAPI (the explorer's Authorize button); the header is checked below.
+bearer_scheme = HTTPBearer(scheme_name="bearer", description="an API key, 'vok_...'", auto_error=False)
+BearerDeclared = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-def current_principal(request: Request, database: DatabaseDep) -> Principal:
+def current_principal(request: Request, database: DatabaseDep, _: BearerDeclared) -> Principal:
     """The principal behind the request's ``Authorization: Bearer <key>``; 401 otherwise (audited)."""
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
@@ -40,7 +44,7 @@ def current_principal(request: Request, database: DatabaseDep) -> Principal:
                       payload={"reason": "missing_credentials"})
         raise Unauthenticated("send 'Authorization: Bearer <API key>'")
     try:
-        with database.session() as session:
+        with database.read_session() as session:
             return authenticate_key(session, credentials)
     except Unauthenticated as exc:
         record_denial(database, "anonymous", "auth.failed", object_type="route", object_id=route,

@@ -1,4 +1,10 @@
-"""Request ids and Prometheus metrics, as one pure ASGI middleware (no per-request task overhead)."""
+"""Request ids, Prometheus metrics and the last line of defence, as one pure ASGI middleware.
+
+An exception no handler took becomes a problem+json 500 here, inside the request's context, so it
+carries the request id (body and header) like every other error, and it is logged as its type,
+the request id and the route, never its text (which may hold a patient's values). Nothing is
+re-raised to the server, whose own traceback would print that text.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,13 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vitalops.api.problems import problem
 from vitalops.core.logging import request_id_var
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{8,64}$")
 log = logging.getLogger("vitalops.api.access")
+error_log = logging.getLogger("vitalops.api")
 
 
 class ApiMetrics:
@@ -57,8 +65,22 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
             await send(message)
 
+        started_response = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started_response
+            if message["type"] == "http.response.start":
+                started_response = True
+            await send_with_id(message)
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_tracked)
+        except Exception as exc:  # noqa: BLE001 - the boundary: no exception reaches the server
+            status = 500
+            error_log.error("unexpected error", extra={
+                "error_type": type(exc).__name__, "route": _route_template(scope), "method": scope["method"]})
+            if not started_response:
+                await _send_internal_error(send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
@@ -68,6 +90,12 @@ class RequestContextMiddleware:
             log.info("request", extra={"method": method, "route": route, "status": status,
                                        "duration_ms": round(elapsed * 1000, 2)})
             request_id_var.reset(token)
+
+
+async def _send_internal_error(send: Send) -> None:
+    response = problem(500, "internal_error", "Internal error", "an unexpected error occurred; quote the request id")
+    await send({"type": "http.response.start", "status": 500, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 def _route_template(scope: Scope) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vitalops.core.logging import request_id_var
@@ -19,6 +20,27 @@ from vitalops.errors import VitalOpsError
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("vitalops.api")
+
+
+class ProblemField(BaseModel):
+    """One invalid field: where it is and what kind of problem, never its value."""
+
+    location: str = Field(examples=["query.limit"])
+    problem: str = Field(examples=["less_than_equal"])
+    allowed: str | None = Field(default=None, description="the values the field accepts, when they are a list")
+
+
+class Problem(BaseModel):
+    """The body of every error (RFC 9457 problem details, ``application/problem+json``)."""
+
+    type: str = Field(examples=["https://vitalops.dev/problems/not_found"])
+    title: str = Field(examples=["Not found"])
+    status: int = Field(examples=[404])
+    code: str = Field(description="a stable machine-readable code", examples=["not_found"])
+    detail: str = Field(description="a message written by VitalOps; never carries patient data")
+    request_id: str | None = Field(description="the request's id, also in the X-Request-ID header")
+    errors: list[ProblemField] | None = Field(default=None, description="the invalid fields (422 only)")
+    details: dict[str, Any] | None = Field(default=None, description="structured context, PHI-free")
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -47,16 +69,25 @@ async def _vitalops_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(exc.http_status, exc.code, _title(exc.code), exc.message, **extra)
 
 
+_LIST_PROBLEMS = frozenset({"literal_error", "enum"})
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"location": ".".join(str(part) for part in error.get("loc", ())), "problem": error.get("type", "invalid")}
-        for error in exc.errors()
-    ]
+    errors: list[dict[str, str]] = []
+    for error in exc.errors():
+        entry = {"location": ".".join(str(part) for part in error.get("loc", ())),
+                 "problem": str(error.get("type", "invalid"))}
+        expected = (error.get("ctx") or {}).get("expected")
+        if entry["problem"] in _LIST_PROBLEMS and isinstance(expected, str):
+            entry["allowed"] = expected  # our own literals ('json' or 'html'), never the value sent
+        errors.append(entry)
     if any(error["problem"] == "json_invalid" for error in errors):
         detail = "the request body is not valid JSON"
     else:
-        detail = "the request does not match the expected shape: " + ", ".join(e["location"] for e in errors)
+        detail = "the request does not match the expected shape: " + ", ".join(
+            e["location"] + (f" (one of {e['allowed']})" if "allowed" in e else "") for e in errors
+        )
     return problem(422, "invalid_input", "Invalid input", detail, errors=errors)
 
 

@@ -175,6 +175,7 @@ def list_events(
     session: Session,
     *,
     since: datetime | None = None,
+    actor: str | None = None,
     object_type: str | None = None,
     object_id: str | None = None,
     action: str | None = None,
@@ -187,6 +188,8 @@ def list_events(
     query = select(AuditEventRow)
     if since is not None:
         query = query.where(AuditEventRow.at >= as_utc(since))
+    if actor is not None:
+        query = query.where(AuditEventRow.actor == actor)
     if object_type is not None:
         query = query.where(AuditEventRow.object_type == object_type)
     if object_id is not None:

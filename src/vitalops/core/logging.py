@@ -90,6 +90,51 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_PlainRedactingFormatter())
     logger.addHandler(handler)
     logger.propagate = False
+
+
+#: The web server's own loggers: their records go through the redacting handler too.
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+def redact_server_logs(level: str = "WARNING", *, json_lines: bool = True) -> None:
+    """Route the web server's loggers through the redacting handler (exception type only, never its text).
+
+    Called by the app at start-up, after the server configured its own logging, so that a traceback
+    the server would print (a failing start-up, a protocol error) is one redacted line instead.
+    """
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        handler = logging.StreamHandler(sys.stderr)
+        handler._vitalops = True  # type: ignore[attr-defined]
+        handler.setFormatter(JsonFormatter() if json_lines else _PlainRedactingFormatter())
+        logger.addHandler(handler)
+        logger.setLevel(level.upper())
+        logger.propagate = False
+
+
+def server_log_config(level: str = "WARNING", *, json_lines: bool = True) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for uvicorn (``log_config=``): its loggers through the redacting formatter."""
+    formatter = f"{__name__}.JsonFormatter" if json_lines else f"{__name__}._PlainRedactingFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"redacting": {"()": formatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "redacting", "stream": "ext://sys.stderr"}},
+        "loggers": {name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
+                    for name in SERVER_LOGGERS},
+    }
+
+
+class _PlainRedactingFormatter(logging.Formatter):
+    """``LEVEL logger: message`` with identifier-shaped text masked and exceptions as their type only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{record.levelname} {record.name}: {redact_text(record.getMessage())}"
+        if record.exc_info and record.exc_info[0] is not None:
+            line += f" ({record.exc_info[0].__name__})"
+        return line

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
 from vitalops.api.deps import DatabaseDep, require
+from vitalops.api.params import MomentQuery, NameQuery, SeqCursor
 from vitalops.audit import list_events, verify_chain
 from vitalops.auth import Permission, Principal
 
@@ -19,17 +19,18 @@ AuditReader = Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
 def read_events(
     database: DatabaseDep,
     _: AuditReader,
-    since: datetime | None = None,
-    object_type: str | None = None,
-    object_id: str | None = None,
-    action: str | None = None,
-    after_seq: Annotated[int | None, Query(ge=0)] = None,
+    since: MomentQuery = None,
+    actor: NameQuery = None,
+    object_type: NameQuery = None,
+    object_id: NameQuery = None,
+    action: NameQuery = None,
+    after_seq: SeqCursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    """Events, newest first (or oldest first after ``after_seq`` for paging forward)."""
-    with database.session() as session:
-        events = list_events(session, since=since, object_type=object_type, object_id=object_id, action=action,
-                             after_seq=after_seq, limit=limit, newest_first=after_seq is None)
+    """Events, newest first (or oldest first after ``after_seq`` for paging forward); every filter narrows."""
+    with database.read_session() as session:
+        events = list_events(session, since=since, actor=actor, object_type=object_type, object_id=object_id,
+                             action=action, after_seq=after_seq, limit=limit, newest_first=after_seq is None)
     return {"events": [event.to_dict() for event in events]}
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, PrincipalDep, require
+from vitalops.api.params import Label, MomentQuery, Name, NamePath, NameQuery, Reason, VersionNumber
 from vitalops.auth import Permission, Principal
 from vitalops.core.clock import as_utc
 from vitalops.governance.deploy import deploy_version, rollback_deployment
@@ -19,18 +19,18 @@ Reader = Annotated[Principal, Depends(require(Permission.MODELS_READ))]
 
 
 class DeployBody(BaseModel):
-    model: str
-    version: int
-    sites: list[str] = Field(min_length=1)
-    mode: str
-    reason: str = "deployed"
+    model: Name
+    version: VersionNumber
+    sites: list[Name] = Field(min_length=1, max_length=500)
+    mode: Label
+    reason: Reason = "deployed"
     dry_run: bool = False
 
 
 class RollbackBody(BaseModel):
-    model: str
-    site: str
-    reason: str = Field(min_length=1)
+    model: Name
+    site: Name
+    reason: Reason
 
 
 @router.post("")
@@ -55,6 +55,6 @@ def post_rollback(body: RollbackBody, database: DatabaseDep, actor: PrincipalDep
 
 @router.get("/{model}")
 def get_history(
-    model: str, database: DatabaseDep, actor: Reader, site: str | None = None, at: datetime | None = None
+    model: NamePath, database: DatabaseDep, actor: Reader, site: NameQuery = None, at: MomentQuery = None
 ) -> dict[str, Any]:
     return read_deployment_history(database, actor, model, site=site, at=None if at is None else as_utc(at))

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, PrincipalDep, require
+from vitalops.api.params import Name, NamePath, Offset, Reason, VersionPath
 from vitalops.auth import Permission, Principal
 from vitalops.governance.approvals import approve_version, reject_version
 from vitalops.governance.gate import record_full_review, run_pccp_check
@@ -27,48 +28,48 @@ Reader = Annotated[Principal, Depends(require(Permission.MODELS_READ))]
 
 class Decision(BaseModel):
     decision: Literal["approve", "reject"]
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Reason
 
 
 class PlanBody(BaseModel):
-    yaml: str = Field(min_length=1, max_length=200_000)
+    yaml: str = Field(min_length=1, max_length=200_000, pattern=r"^[^\x00]*$")
 
 
 class PlanDecisionBody(BaseModel):
     decision: Literal["approve", "reject"]
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Reason
 
 
 class CheckBody(BaseModel):
-    site: str | None = Field(default=None, max_length=64)
+    site: Name | None = None
 
 
 class ReviewBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
-    waives: list[str] = Field(min_length=1, max_length=500)
-    site: str | None = Field(default=None, max_length=64)
+    reason: Reason
+    waives: list[Name] = Field(min_length=1, max_length=500)
+    site: Name | None = None
 
 
 @router.get("")
 def get_models(
-    database: DatabaseDep, actor: Reader, offset: int = 0, limit: int = Query(100, le=500)
+    database: DatabaseDep, actor: Reader, offset: Offset = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> dict[str, Any]:
     return {"models": service.read_models(database, actor, offset=offset, limit=limit)}
 
 
 @router.get("/{name}")
-def get_model(name: str, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+def get_model(name: NamePath, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
     return service.read_model(database, actor, name)
 
 
 @router.get("/{name}/versions/{number}")
-def get_version(name: str, number: int, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+def get_version(name: NamePath, number: VersionPath, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
     return service.read_version(database, actor, name, number)
 
 
 @router.get("/{name}/versions/{number}/report", response_model=None)
 def get_report(
-    name: str, number: int, database: DatabaseDep, actor: Reader, format: Literal["json", "html"] = "json"
+    name: NamePath, number: VersionPath, database: DatabaseDep, actor: Reader, format: Literal["json", "html"] = "json"
 ) -> dict[str, Any] | Response:  # noqa: A002 - the public query name
     """The validation report as stored (JSON), or rendered as one self-contained HTML page."""
     report = service.read_report(database, actor, name, number)
@@ -79,12 +80,14 @@ def get_report(
 
 
 @router.get("/{name}/versions/{number}/approvals")
-def get_approvals(name: str, number: int, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+def get_approvals(name: NamePath, number: VersionPath, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
     return {"approvals": service.read_version(database, actor, name, number)["approvals"]}
 
 
 @router.post("/{name}/versions/{number}/approvals", status_code=status.HTTP_201_CREATED)
-def post_approval(name: str, number: int, body: Decision, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
+def post_approval(
+    name: NamePath, number: VersionPath, body: Decision, database: DatabaseDep, actor: PrincipalDep
+) -> dict[str, Any]:
     if body.decision == "approve":
         outcome = approve_version(database, actor, name, number, reason=body.reason)
         return {
@@ -97,8 +100,12 @@ def post_approval(name: str, number: int, body: Decision, database: DatabaseDep,
 
 @router.get("/{name}/versions/{number}/card")
 def get_card(
-    name: str, number: int, database: DatabaseDep, actor: Reader, format: Literal["json", "md", "html"] = "json"
-) -> Response:  # noqa: A002 - the public query name
+    name: NamePath,
+    number: VersionPath,
+    database: DatabaseDep,
+    actor: Reader,
+    format: Literal["json", "md", "html"] = "json",  # noqa: A002 - the public query name
+) -> Response:
     card = service.build_card(database, actor, name, number)
     if format == "html":
         return HTMLResponse(card.to_html())
@@ -108,15 +115,15 @@ def get_card(
 
 
 @router.get("/{name}/pccp")
-def get_plan(name: str, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+def get_plan(name: NamePath, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
     """The plan in force."""
     service.read_model(database, actor, name)
-    with database.session() as session:
+    with database.read_session() as session:
         return get_pccp(session, name).model_dump(mode="json")
 
 
 @router.post("/{name}/pccp", status_code=status.HTTP_201_CREATED)
-def post_plan(name: str, body: PlanBody, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
+def post_plan(name: NamePath, body: PlanBody, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
     """Propose a plan version; it takes force once approvers approve it. The response carries its diff."""
     plan = propose_pccp(database, actor, name, body.yaml)
     with database.session() as session:
@@ -126,17 +133,17 @@ def post_plan(name: str, body: PlanBody, database: DatabaseDep, actor: Principal
 
 
 @router.get("/{name}/pccp/versions")
-def get_plan_versions(name: str, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+def get_plan_versions(name: NamePath, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
     service.read_model(database, actor, name)
-    with database.session() as session:
+    with database.read_session() as session:
         return {"plans": [p.model_dump(mode="json", exclude={"spec_yaml"}) for p in list_pccps(session, name)]}
 
 
 @router.get("/{name}/pccp/versions/{number}")
-def get_plan_version(name: str, number: int, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+def get_plan_version(name: NamePath, number: VersionPath, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
     """One plan version with its decisions and its diff against the plan in force."""
     service.read_model(database, actor, name)
-    with database.session() as session:
+    with database.read_session() as session:
         return get_pccp(session, name, number).model_dump(mode="json") | {
             "diff": diff_pccp(session, name, number).model_dump(mode="json")
         }
@@ -144,7 +151,7 @@ def get_plan_version(name: str, number: int, database: DatabaseDep, actor: Reade
 
 @router.post("/{name}/pccp/versions/{number}/decisions", status_code=status.HTTP_201_CREATED)
 def post_plan_decision(
-    name: str, number: int, body: PlanDecisionBody, database: DatabaseDep, actor: PrincipalDep
+    name: NamePath, number: VersionPath, body: PlanDecisionBody, database: DatabaseDep, actor: PrincipalDep
 ) -> dict[str, Any]:
     plan = decide_pccp(database, actor, name, number, decision=body.decision, reason=body.reason)
     return {"model": name, "pccp_version": number, "state": plan.state,
@@ -153,13 +160,17 @@ def post_plan_decision(
 
 
 @router.post("/{name}/versions/{number}/pccp-checks", status_code=status.HTTP_201_CREATED)
-def post_check(name: str, number: int, body: CheckBody, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
+def post_check(
+    name: NamePath, number: VersionPath, body: CheckBody, database: DatabaseDep, actor: PrincipalDep
+) -> dict[str, Any]:
     """Run the gate; the result says ``passed`` and lists every criterion (a failed check is a result, not an error)."""
     return run_pccp_check(database, actor, name, number, site=body.site).model_dump(mode="json")
 
 
 @router.post("/{name}/versions/{number}/reviews", status_code=status.HTTP_201_CREATED)
-def post_review(name: str, number: int, body: ReviewBody, database: DatabaseDep, actor: PrincipalDep) -> dict[str, Any]:
+def post_review(
+    name: NamePath, number: VersionPath, body: ReviewBody, database: DatabaseDep, actor: PrincipalDep
+) -> dict[str, Any]:
     """A full review of the failed or incomplete check the gate rests on, naming every criterion it waives."""
     return record_full_review(
         database, actor, name, number, reason=body.reason, waives=body.waives, site=body.site

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, require
+from vitalops.api.params import Label, Name
 from vitalops.auth import Permission, Principal
 from vitalops.sites import create_site, list_sites
 
@@ -17,14 +18,14 @@ Admin = Annotated[Principal, Depends(require(Permission.SETTINGS_MANAGE))]
 
 
 class SiteCreate(BaseModel):
-    code: str = Field(min_length=1, max_length=64)
-    name: str | None = Field(default=None, max_length=128)
-    tag_values: list[str] = Field(default_factory=list, max_length=50)
+    code: Name
+    name: Label | None = None
+    tag_values: list[Name] = Field(default_factory=list, max_length=50)
 
 
 @router.get("")
 def get_sites(database: DatabaseDep, _: Reader) -> dict[str, Any]:
-    with database.session() as session:
+    with database.read_session() as session:
         return {"sites": [site.to_dict() for site in list_sites(session)]}
 
 

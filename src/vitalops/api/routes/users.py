@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Path, status
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, PrincipalDep, require
+from vitalops.api.params import Label, Name, NamePath, Reason
 from vitalops.auth import Permission, Principal
 from vitalops.auth.users import (
     create_enrollment,
@@ -25,9 +26,12 @@ UserAdmin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
 KeyAdmin = Annotated[Principal, Depends(require(Permission.KEYS_MANAGE))]
 
 
+KeyPrefix = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+
+
 class UserCreate(BaseModel):
-    name: str = Field(min_length=2, max_length=64)
-    role: str
+    name: Name
+    role: Label
     service: bool | None = None
 
 
@@ -36,23 +40,23 @@ class EnrollmentCreate(BaseModel):
 
 
 class EnrollmentRedeem(BaseModel):
-    token: str = Field(min_length=20, max_length=200)
-    name: str = Field(default="default", max_length=64)
+    token: str = Field(min_length=20, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")
+    name: Label = "default"
     days: int = Field(default=90, ge=1, le=3650)
 
 
 class KeyCreate(BaseModel):
-    name: str = Field(default="default", max_length=64)
+    name: Label = "default"
     days: int = Field(default=90, ge=1, le=3650)
 
 
 class KeyRevoke(BaseModel):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason
 
 
 @router.get("")
 def get_users(database: DatabaseDep, _: UserAdmin) -> dict[str, Any]:
-    with database.session() as session:
+    with database.read_session() as session:
         return {"users": [user.to_dict() for user in list_users(session)]}
 
 
@@ -63,13 +67,13 @@ def post_user(body: UserCreate, database: DatabaseDep, actor: UserAdmin) -> dict
 
 
 @router.get("/{name}/keys")
-def get_keys(name: str, database: DatabaseDep, _: KeyAdmin) -> dict[str, Any]:
-    with database.session() as session:
+def get_keys(name: NamePath, database: DatabaseDep, _: KeyAdmin) -> dict[str, Any]:
+    with database.read_session() as session:
         return {"keys": [key.to_dict() for key in list_keys(session, name)]}
 
 
 @router.post("/{name}/enrollments", status_code=status.HTTP_201_CREATED)
-def post_enrollment(name: str, body: EnrollmentCreate, database: DatabaseDep, actor: UserAdmin) -> dict[str, Any]:
+def post_enrollment(name: NamePath, body: EnrollmentCreate, database: DatabaseDep, actor: UserAdmin) -> dict[str, Any]:
     """A one-time enrollment token for a person, who redeems it for a key of their own (in this response only)."""
     with database.session() as session:
         enrollment, token = create_enrollment(session, actor, name, hours=body.hours)
@@ -77,7 +81,7 @@ def post_enrollment(name: str, body: EnrollmentCreate, database: DatabaseDep, ac
 
 
 @router.post("/{name}/keys", status_code=status.HTTP_201_CREATED)
-def post_key(name: str, body: KeyCreate, database: DatabaseDep, actor: KeyAdmin) -> dict[str, Any]:
+def post_key(name: NamePath, body: KeyCreate, database: DatabaseDep, actor: KeyAdmin) -> dict[str, Any]:
     """Issue a key to a service account (people enroll instead); the plain key is in this response only."""
     with database.session() as session:
         key, plain = create_key(session, actor, name, key_name=body.name, days=body.days)
@@ -85,7 +89,9 @@ def post_key(name: str, body: KeyCreate, database: DatabaseDep, actor: KeyAdmin)
 
 
 @router.post("/{name}/keys/{prefix}/revoke")
-def post_revoke(name: str, prefix: str, body: KeyRevoke, database: DatabaseDep, actor: KeyAdmin) -> dict[str, Any]:
+def post_revoke(
+    name: NamePath, prefix: KeyPrefix, body: KeyRevoke, database: DatabaseDep, actor: KeyAdmin
+) -> dict[str, Any]:
     with database.session() as session:
         revoke_key(session, actor, prefix, body.reason)
     return {"prefix": prefix, "revoked": True}
