@@ -33,7 +33,7 @@ from vitalops.cli.ingest_cmd import render_ingest_report
 from vitalops.cli.init_cmd import initialize
 from vitalops.cli.output import JsonOption, console, print_json, progress_bar, rows_table
 from vitalops.cli.quality_cmd import render_quality_report
-from vitalops.cli.serve_cmd import serve_forever
+from vitalops.cli.serve_cmd import ensure_port_free, serve_forever
 from vitalops.core.settings import Settings, get_settings, home_from_environment
 from vitalops.db import Database
 from vitalops.errors import NotFound
@@ -236,7 +236,7 @@ def render_model_plane(result: dict[str, Any]) -> None:
         console.print(f"approval reason for deterioration v1: {deterioration['approval_reason']}", highlight=False)
     if "blocked" in deterioration:
         blocked = deterioration["blocked"]
-        console.print(f"candidate v{blocked['version']} (retrained while the lab feed was down) as a canary: "
+        console.print(f"candidate v{blocked['version']} (retrained on an extract without vitals or labs) as a canary: "
                       f"{blocked['deploy_beyond_shadow']}", highlight=False)
 
 
@@ -282,10 +282,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build the synthetic multi-site hospital end to end, then serve it."""
         home = home_from_environment()
+        if serve:
+            ensure_port_free(host, port)  # say so now, not after building for minutes
         if reset and home.exists():
             shutil.rmtree(home)
         summary = build_demo(home, as_json=as_json)
         summary["url"] = f"http://{host}:{port}"
+        if serve:
+            ensure_port_free(host, port)  # again: before claiming readiness
         if as_json:
             print_json(summary)
         elif serve:
