@@ -81,13 +81,18 @@ def acceptance(
         metric = key.removesuffix("_low")
         interval = intervals.get(metric)
         low = None if interval is None else interval.low
+        # A known metric that the rows cannot define (one outcome class) is not evaluable, never a
+        # pass and not a failure on no evidence; an unknown metric is a failure of the plan.
+        undefined = interval is not None and low is None
         rows.append(
             Criterion(
                 name=f"acceptance.{key}",
                 value=_num(low),
                 bound=f">= {bound}",
                 passed=low is not None and low >= bound,
-                note="" if interval is not None else f"unknown metric '{metric}'",
+                note=(f"unknown metric '{metric}'" if interval is None
+                      else "not evaluable: undefined on these rows (one outcome class)" if undefined else ""),
+                evaluable=not undefined,
                 estimate=None if interval is None else _num(interval.estimate),
                 low=_num(low),
                 high=None if interval is None else _num(interval.high),
@@ -123,7 +128,10 @@ def non_inferiority(
         note=(
             f"AUROC candidate {_num(paired.candidate)}, champion {_num(paired.champion)}; paired difference "
             f"{_num(paired.difference.estimate)} ({_num(low)} to {_num(paired.difference.high)})"
+            if low is not None
+            else "not evaluable: AUROC is undefined on these rows (one outcome class)"
         ),
+        evaluable=low is not None,
         estimate=_num(paired.difference.estimate),
         low=_num(low),
         high=_num(paired.difference.high),

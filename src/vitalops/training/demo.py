@@ -5,8 +5,8 @@ each model gets a change-control plan, proposed by the data scientist and put in
 approvers, judged on a frozen set of the latest rows (which no version trains on). Approvers
 approve a version with a reason that answers its validation report's warnings. A second
 deterioration version trained on later data goes through the gate; a third, retrained on an
-extract in which the lab feed was down (lactate, creatinine and WBC missing, the input signature
-unchanged), is worse than the champion in a way the plan catches, and is refused beyond shadow
+extract taken while the interface engine was down (every vital sign and lab result missing, the input
+signature unchanged), is worse than the champion in a way the plan catches, and is refused beyond shadow
 with the failed criteria named.
 """
 
@@ -87,9 +87,12 @@ DEMO_MODELS: dict[str, dict[str, str]] = {
         "output_meaning": "probability of an unplanned readmission within 30 days",
     },
 }
-#: The features a lab feed outage empties in the weakened demo version's training extract.
-LAB_PREFIXES = ("lactate", "creatinine", "wbc")
+#: The features an interface-engine outage empties in the weakened demo version's training extract:
+#: every vital sign and lab result (demographics, conditions and orders still arrived).
+OUTAGE_PREFIXES = ("heart_rate", "respiratory_rate", "systolic_bp", "spo2", "temperature", "hours_since_vitals",
+                   "lactate", "creatinine", "wbc")
 FROZEN_SHARE = 0.2  # the latest fifth of index times is the frozen test set
+CANARY_SITE = "north"
 #: The demo's floor on the lower 95% bound of AUROC. Readmission is a weak-signal task (published
 #: models rarely exceed 0.70) and the demo hospital is small, so its floor is "better than chance".
 MINIMUM_AUROC_LOW = {"deterioration": 0.6, "readmission": 0.5}
@@ -134,11 +137,11 @@ def _spec(
     )
 
 
-def _without_labs(dataset: ResolvedDataset) -> ResolvedDataset:
-    """The development set as an extract taken while the lab feed was down: lab features all missing."""
+def _during_outage(dataset: ResolvedDataset) -> ResolvedDataset:
+    """The development set as an extract taken during an interface outage: vitals and labs all missing."""
     table = dataset.table
     for index, column in enumerate(table.column_names):
-        if column.startswith(LAB_PREFIXES):
+        if column.startswith(OUTAGE_PREFIXES):
             table = table.set_column(index, column, pa.nulls(table.num_rows, type=table.schema.field(column).type))
     return ResolvedDataset(table, dataset.feature_names, dataset.fingerprint, dataset.definitions_version, None)
 
@@ -198,7 +201,8 @@ def run_model_plane_demo(
 ) -> dict[str, Any]:
     """Train both demo models, have their plans proposed and put in force, approve, gate, deploy
     deterioration as champion at every site, retrain it on later data, and retrain it on an extract
-    missing the lab feed (worse than the champion: refused beyond shadow, the failed criteria named).
+    taken during an interface outage (worse than the champion: refused beyond shadow, the failed
+    criteria named).
 
     ``approvers`` act with their own keys. ``datasets`` maps a demo model to a training set already
     written by ``vitalops dataset build`` (read back with its fingerprint); a model without one has
@@ -286,10 +290,10 @@ def run_model_plane_demo(
             second = train(0.75, {"auroc_low": 0.5})
             record["versions"].append(second.summary())
             record["checks"].append(_check_summary(run_pccp_check(database, gatekeeper, name, second.version.number)))
-            note("training deterioration on an extract taken while the lab feed was down")
-            weakened = train(0.75, {}, dataset=_without_labs(development))
-            record["versions"].append(weakened.summary() | {"training_extract": "lab feed down: "
-                                                            + ", ".join(LAB_PREFIXES) + " missing"})
+            note("training deterioration on an extract taken during an interface outage")
+            weakened = train(0.75, {}, dataset=_during_outage(development))
+            record["versions"].append(weakened.summary() | {"training_extract": "interface outage: vital signs "
+                                                            "and lab results missing"})
             weak_reason = approval_reason(weakened.evaluation.report, weakened.version.report_hash,
                                           purpose="shadow evaluation only; promotion is the PCCP gate's to allow")
             for approver in approvers[:required]:
@@ -297,10 +301,11 @@ def run_model_plane_demo(
                     approve_version(database, approver, name, weakened.version.number, reason=weak_reason)
                 except Conflict:
                     break
-            weak_check = run_pccp_check(database, gatekeeper, name, weakened.version.number, site=sites[0])
-            blocked: dict[str, Any] = _check_summary(weak_check)
+            # Judged for all sites (every site has the same champion), then tried as a canary at one.
+            weak_check = run_pccp_check(database, gatekeeper, name, weakened.version.number)
+            blocked: dict[str, Any] = _check_summary(weak_check) | {"canary_site": CANARY_SITE}
             try:
-                deploy_version(database, gatekeeper, name, weakened.version.number, sites=[sites[0]],
+                deploy_version(database, gatekeeper, name, weakened.version.number, sites=[CANARY_SITE],
                                mode="canary:10", reason="attempted canary")
                 blocked["deploy_beyond_shadow"] = "allowed"
             except (GateFailed, Conflict, PolicyViolation) as refused:
