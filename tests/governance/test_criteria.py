@@ -78,3 +78,15 @@ def test_ratio_criteria_record_a_patient_resampled_interval() -> None:
     )
     assert row.low is not None and row.high is not None and row.low <= (row.estimate or 0) <= row.high
     assert row.unit.startswith("40 patients resampled")
+
+
+def test_a_metric_the_rows_cannot_define_is_not_evaluable_never_failed_or_passed() -> None:
+    rng = np.random.default_rng(5)
+    labels = np.zeros(300, dtype=int)  # a site whose frozen rows have no outcome
+    candidate, champion = rng.random(300), rng.random(300)
+    (floor,) = acceptance(labels, candidate, 0.5, {"auroc_low": 0.7}, n_resamples=50, seed=1)
+    assert not floor.evaluable and not floor.passed and "one outcome class" in floor.note
+    drop = non_inferiority(labels, candidate, champion, 0.02, n_resamples=50, seed=1)
+    assert not drop.evaluable and not drop.passed and "undefined" in drop.note
+    (unknown,) = acceptance(rng.integers(0, 2, 300), candidate, 0.5, {"made_up_low": 0.7}, n_resamples=50, seed=1)
+    assert unknown.evaluable and not unknown.passed  # a plan naming no real metric is a failure of the plan
