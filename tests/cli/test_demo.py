@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from vitalops.auth.users import authenticate_key
+from vitalops.db.tables.serving import PredictionRow
+from vitalops.serving import on_challenger_side, site_deployments
 from vitalops.errors import Unauthenticated
 
 
@@ -39,6 +41,20 @@ def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
     caught = {"non_inferiority.auroc_drop", "acceptance.auroc_low"} & set(blocked["failed"])
     assert caught and blocked["deploy_beyond_shadow"].startswith("refused")
     assert all(name in blocked["deploy_beyond_shadow"] for name in caught)
+    serving = summary["serving"]
+    assert serving["canary"]["deployed"] == "canary:20 at south" and serving["replayed"] > 20
+    served = {(row["site"], row["version"], row["mode"]): row["predictions"] for row in serving["served"]}
+    assert ("north", 3, "shadow") not in served  # a shadow is never returned ...
+    with database.session() as session:
+        shadows = session.query(PredictionRow).filter(PredictionRow.mode == "shadow").count()
+        south = session.query(PredictionRow).filter(PredictionRow.site == "south", PredictionRow.served.is_(True)).all()
+        canary = site_deployments(session, "deterioration", "south").challenger
+    assert shadows == served[("north", 1, "champion")]  # ... but scored and logged for every north patient
+    assert canary is not None and canary[3] == "canary" and canary[4] == 20
+    # Each south patient is on the side their key's hash with the canary's deployment id puts them.
+    assert south and all((row.mode == "canary") == on_challenger_side(canary[2], str(row.patient_key), 20)
+                         for row in south)
+    assert all(example["factors"] for example in serving["examples"])
     assert summary["audit"]["ok"] is True and summary["audit"]["events"] > 20
     cards = summary["models"]["cards"]
     pages = {Path(card).name: Path(card).read_text() for card in cards}

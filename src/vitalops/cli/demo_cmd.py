@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.panel import Panel
 
+from vitalops.api.app import create_app
 from vitalops.audit import verify_chain
 from vitalops.auth import SYSTEM, Principal
 from vitalops.auth.users import (
@@ -42,6 +43,7 @@ from vitalops.features.service import build_dataset
 from vitalops.ingest.service import ingest_paths
 from vitalops.quality.report import quality_report
 from vitalops.registry.service import build_card, read_report
+from vitalops.serving.demo import run_serving_demo
 from vitalops.sites import create_site, list_sites
 from vitalops.synth import RESOURCE_TYPES, generate_hospital
 from vitalops.training.demo import DEMO_MODELS, run_model_plane_demo
@@ -190,8 +192,22 @@ class DemoSteps:
             console.print(f"model cards (CHAI applied model card sections) and validation reports: {cards}/")
         return result
 
+    def serving(self, datasets: dict[str, dict[str, Any]], clinician_key: str) -> dict[str, Any]:
+        self.heading("6. Serving: a shadow and a 20% canary beside the champion; a replayed day through REST")
+        with progress_bar(not self.as_json) as bar:
+            task = bar.add_task("replaying a day of scoring times", total=None)
+            result = run_serving_demo(
+                self.database, self.settings, data_scientist=self.staff["dana"],
+                approvers=[self.staff["alex"], self.staff["blake"]], clinician_key=clinician_key,
+                dataset_uri=datasets["deterioration"]["out"], app=create_app(self.settings, self.database),
+            )
+            bar.update(task, completed=result["replayed"], total=result["replayed"])
+        if not self.as_json:
+            render_serving(result)
+        return result
+
     def audit(self) -> dict[str, Any]:
-        self.heading("6. The audit trail")
+        self.heading("7. The audit trail")
         chain = verify_chain(self.database.engine)
         if not self.as_json:
             console.print(f"{chain.events} events, hash chain intact: {chain.ok} "
@@ -240,6 +256,21 @@ def render_model_plane(result: dict[str, Any]) -> None:
                       f"{blocked['deploy_beyond_shadow']}", highlight=False)
 
 
+def render_serving(result: dict[str, Any]) -> None:
+    console.print(f"v2 at south: {result['canary']['deployed']}; v3 at north: shadow (scored, logged, never returned)")
+    console.print(rows_table(result["served"], ["site", "version", "mode", "predictions"],
+                             title=f"{result['replayed']} predictions served, {result['flagged']} flagged"))
+    for example in result["examples"]:
+        factors = ", ".join(f"{f['feature']} {f['value']:.4g}{' ' + f['unit'] if f['unit'] else ''}"
+                            if f["value"] is not None else f"{f['feature']} missing" for f in example["factors"])
+        console.print(f"  {example['id']}  {example['site']} v{example['version']}: risk {example['risk']:.0%} "
+                      f"({example['band']}); top factors: {factors}", highlight=False)
+        for change in example["counterfactuals"]:
+            console.print(f"      if {change['feature']} were {change['normal_value']:.4g} "
+                          f"(now {change['value']:.4g}): risk {change['risk_if_normal']:.0%}", highlight=False)
+    console.print("Any of them: GET /v1/predictions/<id> (or ?format=fhir for its RiskAssessment)")
+
+
 def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
     """Run every demo step and return a summary."""
     summary: dict[str, Any] = {"home": initialize(home)}
@@ -265,6 +296,8 @@ def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
     summary["quality"] = steps.quality(summary["ingest"]["batch"])
     summary["datasets"] = steps.datasets()
     summary["models"] = steps.models(summary["datasets"])
+    clinician_key = next(entry["key"] for entry in keys if entry["user"] == "casey")
+    summary["serving"] = steps.serving(summary["datasets"], clinician_key)
     summary["audit"] = steps.audit()
     summary["rebuilt"] = True
     marker.write_text("ok\n", encoding="utf-8")
