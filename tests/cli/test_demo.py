@@ -8,8 +8,8 @@ import pytest
 
 from vitalops.auth.users import authenticate_key
 from vitalops.db.tables.serving import PredictionRow
-from vitalops.serving import on_challenger_side, site_deployments
 from vitalops.errors import Unauthenticated
+from vitalops.serving import on_challenger_side, site_deployments
 
 
 def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
