@@ -45,14 +45,17 @@ from vitalops.features.facts_view import (
 )
 from vitalops.features.ordered_aggregates import mean_of, slope_of
 from vitalops.lake.schema import with_all_columns
-from vitalops.lake.versions import VersionKey, VersionTimes, fact_known_us, version_intervals
+from vitalops.lake.versions import VersionKey, VersionTimes, version_intervals
 
 _TIMES = ("effective_at", "effective_end", "known_at", "issued_at")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fact:
-    """One fact with integer times (epoch microseconds) and the end of its version's validity."""
+    """One fact with integer times (epoch microseconds) and the end of its version's validity.
+
+    Treated as immutable, but not frozen: a frozen dataclass sets each field through
+    ``object.__setattr__``, which made building the facts most of an online vector's time."""
 
     fact_id: str
     patient_key: str
@@ -89,16 +92,20 @@ def facts_from_table(facts: pa.Table) -> list[Fact]:
         first = known if issued is None else issued
         earlier = own.get(key)
         if earlier is None:
-            own[key] = VersionTimes(first, known)
-        elif first < earlier.first_us or known < earlier.later_us:
-            own[key] = VersionTimes(min(first, earlier.first_us), min(known, earlier.later_us))
+            own[key] = (first, known)
+        elif first < earlier[0] or known < earlier[1]:
+            own[key] = (min(first, earlier[0]), min(known, earlier[1]))
     intervals = version_intervals(own)
     rows = []
+    known_times, issued_times = columns["known_at"], columns["issued_at"]
     for position, key in enumerate(keys):
         status = columns["status"][position]
         if status is not None and status in EXCLUDED_STATUSES:
             continue
-        interval = intervals[key]
+        version_known_us, superseded_us, is_first = intervals[key]
+        # the fact's own time (issued for a first version) where it was raised above its version's
+        issued = issued_times[position]
+        fact_own = issued if is_first and issued is not None else known_times[position]
         rows.append(
             Fact(
                 fact_id=columns["fact_id"][position],
@@ -112,8 +119,8 @@ def facts_from_table(facts: pa.Table) -> list[Fact]:
                 source_id=columns["source_id"][position],
                 eff_us=columns["effective_at"][position],
                 end_us=columns["effective_end"][position],
-                known_us=fact_known_us(interval, columns["known_at"][position], columns["issued_at"][position]),
-                superseded_us=interval.superseded_us,
+                known_us=fact_own if fact_own > version_known_us else version_known_us,
+                superseded_us=superseded_us,
             )
         )
     return rows

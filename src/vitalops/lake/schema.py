@@ -61,11 +61,15 @@ FACTS_SCHEMA = pa.schema(
 FACTS_PARTITIONS = ["site", "month"]
 
 
+_NULLABLE_FACT_COLUMNS = tuple((column.name, column) for column in FACTS_SCHEMA if column.nullable)
+
+
 def with_all_columns(facts: pa.Table) -> pa.Table:
     """``facts`` with a null column for each nullable FACTS_SCHEMA column it lacks (a table in the
     form from before ``issued_at`` existed)."""
-    for column in FACTS_SCHEMA:
-        if column.nullable and column.name not in facts.column_names:
+    names = set(facts.column_names)
+    for name, column in _NULLABLE_FACT_COLUMNS:
+        if name not in names:
             facts = facts.append_column(column, pa.nulls(facts.num_rows, column.type))
     return facts
 

@@ -32,9 +32,6 @@ the feature engine) and in plain Python (``version_intervals``, used by the onli
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-
 #: A version key: (source_type, source_id, source_version).
 VersionKey = tuple[str, str, str]
 NEVER_US = 9_223_372_036_854_775_807
@@ -51,22 +48,11 @@ def number_key(version: str) -> tuple[int, str, str]:
     return len(digits), digits, version
 
 
-@dataclass(frozen=True, slots=True)
-class VersionTimes:
-    """One version's own times (epoch microseconds): the earliest over its facts of
-    ``coalesce(issued_at, known_at)`` (``first_us``) and of ``known_at`` (``later_us``)."""
-
-    first_us: int
-    later_us: int
-
-
-@dataclass(frozen=True, slots=True)
-class Interval:
-    """When a version is current: ``[known_us, superseded_us)``; ``first`` for the first version."""
-
-    known_us: int
-    superseded_us: int
-    first: bool
+#: A version's own times in epoch microseconds, each the earliest over its facts: of
+#: ``coalesce(issued_at, known_at)`` (used when it is the first version) and of ``known_at``.
+VersionTimes = tuple[int, int]
+#: When a version is current, ``[known_us, superseded_us)``, and whether it is the first version.
+Interval = tuple[int, int, bool]
 
 
 def version_intervals(times: dict[VersionKey, VersionTimes]) -> dict[VersionKey, Interval]:
@@ -76,43 +62,34 @@ def version_intervals(times: dict[VersionKey, VersionTimes]) -> dict[VersionKey,
         by_source.setdefault((source_type, source_id), []).append(version)
     intervals: dict[VersionKey, Interval] = {}
     for (source_type, source_id), versions in by_source.items():
-        ordered = _succession(source_type, source_id, versions, times)
-        known: list[int] = []
-        for position, version in enumerate(ordered):
-            own = times[(source_type, source_id, version)]
-            moment = own.first_us if position == 0 else max(own.later_us, known[-1])
-            known.append(moment)
-        for position, version in enumerate(ordered):
-            following = known[position + 1] if position + 1 < len(known) else NEVER_US
-            intervals[(source_type, source_id, version)] = Interval(known[position], following, position == 0)
+        if len(versions) == 1:  # most resources have one version: it is first and never superseded
+            key = (source_type, source_id, versions[0])
+            intervals[key] = (times[key][0], NEVER_US, True)
+            continue
+        if all(is_number(v) for v in versions):
+            versions.sort(key=number_key)
+        else:
+            versions.sort(key=lambda v: (times[(source_type, source_id, v)][1], v))
+        known = [times[(source_type, source_id, versions[0])][0]]
+        for version in versions[1:]:
+            known.append(max(times[(source_type, source_id, version)][1], known[-1]))
+        known.append(NEVER_US)
+        for position, version in enumerate(versions):
+            intervals[(source_type, source_id, version)] = (known[position], known[position + 1], position == 0)
     return intervals
-
-
-def _succession(source_type: str, source_id: str, versions: Iterable[str],
-                times: dict[VersionKey, VersionTimes]) -> list[str]:
-    versions = list(versions)
-    if all(is_number(v) for v in versions):
-        return sorted(versions, key=number_key)
-    return sorted(versions, key=lambda v: (times[(source_type, source_id, v)].later_us, v))
-
-
-def fact_known_us(interval: Interval, known_us: int, issued_us: int | None) -> int:
-    """A fact's own known time: its version's, or later where the fact's time was raised to its
-    ``effective_at`` (``issued_at`` counts for the first version only)."""
-    own = issued_us if interval.first and issued_us is not None else known_us
-    return max(interval.known_us, own)
 
 
 def version_intervals_sql(relation: str) -> str:
     """A DuckDB SELECT over ``relation`` (facts columns, ``issued_at`` included) giving, per version,
     ``source_type, source_id, source_version, first_version`` (bool), ``version_known_at`` and
-    ``superseded_at`` (null while current), under the rule of this module."""
+    ``superseded_at`` (null while current), under the rule of this module. Resources with one
+    version (most of them) skip the window functions that order versions."""
     source = "PARTITION BY source_type, source_id"
     return f"""
 WITH own AS (
     SELECT source_type, source_id, source_version,
            min(coalesce(issued_at, known_at)) AS first_at, min(known_at) AS later_at,
-           regexp_full_match(source_version, '[0-9]+') AS numbered
+           count(*) OVER ({source}) AS versions
     FROM {relation} GROUP BY source_type, source_id, source_version
 ),
 placed AS (
@@ -123,7 +100,10 @@ placed AS (
                  CASE WHEN NOT all_numbered THEN later_at END,
                  source_version
     ) AS position
-    FROM (SELECT *, bool_and(numbered) OVER ({source}) AS all_numbered FROM own)
+    FROM (
+        SELECT *, bool_and(regexp_full_match(source_version, '[0-9]+')) OVER ({source}) AS all_numbered
+        FROM own WHERE versions > 1
+    )
 ),
 known AS (
     SELECT source_type, source_id, source_version, position, position = 1 AS first_version,
@@ -132,6 +112,10 @@ known AS (
            ) AS version_known_at
     FROM placed
 )
+SELECT source_type, source_id, source_version, true AS first_version, first_at AS version_known_at,
+       CAST(NULL AS TIMESTAMPTZ) AS superseded_at
+FROM own WHERE versions = 1
+UNION ALL
 SELECT source_type, source_id, source_version, first_version, version_known_at,
        lead(version_known_at) OVER ({source} ORDER BY position) AS superseded_at
 FROM known
@@ -139,8 +123,9 @@ FROM known
 
 
 def fact_known_sql(fact: str, version: str) -> str:
-    """SQL for a fact's own known time (``fact_known_us`` in SQL): ``fact`` a facts alias,
-    ``version`` an alias of ``version_intervals_sql`` output."""
+    """SQL for a fact's own known time: its version's, or later where the fact's time (``issued_at``
+    for a first version, else ``known_at``) was raised to its ``effective_at``. ``fact`` is a facts
+    alias, ``version`` an alias of ``version_intervals_sql`` output."""
     return (
         f"greatest({version}.version_known_at, CASE WHEN {version}.first_version "
         f"THEN coalesce({fact}.issued_at, {fact}.known_at) ELSE {fact}.known_at END)"
