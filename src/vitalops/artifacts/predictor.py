@@ -81,7 +81,9 @@ class LinearLogisticPredictor(Predictor):
             matrix[missing] = np.take(self.medians, np.nonzero(missing)[1])
         matrix -= self.mean
         matrix /= self.scale
-        decision = (matrix @ self.coef).ravel() + self.intercept
+        # einsum, not a BLAS product: BLAS picks kernels by the matrix's shape, so a row's last bits
+        # would depend on the rows scored beside it; a batch row must equal the row scored alone.
+        decision = np.einsum("ij,j->i", matrix, self.coef.ravel()) + self.intercept
         return np.asarray(expit(decision), dtype=np.float64)
 
 
