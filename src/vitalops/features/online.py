@@ -76,7 +76,9 @@ def features_from_resources(
     encounter_key: str | None = None,
 ) -> FeatureVector:
     """The feature vector at ``at`` from one patient's FHIR resources, normalized exactly as ingest
-    does, without touching the lake. Resources without meta.lastUpdated count as known at ``at``.
+    does, without touching the lake. Known times follow ``vitalops.lake.versions`` over the
+    versions given (a prefetch usually carries only the current one, which is then the first and
+    known at its ``issued``); the ingest time of resources without meta.lastUpdated is ``at``.
 
     Raises InvalidInput when the resources yield no patient or more than one.
     """
