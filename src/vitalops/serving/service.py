@@ -209,7 +209,7 @@ def predict(
     started = time.perf_counter()
     authorize(database, actor, Permission.PREDICT, object_type="model", object_id=name)
     at = as_utc(request.at) if request.at is not None else utcnow()
-    with database.session() as session:
+    with database.read_session() as session:  # routing and loading read only: no write lock
         require_site(session, request.site)
         deployments = site_deployments(session, name, request.site)
         inputs = _Inputs(request, context, at)
@@ -322,7 +322,7 @@ def get_prediction(database: Database, actor: Principal, prediction_id: str) -> 
 
 def recompute(database: Database, runtime: Runtime, prediction_id: str) -> tuple[float, Explanation]:
     """The score and explanation of a logged prediction, recomputed from the log row and its artifact alone."""
-    with database.session() as session:
+    with database.read_session() as session:
         row, _, _, names = _read(session, prediction_id)
         version = runtime.version(session, row.version_id)
     values = orjson.loads(row.features_json)

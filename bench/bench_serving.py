@@ -1,0 +1,223 @@
+"""REST predict with a feature vector and its explanation, concurrency 16, one uvicorn worker, beside a
+constant-response FastAPI endpoint driven by the same client in the same run; and what a shadow
+challenger adds to the served request's latency.
+
+Servers, each one uvicorn worker in its own process, driven in turn by the same client (an asyncio
+httpx client with 16 requests in flight, a fixed number of requests after a warm-up):
+
+- ``constant``: a FastAPI app whose one route returns a constant JSON object (the baseline);
+- ``predict``: ``POST /v1/models/risk/predict`` with a 28-feature vector shaped like ward data
+  (missing values, skewed labs), a logistic champion at the site: routed, scored, explained
+  (exact contributions, counterfactuals), logged and audited in one transaction, with a
+  RiskAssessment in the response;
+- ``predict_shadow``: the same with a shadow challenger deployed beside the champion (scored and
+  logged after the response).
+
+    python bench/bench_serving.py [--requests 1000] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from _results import record
+from bench_api import _free_port, constant_app
+
+FEATURES = 28
+
+
+def ward_matrix(n: int, seed: int) -> np.ndarray:
+    """Rows shaped like ward features: vitals near normal with tails, skewed labs, 0/1 flags, gaps."""
+    rng = np.random.default_rng(seed)
+    vitals = rng.normal([85, 18, 125, 96, 37.0], [18, 4, 20, 3, 0.7], size=(n, 5))
+    labs = rng.lognormal(mean=[0.3, 0.0, 2.2, 1.9], sigma=[0.6, 0.5, 0.4, 0.3], size=(n, 4))
+    flags = (rng.random((n, 8)) < [0.1, 0.08, 0.15, 0.2, 0.05, 0.03, 0.02, 0.5]).astype(float)
+    other = rng.normal(size=(n, FEATURES - 17))
+    matrix = np.column_stack([vitals, labs, flags, other])
+    matrix[rng.random(matrix.shape) < 0.15] = np.nan  # labs and vitals not measured in the window
+    return matrix
+
+
+def names() -> list[str]:
+    base = ["heart_rate_last", "respiratory_rate_last", "systolic_bp_last", "spo2_last", "temperature_max_24h",
+            "lactate_last", "creatinine_last", "wbc_last", "glucose_last"]
+    flags = ["heart_failure", "copd", "ckd", "type2_diabetes", "sepsis_7d", "vasopressor_active", "dialysis", "female"]
+    return base + flags + [f"other_{i}" for i in range(FEATURES - len(base) - len(flags))]
+
+
+def seed_home(home: Path, shadow: bool) -> str:
+    """A home with one site, a logistic champion (and a shadow when asked), a clinician's key."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from vitalops.artifacts import open_store, save_model
+    from vitalops.auth import SYSTEM, Principal, Role
+    from vitalops.auth.users import create_enrollment, create_user, redeem_enrollment
+    from vitalops.core.settings import get_settings, write_secrets_file
+    from vitalops.db import Database
+    from vitalops.db.migrate import upgrade
+    from vitalops.registry.deployments import apply_deployment, parse_mode
+    from vitalops.registry.schemas import ModelCreate, Signature, VersionCreate
+    from vitalops.registry.versions import create_model, create_version
+    from vitalops.sites import create_site
+
+    write_secrets_file(home)
+    get_settings.cache_clear()
+    settings = get_settings()
+    database = Database(settings.db_url)
+    upgrade(database)
+    store = open_store(settings.artifacts_root)
+    x = ward_matrix(5000, 1)
+    y = (np.nan_to_num(x[:, 5], nan=1.0) + np.random.default_rng(2).normal(size=5000) > 2.0).astype(int)
+    scientist = Principal(name="dana", roles=frozenset({Role.DATA_SCIENTIST}))
+    with database.session() as session:
+        create_site(session, SYSTEM, "north")
+        create_model(session, scientist, ModelCreate(name="risk", intended_use="early warning",
+                                                     clinical_owner="ward", target_population="adults"))
+        for number, c in ((1, 1.0), (2, 0.1)):
+            model = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                              ("scale", StandardScaler()), ("model", LogisticRegression(C=c))]).fit(x, y)
+            bundle = save_model(store, model, flavor="sklearn", feature_names=names())
+            create_version(session, scientist, "risk", VersionCreate(
+                source="registered", state="validated", dataset_fingerprint="f" * 64, definitions_version="d",
+                code_version="bench", estimator="logistic_regression", flavor="sklearn",
+                signature=Signature.of(names()), artifact_sha256=bundle.sha256, threshold=0.3,
+                report={}, report_hash="0" * 64))
+        operator = Principal(name="omar", roles=frozenset({Role.OPERATOR}), credential="bench")
+        apply_deployment(session, actor=operator, name="risk", number=1, site="north", mode=parse_mode("champion"),
+                         reason="bench")
+        if shadow:
+            apply_deployment(session, actor=operator, name="risk", number=2, site="north",
+                             mode=parse_mode("shadow"), reason="bench")
+        create_user(session, SYSTEM, "casey", "clinician")
+        _, token = create_enrollment(session, SYSTEM, "casey")
+        _, key = redeem_enrollment(session, token)
+    database.dispose()
+    return key
+
+
+def serve(kind: str, port: int) -> None:
+    import uvicorn
+
+    if kind == "constant":
+        app = constant_app()
+    else:
+        from vitalops.api.app import create_app
+
+        app = create_app()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+async def drive(url: str, bodies: list[dict[str, Any]] | None, headers: dict[str, str], total: int,
+                concurrency: int) -> tuple[float, list[float]]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60, headers=headers) as client:
+        async def call(index: int) -> httpx.Response:
+            if bodies is None:
+                return await client.get(url)
+            return await client.post(url, json=bodies[index % len(bodies)])
+
+        for index in range(50):  # warm-up: the artifact loads on the first call
+            (await call(index)).raise_for_status()
+        latencies: list[float] = []
+        remaining = total
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                response = await call(remaining)
+                latencies.append(time.perf_counter() - started)
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return total / (time.perf_counter() - started), latencies
+
+
+def measure(kind: str, home: Path, path: str, bodies: list[dict[str, Any]] | None, headers: dict[str, str],
+            args: argparse.Namespace) -> dict[str, float]:
+    port = _free_port()
+    env = dict(os.environ, VITALOPS_HOME=str(home))
+    process = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"the {kind} server did not start") from None
+                time.sleep(0.1)
+        rate, latencies = asyncio.run(drive(f"http://127.0.0.1:{port}{path}", bodies, headers, args.requests,
+                                            args.concurrency))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    cuts = statistics.quantiles(latencies, n=100)
+    figures = {"rate": rate, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
+    print(f"  {kind:<15} {rate:8,.0f} requests/s   p50 {figures['p50_ms']:7.1f} ms   p99 {figures['p99_ms']:7.1f} ms")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--serve")
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+    matrix = ward_matrix(200, 7)
+    feature_names = names()
+    bodies = [
+        {"site": "north", "patient_key": f"{i:064x}",
+         "features": {n: (None if np.isnan(v) else float(v)) for n, v in zip(feature_names, row, strict=True)}}
+        for i, row in enumerate(matrix)
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ.update({"VITALOPS_ENVIRONMENT": "test", "VITALOPS_LOG_LEVEL": "WARNING"})
+        os.environ.pop("VITALOPS_DATABASE_URL", None)
+        homes = {kind: Path(folder) / kind for kind in ("predict", "predict_shadow")}
+        keys = {}
+        for kind, home in homes.items():
+            os.environ["VITALOPS_HOME"] = str(home)
+            keys[kind] = seed_home(home, shadow=kind == "predict_shadow")
+        print(f"POST /v1/models/risk/predict ({FEATURES} features, explanation, log and audit) on SQLite, "
+              f"{args.requests:,} requests at concurrency {args.concurrency}, one worker each:")
+        constant = measure("constant", homes["predict"], "/constant", None, {}, args)
+        served = measure("predict", homes["predict"], "/v1/models/risk/predict", bodies,
+                         {"Authorization": f"Bearer {keys['predict']}"}, args)
+        shadowed = measure("predict_shadow", homes["predict_shadow"], "/v1/models/risk/predict", bodies,
+                           {"Authorization": f"Bearer {keys['predict_shadow']}"}, args)
+    share = served["rate"] / constant["rate"]
+    added = shadowed["p50_ms"] - served["p50_ms"]
+    print(f"  predict: {share:.0%} of the constant endpoint's requests/s (target >= 50%), p99 "
+          f"{served['p99_ms']:.1f} ms (target < 50 ms); a shadow adds {added:+.1f} ms to the median (target < 2 ms)")
+    note = f"REST predict, {FEATURES} features with explanation, SQLite, concurrency {args.concurrency}, one worker"
+    record("serving.predict_c16_vs_constant", share, better="higher", unit="x baseline",
+           note=note + "; requests/s relative to a constant-response FastAPI endpoint in the same run")
+    record("serving.predict_c16_p99_ms", served["p99_ms"], better="lower", unit="ms", note=note + "; p99 latency")
+    record("serving.shadow_added_p50_ms", max(added, 0.01), better="lower", unit="ms",
+           note=note + "; median latency with a shadow challenger minus without")
+
+
+if __name__ == "__main__":
+    main()
