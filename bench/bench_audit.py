@@ -1,9 +1,10 @@
 """Audit trail: appends per second (SQLite and PostgreSQL), and verifying a 1,000,000-event chain
 beside merely reading the same rows.
 
-The 1M-event chain is written by a bulk loader that computes each hash with the trail's own
-``event_hash`` (appending them one by one through ``append`` would take minutes and measure
-nothing new); appends are measured separately through the real ``append``.
+The 1M-event chain is written by a bulk loader that computes each MAC with the trail's own
+``keyed_event_hash`` (HMAC-SHA256 under the installation's audit key; appending them one by one
+through ``append`` would take minutes and measure nothing new); appends are measured separately
+through the real ``append``.
 
     python bench/bench_audit.py [--events 1000000] [--postgres URL]
 """
@@ -20,7 +21,8 @@ import sqlalchemy as sa
 from _results import record
 
 from vitalops.audit import append, verify_chain
-from vitalops.audit.trail import GENESIS_HASH, event_hash
+from vitalops.audit.keys import event_mac_base
+from vitalops.audit.trail import GENESIS_HASH, keyed_event_hash
 from vitalops.core.clock import isoformat_utc, utcnow
 from vitalops.db import Database
 from vitalops.db.migrate import upgrade
@@ -42,9 +44,10 @@ def appends_per_second(database: Database, total: int, batch: int) -> float:
 def chain_rows(count: int, first_seq: int, prev_hash: str):
     at = utcnow()
     at_text = isoformat_utc(at)
+    mac_base = event_mac_base()
     for seq in range(first_seq, first_seq + count):
         payload = orjson.dumps({"index": seq}).decode()
-        digest = event_hash(seq, at_text, "bench", "x.y", "thing", str(seq), payload, prev_hash)
+        digest = keyed_event_hash(mac_base, seq, at_text, "bench", "x.y", "thing", str(seq), payload, prev_hash)
         yield (seq, at, "bench", "x.y", "thing", str(seq), payload, prev_hash, digest)
         prev_hash = digest
 

@@ -34,7 +34,7 @@ bearer_scheme = HTTPBearer(scheme_name="bearer", description="an API key, 'vok_.
 BearerDeclared = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-def current_principal(request: Request, database: DatabaseDep, _: BearerDeclared) -> Principal:
+def current_principal(request: Request, database: DatabaseDep, _declared: BearerDeclared) -> Principal:
     """The principal behind the request's ``Authorization: Bearer <key>``; 401 otherwise (audited)."""
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")

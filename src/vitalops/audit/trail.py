@@ -1,9 +1,12 @@
-"""The hash-chained, append-only audit trail.
+"""The keyed, hash-chained, append-only audit trail.
 
-Each event's hash is sha256 over the canonical JSON list
+Each event's ``hash`` is HMAC-SHA256, under a key derived from the installation's audit secret
+(``audit.keys``; kept outside the database), over the canonical JSON list
 ``[seq, at, actor, action, object_type, object_id, payload_json, prev_hash]``, with the acting
 credential (``key:<prefix>``, ``cli:unverified``, ``system``) appended as a ninth element when the
-event records one; the first event's ``prev_hash`` is 64 zeros. Appends happen inside the caller's
+event records one; the first event's ``prev_hash`` is 64 zeros. Events written before the chain
+was keyed carry plain sha256 over the same list (``event_hash``); the switch-over sequence number
+is recorded in the signed checkpoints outside the database (``audit.checkpoints``). Appends happen inside the caller's
 transaction, so a rolled-back change leaves no event and a committed change always has one.
 Appenders are serialized for the length of their transaction (PostgreSQL: a transaction-scoped
 advisory lock; SQLite: ``BEGIN IMMEDIATE``), so concurrent processes can never fork the chain; the
@@ -22,6 +25,7 @@ import orjson
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.orm import Session
 
+from vitalops.audit.keys import event_mac_base
 from vitalops.core.clock import as_utc, isoformat_utc, utcnow
 from vitalops.db.tables.audit import AuditEventRow
 from vitalops.errors import InvalidInput
@@ -79,6 +83,19 @@ def event_hash(
     return hashlib.sha256(orjson.dumps(fields)).hexdigest()
 
 
+def keyed_event_hash(
+    mac_base: Any, seq: int, at_text: str, actor: str, action: str, object_type: str, object_id: str,
+    payload_json: str, prev_hash: str, credential: str | None = None,
+) -> str:
+    """The HMAC of one event over the same canonical encoding (``mac_base`` from ``keys.event_mac_base``)."""
+    fields: list[object] = [seq, at_text, actor, action, object_type, object_id, payload_json, prev_hash]
+    if credential is not None:
+        fields.append(credential)
+    mac = mac_base.copy()
+    mac.update(orjson.dumps(fields))
+    return str(mac.hexdigest())
+
+
 def _check_payload(payload: dict[str, Any]) -> None:
     def walk(value: Any) -> None:
         if isinstance(value, dict):
@@ -131,7 +148,8 @@ def append(
     payload_json = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z, default=str).decode()
     seq, prev_hash = _head(session)
     seq += 1
-    digest = event_hash(seq, at_text, actor_name, action, object_type, object_id, payload_json, prev_hash, credential)
+    digest = keyed_event_hash(event_mac_base(), seq, at_text, actor_name, action, object_type, object_id,
+                              payload_json, prev_hash, credential)
     session.info.setdefault(_PENDING_KEY, []).append(
         {"seq": seq, "at": moment, "actor": actor_name, "action": action, "object_type": object_type,
          "object_id": object_id, "payload_json": payload_json, "prev_hash": prev_hash, "hash": digest,

@@ -11,7 +11,7 @@ import typer
 
 from vitalops.audit import iter_events, list_events, verify_chain
 from vitalops.auth import Permission, authorize
-from vitalops.cli.context import cli_principal, open_database
+from vitalops.cli.context import cli_principal, cli_settings, open_database
 from vitalops.cli.output import JsonOption, console, emit, err_console, print_json, progress_bar, rows_table
 from vitalops.core.clock import as_utc, isoformat_utc
 from vitalops.errors import IntegrityError, InvalidInput
@@ -29,12 +29,18 @@ def parse_time(value: str, option: str) -> datetime:
 
 @audit_app.command("verify")
 def verify(as_json: JsonOption = False) -> None:
-    """Walk the hash chain; exit 1 naming the first broken event if any was edited, deleted or reordered."""
-    database = open_database()
+    """Walk the keyed chain against the signed checkpoints; exit 1 naming the first broken event.
+
+    Catches edited, deleted, reordered, rehashed and forged events, and events cut from the end
+    below the newest checkpoint. An intact chain's head is recorded as a new checkpoint.
+    """
+    settings = cli_settings()
+    database = open_database(settings)
     authorize(database, cli_principal(database), Permission.AUDIT_READ, object_type="audit", object_id="chain")
     with progress_bar(enabled=not as_json) as progress:
         task = progress.add_task("verifying", total=None)
-        report = verify_chain(database.engine, progress=lambda n: progress.update(task, completed=n))
+        report = verify_chain(database.engine, checkpoints=settings.audit_checkpoints_path, record_checkpoint=True,
+                              progress=lambda n: progress.update(task, completed=n))
     if not report.ok:
         raise IntegrityError(f"audit chain broken at event {report.broken_at}: {report.problem}",
                              details=report.to_dict())
@@ -49,8 +55,14 @@ def export(
 ) -> None:
     """Write events as JSON lines (one event per line, with hashes for independent verification)."""
     moment = parse_time(since, "--since") if since else None
-    database = open_database()
+    settings = cli_settings()
+    database = open_database(settings)
     authorize(database, cli_principal(database), Permission.AUDIT_READ, object_type="audit", object_id="export")
+    # An export is evidence: the chain is verified and its head checkpointed first.
+    report = verify_chain(database.engine, checkpoints=settings.audit_checkpoints_path, record_checkpoint=True)
+    if not report.ok:
+        raise IntegrityError(f"audit chain broken at event {report.broken_at}: {report.problem}",
+                             details=report.to_dict())
     count = 0
     with database.session() as session:
         if out is None:

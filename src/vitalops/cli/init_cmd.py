@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from vitalops.audit.verify import mark_keyed_chain
 from vitalops.cli.context import cli_settings, open_database
 from vitalops.cli.output import JsonOption, emit
 from vitalops.core.settings import get_settings, home_from_environment, write_secrets_file
@@ -28,6 +29,8 @@ def initialize(home: Path) -> dict[str, Any]:
     database = open_database(settings)
     try:
         revision = current_revision(database)
+        # Once: the events written before the chain was keyed are named in the first signed checkpoint.
+        marked = mark_keyed_chain(database.engine, settings.audit_checkpoints_path)
     finally:
         database.dispose()
     return {
@@ -35,6 +38,8 @@ def initialize(home: Path) -> dict[str, Any]:
         "database": database.safe_url,
         "revision": revision,
         "secrets": "generated" if secrets_written else "kept",
+        "audit_checkpoints": str(settings.audit_checkpoints_path),
+        "audit_keyed_after": None if marked is None else marked.keyed_after,
     }
 
 

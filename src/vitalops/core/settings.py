@@ -20,7 +20,9 @@ from vitalops.errors import ConfigError
 #: The value a secret has until ``vitalops init`` generates a real one. Accepted only in development.
 DEVELOPMENT_SECRET = "insecure-development-secret"  # noqa: S105 - the sentinel that is refused in production
 SECRETS_FILE = "secrets.env"
-SECRET_NAMES = ("pseudonym_key", "session_secret")
+SECRET_NAMES = ("pseudonym_key", "session_secret", "audit_key")
+#: The audit trail's signed head checkpoints, outside the database (see docs/security.md).
+AUDIT_CHECKPOINTS_FILE = "audit-checkpoints.jsonl"
 
 Environment = Literal["development", "test", "production"]
 
@@ -37,6 +39,10 @@ class Settings(BaseSettings):
     artifacts_uri: str | None = None
     pseudonym_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     session_secret: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    #: The HMAC key of the audit chain and its checkpoints; kept outside the database.
+    audit_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    #: Where the audit trail's signed head checkpoints are kept (default: in the home folder).
+    audit_checkpoints: Path | None = None
     log_level: str = "INFO"
     log_json: bool = True
     #: The user the command line acts as; see docs/security.md.
@@ -81,6 +87,10 @@ class Settings(BaseSettings):
         return self.lake_uri or str((self.home / "lake").resolve())
 
     @property
+    def audit_checkpoints_path(self) -> Path:
+        return self.audit_checkpoints or (self.home / AUDIT_CHECKPOINTS_FILE).resolve()
+
+    @property
     def artifacts_root(self) -> str:
         return self.artifacts_uri or str((self.home / "artifacts").resolve())
 
@@ -118,10 +128,16 @@ def write_secrets_file(home: Path) -> bool:
     """Generate the installation's secrets into ``home/secrets.env`` (mode 0600) unless present.
 
     Returns True when a new file was written. Existing secrets are never replaced: the
-    pseudonymization key changing would orphan every patient key already in the lake.
+    pseudonymization key changing would orphan every patient key already in the lake. A secret
+    this release added (the audit key) is appended to an existing file.
     """
     path = home / SECRETS_FILE
     if path.exists():
+        missing = [name for name in SECRET_NAMES if name not in _read_secrets_file(home)]
+        if missing:
+            separator = "" if path.read_text(encoding="utf-8").endswith("\n") else "\n"
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(separator + "".join(f"{name.upper()}={secrets.token_urlsafe(48)}\n" for name in missing))
         return False
     home.mkdir(parents=True, exist_ok=True)
     lines = [f"{name.upper()}={secrets.token_urlsafe(48)}" for name in SECRET_NAMES]

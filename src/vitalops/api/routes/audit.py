@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from vitalops.api.deps import DatabaseDep, require
+from vitalops.api.deps import DatabaseDep, SettingsDep, require
 from vitalops.api.params import MomentQuery, NameQuery, SeqCursor
 from vitalops.audit import list_events, verify_chain
 from vitalops.auth import Permission, Principal
@@ -35,6 +35,8 @@ def read_events(
 
 
 @router.get("/verify")
-def verify(database: DatabaseDep, _: AuditReader) -> dict[str, object]:
-    """Walk the chain; ``ok`` false names the first broken event."""
-    return verify_chain(database.engine).to_dict()
+def verify(database: DatabaseDep, settings: SettingsDep, _: AuditReader) -> dict[str, object]:
+    """Walk the chain against the signed checkpoints; ``ok`` false names the first broken event.
+    An intact chain's head is recorded as a new checkpoint."""
+    return verify_chain(database.engine, checkpoints=settings.audit_checkpoints_path,
+                        record_checkpoint=True).to_dict()
