@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.conftest import bearer
+from tests.conftest import LiveServer, bearer
 from vitalops.audit import list_events
 from vitalops.db import Database
 
@@ -28,7 +28,8 @@ def test_request_ids_are_echoed_or_generated(api_client: httpx.Client) -> None:
     assert generated.headers["x-request-id"] != "<script>" and len(generated.headers["x-request-id"]) == 16
 
 
-def test_unauthenticated_is_401_problem_json_and_audited(api_client: httpx.Client, database: Database) -> None:
+def test_unauthenticated_is_401_problem_json_and_audited(api_client: httpx.Client, database: Database,
+                                                        live_server: LiveServer) -> None:
     response = api_client.get("/v1/audit")
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
@@ -37,9 +38,11 @@ def test_unauthenticated_is_401_problem_json_and_audited(api_client: httpx.Clien
     assert body["code"] == "unauthenticated" and body["request_id"] == response.headers["x-request-id"]
     bad = api_client.get("/v1/audit", headers=bearer("vok_000000000000_" + "x" * 40))
     assert bad.status_code == 401
+    live_server.server.config.app.state.denials.flush(database, everything=True)  # as at shutdown
     with database.session() as session:
         failures = list_events(session, action="auth.failed")
     assert {event.payload["reason"] for event in failures} == {"missing_credentials", "unknown_key"}
+    assert all(event.payload["count"] == 1 and event.object_id == "/v1/audit" for event in failures)
 
 
 def test_forbidden_is_403_and_audited(api_client: httpx.Client, make_user: Callable, database: Database) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +14,7 @@ from vitalops.api.middleware import ApiMetrics, RequestContextMiddleware
 from vitalops.api.openapi import install_docs
 from vitalops.api.problems import install_problem_handlers
 from vitalops.api.routes import audit, deployments, health, models, predictions, sites, users
+from vitalops.auth.denials import WINDOW_SECONDS, DenialWindows
 from vitalops.core.logging import configure_logging, redact_server_logs
 from vitalops.core.settings import Settings, get_settings
 from vitalops.db import Database
@@ -29,13 +32,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     owns_database = database is None
     database = database or Database(settings.db_url)
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    denials = DenialWindows()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # After the server configured its own logging: its tracebacks would print exception text.
         redact_server_logs(json_lines=settings.log_json)
         upgrade(database)
+        flusher = asyncio.create_task(_flush_denials_periodically(denials, database))
         yield
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        denials.flush(database, everything=True)
         if owns_database:
             database.dispose()
 
@@ -51,9 +60,18 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.database = database
     app.state.metrics = ApiMetrics()
+    app.state.denials = denials
     install_problem_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     install_docs(app)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app
+
+
+async def _flush_denials_periodically(denials: DenialWindows, database: Database) -> None:
+    """Write closed windows of failed-authentication counts even when no further failure comes."""
+    while True:
+        await asyncio.sleep(WINDOW_SECONDS)
+        with contextlib.suppress(Exception):  # a database hiccup: the counts wait for the next flush
+            await asyncio.to_thread(denials.flush, database)

@@ -1,7 +1,7 @@
 """FastAPI dependencies: the database, the settings, and the authenticated principal.
 
 ``require(permission)`` is the one dependency that enforces the permission matrix on a route:
-401 without a valid key, 403 without the permission, every denial audited.
+401 without a valid key (audited as counts per window), 403 without the permission (audited each).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from vitalops.auth import Permission, Principal, authorize, record_denial
+from vitalops.auth import Permission, Principal, authorize
+from vitalops.auth.denials import DenialWindows
 from vitalops.auth.users import authenticate_key
 from vitalops.core.settings import Settings
 from vitalops.db import Database
@@ -35,20 +36,24 @@ BearerDeclared = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_s
 
 
 def current_principal(request: Request, database: DatabaseDep, _declared: BearerDeclared) -> Principal:
-    """The principal behind the request's ``Authorization: Bearer <key>``; 401 otherwise (audited)."""
+    """The principal behind the request's ``Authorization: Bearer <key>``; 401 otherwise.
+
+    Failures are audited as counts per reason, route, source and minute (``auth.denials``), so
+    that unauthenticated traffic cannot flood the trail or hold the write lock.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     route = getattr(request.scope.get("route"), "path", "unmatched")
+    source = request.client.host if request.client is not None else "unknown"
+    denials: DenialWindows = request.app.state.denials
     if scheme.lower() != "bearer" or not credentials:
-        record_denial(database, "anonymous", "auth.failed", object_type="route", object_id=route,
-                      payload={"reason": "missing_credentials"})
+        denials.record(database, reason="missing_credentials", route=route, source=source)
         raise Unauthenticated("send 'Authorization: Bearer <API key>'")
     try:
         with database.read_session() as session:
             return authenticate_key(session, credentials)
     except Unauthenticated as exc:
-        record_denial(database, "anonymous", "auth.failed", object_type="route", object_id=route,
-                      payload={"reason": str(exc.details.get("reason", "malformed"))})
+        denials.record(database, reason=str(exc.details.get("reason", "malformed")), route=route, source=source)
         raise
 
 
