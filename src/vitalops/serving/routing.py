@@ -11,14 +11,16 @@ is never returned. Without a patient key (a bare feature vector) the champion se
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vitalops.db.tables.governance import DeploymentEventRow
+from vitalops.db.tables.governance import DeploymentEventRow, SiteRow
 from vitalops.db.tables.registry import ModelVersionRow
-from vitalops.errors import Conflict
+from vitalops.errors import Conflict, InvalidInput
 from vitalops.registry.versions import model_row
 
 BUCKETS = 10_000
@@ -98,3 +100,49 @@ def route(deployments: SiteDeployments, patient_key: str | None, *, name: str, s
         return [Assignment(c_number, c_version_id, c_event_id, mode, served=True),
                 Assignment(number, version_id, event_id, "champion", served=False)]
     return [champion]
+
+
+class RoutingCache:
+    """A worker's copy of each (model, site)'s deployments, checked against the database on every call.
+
+    The check is one query for the newest deployment event of the model at the site: any deploy or
+    rollback (from any worker) changes it, and the copy is rebuilt, so a change is seen by the next
+    request. The registered sites are re-read every ``site_ttl_s`` seconds (a site registered a moment
+    ago may be refused until then; no site is ever served that is not registered).
+    """
+
+    def __init__(self, site_ttl_s: float = 5.0) -> None:
+        self.site_ttl_s = site_ttl_s
+        self._models: dict[str, int] = {}
+        self._deployments: dict[tuple[str, str], SiteDeployments] = {}
+        self._sites: frozenset[str] = frozenset()
+        self._sites_read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def require_site(self, session: Session, site: str) -> None:
+        """InvalidInput (listing the registered sites) when ``site`` is not registered."""
+        now = time.monotonic()
+        if site not in self._sites or now - self._sites_read_at > self.site_ttl_s:
+            with self._lock:
+                self._sites = frozenset(session.scalars(select(SiteRow.code)))
+                self._sites_read_at = now
+        if site not in self._sites:
+            known = ", ".join(sorted(self._sites)) or "none yet ('vitalops sites add CODE')"
+            raise InvalidInput(f"site '{site}' is not registered here; registered sites: {known}",
+                               details={"field": "site"})
+
+    def deployments(self, session: Session, name: str, site: str) -> SiteDeployments:
+        model_id = self._models.get(name)
+        if model_id is None:
+            model_id = self._models.setdefault(name, model_row(session, name).id)
+        latest = session.scalar(
+            select(func.coalesce(func.max(DeploymentEventRow.id), 0)).where(
+                DeploymentEventRow.model_id == model_id, DeploymentEventRow.site == site
+            )
+        )
+        cached = self._deployments.get((name, site))
+        if cached is not None and cached.latest_event_id == latest:
+            return cached
+        fresh = site_deployments(session, name, site)
+        self._deployments[(name, site)] = fresh
+        return fresh

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -43,9 +43,9 @@ from vitalops.ingest.normalize import resources_to_facts
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.registry.schemas import Signature
 from vitalops.serving.explain import Explanation
-from vitalops.serving.routing import Assignment, route, site_deployments
+from vitalops.serving.log_writer import LogWriter
+from vitalops.serving.routing import Assignment, RoutingCache, route
 from vitalops.serving.runtime import LoadedVersion, Runtime
-from vitalops.sites import require_site
 from vitalops.terminology import Terminology, load_terminology
 
 INPUT_KINDS = ("features", "patient", "fhir")
@@ -76,6 +76,9 @@ class ServingContext:
     facts: FactSource
     pseudonymizer: Pseudonymizer
     terminology: Terminology
+    routing: RoutingCache = field(default_factory=RoutingCache)
+    #: Group commit of log rows across concurrent requests (a server's); None writes each on its own.
+    writer: LogWriter | None = None
 
 
 class PredictionRequest(BaseModel):
@@ -210,8 +213,8 @@ def predict(
     authorize(database, actor, Permission.PREDICT, object_type="model", object_id=name)
     at = as_utc(request.at) if request.at is not None else utcnow()
     with database.read_session() as session:  # routing and loading read only: no write lock
-        require_site(session, request.site)
-        deployments = site_deployments(session, name, request.site)
+        context.routing.require_site(session, request.site)
+        deployments = context.routing.deployments(session, name, request.site)
         inputs = _Inputs(request, context, at)
         assignments = route(deployments, inputs.patient_key, name=name, site=request.site)
         versions = {a.version_id: context.runtime.version(session, a.version_id) for a in assignments}
@@ -227,8 +230,8 @@ def predict(
         features=_named(version, row), at=at,
         latency_ms=(time.perf_counter() - started) * 1000, request_id=request.request_id, input_kind=inputs.kind,
     )
-    with database.session() as session:
-        _log(session, actor, deployments.model_id, served.version_id, version, prediction)
+    _write_log(database, context, lambda session: _log(session, actor, deployments.model_id, served.version_id,
+                                                       version, prediction))
     deferred = [
         _shadow_work(database, context, actor, name, deployments.model_id, assignment, versions[assignment.version_id],
                      inputs, request, at)
@@ -260,10 +263,20 @@ def _shadow_work(
             features=_named(version, row), at=at,
             latency_ms=(time.perf_counter() - started) * 1000, request_id=request.request_id, input_kind=inputs.kind,
         )
-        with database.session() as session:
-            _log(session, actor, model_id, assignment.version_id, version, shadow)
+        _write_log(database, context,
+                   lambda session: _log(session, actor, model_id, assignment.version_id, version, shadow))
 
     return work
+
+
+def _write_log(database: Database, context: ServingContext, work: Callable[[Any], None]) -> None:
+    """Commit ``work`` (the log row and its audit event) before returning: through the context's group
+    writer when it has one, else in a transaction of its own."""
+    if context.writer is not None:
+        context.writer.write(work)
+        return
+    with database.session() as session:
+        work(session)
 
 
 def _log(session: Any, actor: Principal, model_id: int, version_id: int, version: LoadedVersion,
@@ -358,12 +371,14 @@ def record_outcome(
     return {"prediction_id": prediction_id, "source": source, "outcome": outcome, "recorded": True}
 
 
-def default_context(settings: Settings) -> ServingContext:
-    """The serving context of an installation: its artifact store, lake, pseudonym key and terminology."""
+def default_context(settings: Settings, *, writer: LogWriter | None = None) -> ServingContext:
+    """The serving context of an installation: its artifact store, lake, pseudonym key and terminology
+    (a server passes a ``writer`` so concurrent requests share their log commits)."""
     terminology = load_terminology(settings.local_codes_file)
     return ServingContext(
         runtime=Runtime(open_store(settings.artifacts_root), terminology),
         facts=LakeFacts(settings.lake_root),
         pseudonymizer=Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
         terminology=terminology,
+        writer=writer,
     )

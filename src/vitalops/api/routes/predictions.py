@@ -17,20 +17,22 @@ from vitalops.api.deps import DatabaseDep, PrincipalDep, SettingsDep
 from vitalops.core.logging import request_id_var
 from vitalops.fhir.risk_assessment import build_risk_assessment
 from vitalops.serving import Prediction, PredictionRequest, ServingContext, get_prediction, predict, record_outcome
+from vitalops.serving.log_writer import LogWriter
 from vitalops.serving.service import default_context
 
 router = APIRouter(tags=["predictions"])
 _context_lock = threading.Lock()
 
 
-def serving_context(request: Request, settings: SettingsDep) -> ServingContext:
-    """The app's serving context, made on first use (loaded versions stay warm for the worker's life)."""
+def serving_context(request: Request, settings: SettingsDep, database: DatabaseDep) -> ServingContext:
+    """The app's serving context, made on first use (loaded versions stay warm for the worker's life;
+    concurrent requests share their log commits)."""
     context: ServingContext | None = getattr(request.app.state, "serving", None)
     if context is None:
         with _context_lock:
             context = getattr(request.app.state, "serving", None)
             if context is None:
-                context = default_context(settings)
+                context = default_context(settings, writer=LogWriter(database))
                 request.app.state.serving = context
     return context
 
