@@ -23,21 +23,22 @@ import skops.io as sio
 from _results import record
 
 from vitalops.artifacts import open_store, save_model
-from vitalops.auth import Principal, Role
+from vitalops.auth import SYSTEM, Principal, Role
 from vitalops.core.settings import get_settings
 from vitalops.db import Database
 from vitalops.db.migrate import upgrade
 from vitalops.governance.approvals import approve_version
 from vitalops.governance.deploy import deploy_version
 from vitalops.governance.gate import run_pccp_check
-from vitalops.governance.pccp import create_pccp
+from vitalops.governance.pccp import decide_pccp, propose_pccp
 from vitalops.registry.schemas import ModelCreate, Signature, VersionCreate
 from vitalops.registry.versions import create_model, create_version
+from vitalops.sites import create_site
 from vitalops.training.datasets import freeze_dataset, labelled_rows
 from vitalops.training.estimators import build_estimator, fit_estimator
 
 SCIENTIST = Principal(name="dana", roles=frozenset({Role.DATA_SCIENTIST}))
-APPROVER = Principal(name="alex", roles=frozenset({Role.APPROVER}))
+APPROVER = Principal(name="alex", roles=frozenset({Role.APPROVER}), credential="key:bench", personal=True)
 N_FEATURES = 30
 
 
@@ -49,7 +50,7 @@ def frozen_table(n: int, seed: int) -> pa.Table:
     return pa.table(
         {
             "patient_key": [f"p{i}" for i in range(n)],
-            "site": [("A", "B", "C")[i % 3] for i in range(n)],
+            "site": [("a", "b", "c")[i % 3] for i in range(n)],
             "encounter_key": [f"e{i}" for i in range(n)],
             "index_time": pa.array([start + timedelta(minutes=i) for i in range(n)], pa.timestamp("us", tz="UTC")),
             "label": pa.array(label, pa.int8()),
@@ -136,7 +137,10 @@ def main() -> None:
                note="save_model + create_version, median of 5 / writing and hashing the model's raw bytes")
 
     uri, fingerprint = freeze_dataset(store, frozen_table(20_000, 2))
-    create_pccp(
+    with database.session() as session:
+        for code in ("a", "b", "c"):
+            create_site(session, SYSTEM, code)
+    plan = propose_pccp(
         database,
         SCIENTIST,
         "bench",
@@ -148,9 +152,10 @@ subgroups: {{attributes: [sex, age_band]}}
 n_resamples: 1000
 """,
     )
+    decide_pccp(database, APPROVER, "bench", plan.number, decision="approve", reason="bench")
     approve_version(database, APPROVER, "bench", 1, reason="bench")
     run_pccp_check(database, APPROVER, "bench", 1)
-    deploy_version(database, APPROVER, "bench", 1, sites=["A", "B", "C"], mode="champion")
+    deploy_version(database, APPROVER, "bench", 1, sites=["a", "b", "c"], mode="champion")
     started = time.perf_counter()
     check = run_pccp_check(database, APPROVER, "bench", 6)
     elapsed = time.perf_counter() - started

@@ -87,7 +87,7 @@ def seed_home(home: Path, shadow: bool) -> str:
         create_site(session, SYSTEM, "north")
         create_model(session, scientist, ModelCreate(name="risk", intended_use="early warning",
                                                      clinical_owner="ward", target_population="adults"))
-        for number, c in ((1, 1.0), (2, 0.1)):
+        for c in (1.0, 0.1):
             model = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                               ("scale", StandardScaler()), ("model", LogisticRegression(C=c))]).fit(x, y)
             bundle = save_model(store, model, flavor="sklearn", feature_names=names())
