@@ -22,7 +22,9 @@ from vitalops.cli import (
     models_cmd,
     pccp_cmd,
     predict_cmd,
+    predictions_cmd,
     quality_cmd,
+    score_cmd,
     serve_cmd,
     sites_cmd,
     synth_cmd,
@@ -51,6 +53,8 @@ COMMAND_MODULES = (
     users_cmd,
     sites_cmd,
     predict_cmd,
+    score_cmd,
+    predictions_cmd,
 )
 
 log = logging.getLogger("vitalops.cli")
