@@ -4,6 +4,7 @@
 
     VitalOpsError                      500  exit 1
     ├── InvalidInput                   422  exit 2   bad arguments, specs, files, bodies
+    │   ├── BadRequest                 400  exit 2   a protocol body that is not what the standard defines (CDS Hooks)
     │   └── ConfigError                500  exit 2   settings that cannot work (missing secret, bad URL)
     │       └── MissingExtra           500  exit 2   an optional dependency is not installed (names the extra)
     ├── NotFound                       404  exit 2
@@ -11,6 +12,7 @@
     ├── Unauthenticated                401  exit 2
     ├── PermissionDenied               403  exit 2
     ├── PolicyViolation                403  exit 2   allowed role, forbidden act (self-approval, ...)
+    ├── PreconditionFailed             412  exit 2   data the call needs is neither given nor obtainable (CDS Hooks)
     ├── CheckFailed                    422  exit 1   a check ran and found a problem
     │   ├── GateFailed                 409  exit 1   a PCCP gate blocked a candidate
     │   └── IntegrityError             500  exit 1   a hash chain or artifact digest does not match
@@ -47,6 +49,13 @@ class InvalidInput(VitalOpsError):
     code = "invalid_input"
     http_status = 422
     exit_code = 2
+
+
+class BadRequest(InvalidInput):
+    """A request body that is not what its standard defines (CDS Hooks answers 400, naming the field)."""
+
+    code = "bad_request"
+    http_status = 400
 
 
 class ConfigError(InvalidInput):
@@ -90,6 +99,15 @@ class PermissionDenied(VitalOpsError):
 class PolicyViolation(VitalOpsError):
     code = "policy_violation"
     http_status = 403
+    exit_code = 2
+
+
+class PreconditionFailed(VitalOpsError):
+    """Data the call needs was neither sent nor can be fetched (CDS Hooks: a prefetch key missing
+    without a FHIR server and token to fetch it)."""
+
+    code = "precondition_failed"
+    http_status = 412
     exit_code = 2
 
 
