@@ -192,6 +192,14 @@ def test_rest_predict_returns_a_valid_risk_assessment(served, live_server, api_c
     outcome = api_client.post("/v1/outcomes", headers=bearer(key),
                               json={"prediction_id": body["id"], "outcome": 1, "observed_at": NOW.isoformat()})
     assert outcome.status_code == 201 and orjson.loads(outcome.content)["recorded"] is True
+    served.deploy(2, "shadow")
+    shadowed = api_client.post("/v1/models/deterioration/predict", headers=bearer(key),
+                               json={"site": "north", "patient_key": "p-shadow", "features": _row(served, 4)})
+    assert shadowed.status_code == 200 and shadowed.json()["version"] == 1
+    served.context.shadows.join()
+    with served.database.session() as session:
+        shadow = session.query(PredictionRow).filter(PredictionRow.mode == "shadow").one()
+    assert shadow.patient_key == "p-shadow" and not shadow.served
     _, auditor_key = make_user("auditor", "audrey")
     denied = api_client.post("/v1/models/deterioration/predict", headers=bearer(auditor_key),
                              json={"site": "north", "features": _row(served, 3)})

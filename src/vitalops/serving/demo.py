@@ -131,6 +131,7 @@ def run_serving_demo(
                                    headers={"Authorization": f"Bearer {clinician_key}"})
             response.raise_for_status()
             served.append(response.json())
+        app.state.serving.shadows.join()  # every shadow scored and logged before the demo reports
     access_log.setLevel(level)
     counts = Counter((p["site"], p["version"], p["mode"]) for p in served)
     summary["replayed"] = len(served)

@@ -1,7 +1,7 @@
 """``/v1/models/{name}/predict``, ``/v1/predictions/{id}`` and ``/v1/outcomes``: predictions for care.
 
-Thin: the serving service routes, scores, explains, logs and audits. A shadow challenger is scored
-after the response has been sent (a background task), so it never adds to the caller's latency.
+Thin: the serving service routes, scores, explains, logs and audits. A shadow challenger is scored by
+the worker's shadow thread (``serving.shadows``), off the response path.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import threading
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, PrincipalDep, SettingsDep
@@ -76,26 +76,24 @@ def _request(body: PredictBody) -> PredictionRequest:
 
 @router.post("/v1/models/{name}/predict")
 def post_predict(
-    name: str, body: PredictBody, request: Request, background: BackgroundTasks, database: DatabaseDep,
-    context: ContextDep, actor: PrincipalDep,
+    name: str, body: PredictBody, request: Request, database: DatabaseDep, context: ContextDep, actor: PrincipalDep,
 ) -> dict[str, Any]:
     """Score one patient (a feature vector, a patient key, or FHIR resources) at a site, with its reasons.
-    Routed by the site's deployments; a shadow challenger is scored after the response."""
+    Routed by the site's deployments; a shadow challenger is scored off the response path."""
     outcome = predict(database, context, actor, name, _request(body))
-    background.add_task(outcome.run_deferred)
+    context.shadows.submit(outcome.deferred)
     return _with_fhir(outcome.prediction, request)
 
 
 @router.post("/v1/models/{name}/predict/batch")
 def post_predict_batch(
-    name: str, body: BatchBody, request: Request, background: BackgroundTasks, database: DatabaseDep,
-    context: ContextDep, actor: PrincipalDep,
+    name: str, body: BatchBody, request: Request, database: DatabaseDep, context: ContextDep, actor: PrincipalDep,
 ) -> dict[str, Any]:
     """Score many rows in one call; each row is routed, logged and audited like a single prediction."""
     results = []
     for row in body.rows:
         outcome = predict(database, context, actor, name, _request(row))
-        background.add_task(outcome.run_deferred)
+        context.shadows.submit(outcome.deferred)
         results.append(_with_fhir(outcome.prediction, request))
     return {"predictions": results}
 
