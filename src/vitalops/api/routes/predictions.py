@@ -60,7 +60,8 @@ class OutcomeBody(BaseModel):
 
 
 def _with_fhir(prediction: Prediction, request: Request) -> dict[str, Any]:
-    card = str(request.url_for("get_card", name=prediction.model, number=str(prediction.version)))
+    # The card's route, spelled out: reversing the route table on every prediction costs more than scoring.
+    card = f"{str(request.base_url).rstrip('/')}/v1/models/{prediction.model}/versions/{prediction.version}/card"
     resource = build_risk_assessment(
         prediction_id=prediction.id, model=prediction.model, version=prediction.version, outcome=prediction.outcome,
         probability=prediction.score, band=prediction.band, occurrence=prediction.at,
