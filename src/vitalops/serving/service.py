@@ -38,7 +38,6 @@ from vitalops.db.tables.serving import OutcomeRow, PredictionRow
 from vitalops.errors import Conflict, InvalidInput, NotFound
 from vitalops.features.facts_view import ENGINE_COLUMNS
 from vitalops.features.online import vector_from_facts
-from vitalops.features.online_store import OnlineStore, open_online_store
 from vitalops.features.partitions import open_facts
 from vitalops.ingest.normalize import resources_to_facts
 from vitalops.ingest.pseudonym import Pseudonymizer
@@ -68,28 +67,6 @@ class LakeFacts:
     def facts_for(self, patient_key: str) -> pa.Table:
         dataset, _ = open_facts(self.lake_root)
         return dataset.to_table(columns=list(ENGINE_COLUMNS), filter=pc.field("patient_key") == patient_key)
-
-
-class OnlineFacts:
-    """A patient's facts from the online store (``vitalops.features.online_store``): the recent facts
-    ingest keeps there, read in about a millisecond."""
-
-    def __init__(self, store: OnlineStore) -> None:
-        self.store = store
-
-    def facts_for(self, patient_key: str) -> pa.Table:
-        return self.store.facts_for(patient_key)
-
-
-def facts_source(settings: Settings) -> FactSource:
-    """Where serving reads facts by patient key: the installation's online store once ingest or
-    ``vitalops online rebuild`` has written it; the lake's facts table before that (an
-    installation whose lake predates the store, until it is rebuilt)."""
-    store = open_online_store(settings.online_store)
-    if store.populated():
-        return OnlineFacts(store)
-    store.close()
-    return LakeFacts(settings.lake_root)
 
 
 @dataclass
@@ -398,13 +375,12 @@ def record_outcome(
 
 
 def default_context(settings: Settings, *, writer: LogWriter | None = None) -> ServingContext:
-    """The serving context of an installation: its artifact store, facts by patient key (the online
-    store, see ``facts_source``), pseudonym key and terminology (a server passes a ``writer`` so
-    concurrent requests share their log commits)."""
+    """The serving context of an installation: its artifact store, lake, pseudonym key and terminology
+    (a server passes a ``writer`` so concurrent requests share their log commits)."""
     terminology = load_terminology(settings.local_codes_file)
     return ServingContext(
         runtime=Runtime(open_store(settings.artifacts_root), terminology),
-        facts=facts_source(settings),
+        facts=LakeFacts(settings.lake_root),
         pseudonymizer=Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
         terminology=terminology,
         writer=writer,
