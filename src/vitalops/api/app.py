@@ -13,7 +13,7 @@ from vitalops import __version__
 from vitalops.api.middleware import ApiMetrics, RequestContextMiddleware
 from vitalops.api.openapi import install_docs
 from vitalops.api.problems import install_problem_handlers
-from vitalops.api.routes import audit, deployments, health, models, predictions, sites, users
+from vitalops.api.routes import audit, cdshooks, deployments, health, models, predictions, review, sites, users
 from vitalops.auth.denials import WINDOW_SECONDS, DenialWindows
 from vitalops.core.logging import configure_logging, redact_server_logs
 from vitalops.core.settings import Settings, get_settings
@@ -22,7 +22,7 @@ from vitalops.db.migrate import upgrade
 
 ROUTERS = (
     health.router, audit.router, users.router, users.self_service, sites.router, models.router, deployments.router,
-    predictions.router,
+    predictions.router, cdshooks.router, review.router,
 )
 
 
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.metrics = ApiMetrics()
     app.state.denials = denials
     install_problem_handlers(app)
+    review.install_review_metrics(app, database)
     for router in ROUTERS:
         app.include_router(router)
     install_docs(app)

@@ -9,8 +9,6 @@ from typing import Annotated
 import orjson
 import typer
 
-from vitalops.audit import iter_events, list_events, verify_chain
-from vitalops.auth import Permission, authorize
 from vitalops.cli.context import cli_principal, cli_settings, open_database
 from vitalops.cli.output import JsonOption, console, emit, err_console, print_json, progress_bar, rows_table
 from vitalops.core.clock import as_utc, isoformat_utc
@@ -34,6 +32,9 @@ def verify(as_json: JsonOption = False) -> None:
     Catches edited, deleted, reordered, rehashed and forged events, and events cut from the end
     below the newest checkpoint. An intact chain's head is recorded as a new checkpoint.
     """
+    from vitalops.audit import verify_chain
+    from vitalops.auth import Permission, authorize
+
     settings = cli_settings()
     database = open_database(settings)
     authorize(database, cli_principal(database), Permission.AUDIT_READ, object_type="audit", object_id="chain")
@@ -54,6 +55,9 @@ def export(
     as_json: JsonOption = False,
 ) -> None:
     """Write events as JSON lines (one event per line, with hashes for independent verification)."""
+    from vitalops.audit import iter_events, verify_chain
+    from vitalops.auth import Permission, authorize
+
     moment = parse_time(since, "--since") if since else None
     settings = cli_settings()
     database = open_database(settings)
@@ -90,6 +94,9 @@ def log(
     as_json: JsonOption = False,
 ) -> None:
     """Show recent events, newest first."""
+    from vitalops.audit import list_events
+    from vitalops.auth import Permission, authorize
+
     object_type, _, object_id = (object_ref or "").partition(":")
     database = open_database()
     authorize(database, cli_principal(database), Permission.AUDIT_READ, object_type="audit", object_id="log")

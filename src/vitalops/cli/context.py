@@ -10,14 +10,15 @@ operator, auditor: never approver). In production one of them is required. See d
 from __future__ import annotations
 
 import getpass
+from typing import TYPE_CHECKING
 
-from vitalops.auth import Principal, Role
-from vitalops.auth.users import authenticate_key, get_user
-from vitalops.core.logging import configure_logging
-from vitalops.core.settings import Settings, get_settings
-from vitalops.db import Database
-from vitalops.db.migrate import is_current, upgrade
+from vitalops.auth.permissions import Role
 from vitalops.errors import ConfigError, NotFound, Unauthenticated
+
+if TYPE_CHECKING:  # settings and the database layer load when a command needs them, not at start-up
+    from vitalops.auth import Principal
+    from vitalops.core.settings import Settings
+    from vitalops.db import Database
 
 LOCAL_OWNER_ROLES = frozenset({Role.ADMIN, Role.DATA_SCIENTIST, Role.OPERATOR, Role.AUDITOR})
 #: Databases opened by the running command; ``close_databases`` disposes them when it ends.
@@ -25,6 +26,9 @@ _opened: list[Database] = []
 
 
 def cli_settings() -> Settings:
+    from vitalops.core.logging import configure_logging
+    from vitalops.core.settings import get_settings
+
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     return settings
@@ -32,6 +36,9 @@ def cli_settings() -> Settings:
 
 def open_database(settings: Settings | None = None, *, migrate: bool = True) -> Database:
     """The metadata database, reachable and migrated to the current revision."""
+    from vitalops.db import Database
+    from vitalops.db.migrate import is_current, upgrade
+
     settings = settings or cli_settings()
     if settings.database_url is None and not settings.home.exists():
         raise ConfigError(f"no VitalOps home at {settings.home}; run 'vitalops init' first")
@@ -45,6 +52,10 @@ def open_database(settings: Settings | None = None, *, migrate: bool = True) -> 
 
 def cli_principal(database: Database, settings: Settings | None = None) -> Principal:
     """Who this command acts as (see the module docstring)."""
+    from vitalops.auth import Principal
+    from vitalops.auth.users import authenticate_key, get_user
+    from vitalops.core.settings import get_settings
+
     settings = settings or get_settings()
     if settings.api_key is not None:
         with database.session() as session:

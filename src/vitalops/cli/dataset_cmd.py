@@ -10,8 +10,6 @@ import typer
 
 from vitalops.cli.context import cli_principal, cli_settings, open_database
 from vitalops.cli.output import JsonOption, console, emit, key_value_table, progress_bar, rows_table
-from vitalops.core.extras import import_extra
-from vitalops.features.service import build_dataset
 
 
 def render_dataset_summary(summary: dict[str, Any]) -> None:
@@ -53,6 +51,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Build a training set: rows only see facts known at their index time."""
+        from vitalops.core.extras import import_extra
+        from vitalops.features.service import build_dataset
+
         if engine == "dask":
             import_extra("distributed")  # before any work: the Dask engine is the 'dask' extra
         settings = cli_settings()

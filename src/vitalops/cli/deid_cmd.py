@@ -9,8 +9,6 @@ import typer
 
 from vitalops.cli.context import cli_principal, cli_settings, open_database
 from vitalops.cli.output import JsonOption, console, emit, key_value_table, rows_table
-from vitalops.deid import run_deidentification
-from vitalops.deid.scrubber import DATE_MODES
 from vitalops.errors import InvalidInput
 
 
@@ -51,6 +49,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """De-identify FHIR resources into OUT, one NDJSON file per type, and print the counts of each action."""
+        from vitalops.deid import run_deidentification
+        from vitalops.deid.scrubber import DATE_MODES
+
         if dates not in DATE_MODES:
             raise InvalidInput(f"--dates must be one of {', '.join(DATE_MODES)}")
         settings = cli_settings()

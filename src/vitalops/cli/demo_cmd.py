@@ -10,45 +10,22 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.panel import Panel
 
-from vitalops.api.app import create_app
-from vitalops.audit import verify_chain
-from vitalops.auth import SYSTEM, Principal
-from vitalops.auth.users import (
-    authenticate_key,
-    create_enrollment,
-    create_key,
-    create_user,
-    get_user,
-    list_keys,
-    redeem_enrollment,
-    revoke_key,
-)
 from vitalops.cli.context import open_database
-from vitalops.cli.dataset_cmd import render_dataset_summary
-from vitalops.cli.ingest_cmd import render_ingest_report
-from vitalops.cli.init_cmd import initialize
 from vitalops.cli.output import JsonOption, console, print_json, progress_bar, rows_table
-from vitalops.cli.quality_cmd import render_quality_report
 from vitalops.cli.serve_cmd import ensure_port_free, serve_forever
-from vitalops.core.settings import Settings, get_settings, home_from_environment
-from vitalops.db import Database
 from vitalops.errors import NotFound
-from vitalops.features import demo_spec_path
-from vitalops.features.service import build_dataset
-from vitalops.ingest.service import ingest_paths
-from vitalops.quality.report import quality_report
-from vitalops.registry.service import build_card, read_report
-from vitalops.serving.demo import run_serving_demo
-from vitalops.sites import create_site, list_sites
-from vitalops.synth import RESOURCE_TYPES, generate_hospital
-from vitalops.training.demo import DEMO_MODELS, run_model_plane_demo
-from vitalops.validation.report import ValidationReport
-from vitalops.validation.report_html import render_report_html
+
+if TYPE_CHECKING:
+    from vitalops.core.settings import Settings
+
+if TYPE_CHECKING:
+    from vitalops.auth import Principal
+    from vitalops.db import Database
 
 #: The demo hospital's staff: one user per role (two approvers, for the two-person rule).
 DEMO_USERS = (
@@ -69,6 +46,9 @@ DEMO_MARKER = "demo.done"
 
 def ensure_demo_sites(database: Database) -> None:
     """Register the demo hospital's sites (kept if present); each feed tags its site by its code."""
+    from vitalops.auth import SYSTEM
+    from vitalops.sites import create_site, list_sites
+
     with database.session() as session:
         known = {site.code for site in list_sites(session)}
         for code in DEMO_SITES:
@@ -80,6 +60,18 @@ def ensure_demo_users(database: Database) -> tuple[dict[str, Principal], list[di
     """Create the demo staff (kept if present), revoke the keys an earlier run gave them, and give each a
     fresh key, returned once: people enroll and redeem their token for a key of their own (the demo acts
     for them with it, as they would), service accounts get one from the admin."""
+    from vitalops.auth import SYSTEM
+    from vitalops.auth.users import (
+        authenticate_key,
+        create_enrollment,
+        create_key,
+        create_user,
+        get_user,
+        list_keys,
+        redeem_enrollment,
+        revoke_key,
+    )
+
     principals: dict[str, Principal] = {}
     keys: list[dict[str, Any]] = []
     with database.session() as session:
@@ -115,6 +107,7 @@ class DemoSteps:
             console.rule(f"[bold]{text}")
 
     def synthesize(self) -> tuple[Path, dict[str, Any]]:
+        from vitalops.synth import generate_hospital
         self.heading(f"1. A synthetic {len(DEMO_SITES)}-site hospital ({DEMO_PATIENTS} patients, FHIR R4 bulk NDJSON)")
         out = self.settings.home / "hospital"
         with progress_bar(not self.as_json) as bar:
@@ -130,6 +123,9 @@ class DemoSteps:
         return out, result
 
     def ingest(self, folder: Path) -> dict[str, Any]:
+        from vitalops.cli.ingest_cmd import render_ingest_report
+        from vitalops.ingest.service import ingest_paths
+        from vitalops.synth import RESOURCE_TYPES
         self.heading("2. Ingest: parse, normalize codes and units, pseudonymize, quarantine what is bad")
         files = [folder / f"{kind}.ndjson" for kind in RESOURCE_TYPES if (folder / f"{kind}.ndjson").exists()]
         with progress_bar(not self.as_json) as bar:
@@ -142,6 +138,8 @@ class DemoSteps:
         return result
 
     def quality(self, batch: str) -> dict[str, Any]:
+        from vitalops.cli.quality_cmd import render_quality_report
+        from vitalops.quality.report import quality_report
         self.heading("3. Data quality per site")
         result = quality_report(self.database, self.settings.lake_root, batch_id=batch,
                                 principal=self.staff["dana"]).to_dict()
@@ -150,6 +148,10 @@ class DemoSteps:
         return result
 
     def datasets(self) -> dict[str, dict[str, Any]]:
+        from vitalops.cli.dataset_cmd import render_dataset_summary
+        from vitalops.features import demo_spec_path
+        from vitalops.features.service import build_dataset
+        from vitalops.training.demo import DEMO_MODELS
         self.heading("4. Point-in-time training sets from the feature, cohort and label definitions")
         built: dict[str, dict[str, Any]] = {}
         for name in DEMO_MODELS:
@@ -167,6 +169,10 @@ class DemoSteps:
         return built
 
     def models(self, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        from vitalops.registry.service import build_card, read_report
+        from vitalops.training.demo import DEMO_MODELS, run_model_plane_demo
+        from vitalops.validation.report import ValidationReport
+        from vitalops.validation.report_html import render_report_html
         self.heading("5. Train, validate, register; plans and versions approved by two people; the PCCP gate; deploy")
         with progress_bar(not self.as_json) as bar:
             task = bar.add_task("model plane", total=None)
@@ -193,6 +199,8 @@ class DemoSteps:
         return result
 
     def serving(self, datasets: dict[str, dict[str, Any]], clinician_key: str) -> dict[str, Any]:
+        from vitalops.api.app import create_app
+        from vitalops.serving.demo import run_serving_demo
         self.heading("6. Serving: a shadow and a 20% canary beside the champion; a replayed day through REST")
         with progress_bar(not self.as_json) as bar:
             task = bar.add_task("replaying a day of scoring times", total=None)
@@ -207,6 +215,7 @@ class DemoSteps:
         return result
 
     def audit(self) -> dict[str, Any]:
+        from vitalops.audit import verify_chain
         self.heading("7. The audit trail")
         chain = verify_chain(self.database.engine)
         if not self.as_json:
@@ -273,6 +282,9 @@ def render_serving(result: dict[str, Any]) -> None:
 
 def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
     """Run every demo step and return a summary."""
+    from vitalops.cli.init_cmd import initialize
+    from vitalops.core.settings import get_settings
+
     summary: dict[str, Any] = {"home": initialize(home)}
     settings = get_settings()
     database = open_database(settings)
@@ -314,6 +326,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Build the synthetic multi-site hospital end to end, then serve it."""
+        from vitalops.core.settings import home_from_environment
+
         home = home_from_environment()
         if serve:
             ensure_port_free(host, port)  # say so now, not after building for minutes

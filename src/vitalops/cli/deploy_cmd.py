@@ -10,8 +10,6 @@ import typer
 from vitalops.cli.context import cli_principal, open_database
 from vitalops.cli.output import JsonOption, console, emit, rows_table
 from vitalops.core.clock import as_utc
-from vitalops.governance.deploy import deploy_version, rollback_deployment
-from vitalops.registry.service import read_deployment_history
 
 deployments_app = typer.Typer(help="What ran where, and when.", no_args_is_help=True)
 
@@ -26,6 +24,8 @@ def deploy(
     as_json: JsonOption = False,
 ) -> None:
     """Show what will change at each site (current vs new), then apply it unless --dry-run."""
+    from vitalops.governance.deploy import deploy_version
+
     database = open_database()
     plan = deploy_version(
         database, cli_principal(database), name, version, sites=site, mode=mode, reason=reason, dry_run=dry_run
@@ -48,6 +48,8 @@ def rollback(
     as_json: JsonOption = False,
 ) -> None:
     """Undo the site's latest deployment change."""
+    from vitalops.governance.deploy import rollback_deployment
+
     database = open_database()
     emit(
         rollback_deployment(database, cli_principal(database), name, site=site, reason=reason).model_dump(mode="json"),
@@ -63,6 +65,8 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Every deployment change of a model, and the state (now or at --at)."""
+    from vitalops.registry.service import read_deployment_history
+
 
     database = open_database()
     result = read_deployment_history(

@@ -5,20 +5,21 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlparse
 
 import typer
 
-from vitalops.auth import Permission, authorize
 from vitalops.cli.context import cli_principal, cli_settings, open_database
 from vitalops.cli.output import JsonOption, console, emit, key_value_table, progress_bar, rows_table
 from vitalops.core.clock import as_utc
-from vitalops.core.settings import Settings
 from vitalops.errors import InvalidInput
-from vitalops.fhir.bulk import download_export
-from vitalops.fhir.smart import BackendServicesAuth
-from vitalops.ingest.service import ingest_paths
+
+if TYPE_CHECKING:
+    from vitalops.core.settings import Settings
+
+if TYPE_CHECKING:
+    from vitalops.fhir.smart import BackendServicesAuth
 
 
 def render_ingest_report(result: dict[str, Any]) -> None:
@@ -43,6 +44,8 @@ def backend_auth(settings: Settings, token_url: str | None, client_id: str | Non
 
     None when no client id is configured (an open server); InvalidInput when they are incomplete.
     """
+    from vitalops.fhir.smart import BackendServicesAuth
+
     client = client_id or settings.fhir_client_id
     if client is None:
         return None
@@ -61,6 +64,7 @@ def backend_auth(settings: Settings, token_url: str | None, client_id: str | Non
 
 def _download(url: str, since: str | None, types: str | None, level: str, auth: BackendServicesAuth | None,
               home: Path, show: bool) -> list[Path]:
+    from vitalops.fhir.bulk import download_export
     moment = None
     if since is not None:
         try:
@@ -96,6 +100,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Ingest FHIR R4 into the facts table; bad records go to the quarantine, the rest lands."""
+        from vitalops.auth import Permission, authorize
+        from vitalops.ingest.service import ingest_paths
+
         settings = cli_settings()
         if bool(paths) == bool(from_fhir):
             raise InvalidInput("give either PATH... or --from-fhir URL")

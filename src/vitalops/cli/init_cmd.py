@@ -7,11 +7,8 @@ from typing import Any
 
 import typer
 
-from vitalops.audit.verify import mark_keyed_chain
 from vitalops.cli.context import cli_settings, open_database
 from vitalops.cli.output import JsonOption, emit
-from vitalops.core.settings import get_settings, home_from_environment, write_secrets_file
-from vitalops.db.migrate import current_revision
 
 
 def initialize(home: Path) -> dict[str, Any]:
@@ -20,6 +17,10 @@ def initialize(home: Path) -> dict[str, Any]:
     Secrets are generated before the settings are loaded, since outside development the settings
     refuse to load without them.
     """
+    from vitalops.audit.verify import mark_keyed_chain
+    from vitalops.core.settings import get_settings, write_secrets_file
+    from vitalops.db.migrate import current_revision
+
     home.mkdir(parents=True, exist_ok=True)
     for folder in ("lake", "artifacts"):
         (home / folder).mkdir(exist_ok=True)
@@ -47,4 +48,6 @@ def register(app: typer.Typer) -> None:
     @app.command("init")
     def init(as_json: JsonOption = False) -> None:
         """Create or upgrade the home folder and the database."""
+        from vitalops.core.settings import home_from_environment
+
         emit(initialize(home_from_environment()), as_json)

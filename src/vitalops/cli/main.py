@@ -17,13 +17,16 @@ from vitalops.cli import (
     deid_cmd,
     demo_cmd,
     deploy_cmd,
+    ehr_cmd,
     ingest_cmd,
     init_cmd,
     models_cmd,
+    online_cmd,
     pccp_cmd,
     predict_cmd,
     predictions_cmd,
     quality_cmd,
+    review_cmd,
     score_cmd,
     serve_cmd,
     sites_cmd,
@@ -55,6 +58,9 @@ COMMAND_MODULES = (
     predict_cmd,
     score_cmd,
     predictions_cmd,
+    online_cmd,
+    ehr_cmd,
+    review_cmd,
 )
 
 log = logging.getLogger("vitalops.cli")

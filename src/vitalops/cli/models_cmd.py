@@ -10,9 +10,6 @@ import typer
 from vitalops.cli.context import cli_principal, open_database
 from vitalops.cli.output import JsonOption, console, emit, key_value_table, rows_table
 from vitalops.errors import InvalidInput
-from vitalops.governance.approvals import approve_version, reject_version
-from vitalops.registry import service
-from vitalops.training.byo import register_model_file
 
 models_app = typer.Typer(help="The model registry: versions, approvals and model cards.", no_args_is_help=True)
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (recorded in the audit trail).")]
@@ -21,6 +18,8 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why (recorded in th
 @models_app.command("list")
 def models_list(as_json: JsonOption = False) -> None:
     """Every model with its latest version and where it is champion."""
+    from vitalops.registry import service
+
     database = open_database()
     rows = service.read_models(database, cli_principal(database))
     columns = ["name", "risk_class", "versions", "latest", "latest_state", "champions"]
@@ -32,6 +31,8 @@ def models_show(
     name: str, version: Annotated[int | None, typer.Argument()] = None, as_json: JsonOption = False
 ) -> None:
     """A model (versions, deployments, plan) or one version (lineage, approvals, checks, gate)."""
+    from vitalops.registry import service
+
     database = open_database()
     actor = cli_principal(database)
     if version is None:
@@ -103,6 +104,8 @@ def models_register(
     as_json: JsonOption = False,
 ) -> None:
     """Bring your own fitted model: store it, check its signature, validate it on a dataset, register it."""
+    from vitalops.training.byo import register_model_file
+
 
     database = open_database()
     result = register_model_file(
@@ -121,6 +124,8 @@ def models_register(
 @models_app.command("approve")
 def models_approve(name: str, version: int, reason: ReasonOption, as_json: JsonOption = False) -> None:
     """Approve a validated version (not your own); approved once the model's policy is met."""
+    from vitalops.governance.approvals import approve_version
+
     database = open_database()
     outcome = approve_version(database, cli_principal(database), name, version, reason=reason)
     emit(
@@ -137,6 +142,8 @@ def models_approve(name: str, version: int, reason: ReasonOption, as_json: JsonO
 @models_app.command("reject")
 def models_reject(name: str, version: int, reason: ReasonOption, as_json: JsonOption = False) -> None:
     """Reject a validated version (final)."""
+    from vitalops.governance.approvals import reject_version
+
     database = open_database()
     rejected = reject_version(database, cli_principal(database), name, version, reason=reason)
     emit({"model": name, "version": version, "state": rejected.state}, as_json)
@@ -151,6 +158,8 @@ def models_card(
     as_json: JsonOption = False,
 ) -> None:
     """The version's model card (CHAI applied model card sections)."""
+    from vitalops.registry import service
+
 
     renderers = {"md": "to_markdown", "html": "to_html", "json": "to_json"}
     if fmt not in renderers:

@@ -44,17 +44,42 @@ def key_value_table(values: dict[str, Any], title: str | None = None) -> Table:
     table.add_column(style="bold cyan")
     table.add_column()
     for key, value in values.items():
-        table.add_row(str(key), "" if value is None else str(value))
+        table.add_row(str(key), cell_text(value))
     return table
 
 
+def cell_text(value: Any) -> str:
+    """How a value reads in a table: lists as comma-separated text (never a Python list), no ``None``."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(cell_text(item) for item in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={cell_text(item)}" for key, item in value.items())
+    return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def rows_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> Table:
-    """A table with one row per dict, showing ``columns`` in order."""
+    """A table with one row per dict, showing ``columns`` in order.
+
+    Numeric columns are right-aligned and never wrap (their width is the widest number), so a
+    narrow terminal folds text columns, never a number mid-digit.
+    """
+    rows = list(rows)
     table = Table(title=title)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        values = [row.get(column) for row in rows if row.get(column) is not None]
+        if values and all(_is_number(value) for value in values):
+            width = max(len(cell_text(value)) for value in values)
+            table.add_column(column, justify="right", no_wrap=True, min_width=width)
+        else:
+            table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(cell_text(row.get(c)) for c in columns))
     return table
 
 

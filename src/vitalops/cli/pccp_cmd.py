@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from vitalops.auth import Permission, authorize
 from vitalops.cli.context import cli_principal, open_database
 from vitalops.cli.output import JsonOption, console, emit, key_value_table, rows_table
-from vitalops.governance.gate import raise_if_failed, record_full_review, run_pccp_check
-from vitalops.governance.pccp import PlanDiff, decide_pccp, diff_pccp, get_pccp, list_pccps, propose_pccp
+
+if TYPE_CHECKING:
+    from vitalops.governance.pccp import PlanDiff
 
 pccp_app = typer.Typer(help="Predetermined change-control plans and the gate.", no_args_is_help=True)
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (recorded in the audit trail)")]
@@ -28,6 +28,8 @@ def render_diff(diff: PlanDiff) -> None:
 @pccp_app.command("propose")
 def pccp_propose(name: str, plan_file: Path, as_json: JsonOption = False) -> None:
     """Propose a new version of the model's plan (YAML); it takes force once approvers approve it."""
+    from vitalops.governance.pccp import diff_pccp, propose_pccp
+
     database = open_database()
     plan = propose_pccp(database, cli_principal(database), name, plan_file.read_text(encoding="utf-8"))
     with database.session() as session:
@@ -44,6 +46,7 @@ def pccp_propose(name: str, plan_file: Path, as_json: JsonOption = False) -> Non
 
 
 def _decide(name: str, number: int, decision: Literal["approve", "reject"], reason: str, as_json: bool) -> None:
+    from vitalops.governance.pccp import decide_pccp
     database = open_database()
     plan = decide_pccp(database, cli_principal(database), name, number, decision=decision, reason=reason)
     approvals = sum(d.decision == "approve" for d in plan.decisions)
@@ -70,6 +73,9 @@ def pccp_show(
     as_json: JsonOption = False,
 ) -> None:
     """Show the plan in force (or one version) with its decisions."""
+    from vitalops.auth import Permission, authorize
+    from vitalops.governance.pccp import get_pccp
+
     database = open_database()
     authorize(database, cli_principal(database), Permission.MODELS_READ, object_type="model", object_id=name)
     with database.session() as session:
@@ -89,6 +95,9 @@ def pccp_show(
 @pccp_app.command("list")
 def pccp_list(name: str, as_json: JsonOption = False) -> None:
     """Every plan version of the model with its state."""
+    from vitalops.auth import Permission, authorize
+    from vitalops.governance.pccp import list_pccps
+
     database = open_database()
     authorize(database, cli_principal(database), Permission.MODELS_READ, object_type="model", object_id=name)
     with database.session() as session:
@@ -105,6 +114,9 @@ def pccp_list(name: str, as_json: JsonOption = False) -> None:
 @pccp_app.command("diff")
 def pccp_diff(name: str, number: int, as_json: JsonOption = False) -> None:
     """What plan version NUMBER changes against the plan in force."""
+    from vitalops.auth import Permission, authorize
+    from vitalops.governance.pccp import diff_pccp
+
     database = open_database()
     authorize(database, cli_principal(database), Permission.MODELS_READ, object_type="model", object_id=name)
     with database.session() as session:
@@ -125,6 +137,8 @@ def pccp_check(
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate every criterion of the plan in force; exit 1 unless it passed (recorded either way)."""
+    from vitalops.governance.gate import raise_if_failed, run_pccp_check
+
     database = open_database()
     check = run_pccp_check(database, cli_principal(database), name, version, site=site)
     rows = [
@@ -157,6 +171,8 @@ def pccp_review(
     as_json: JsonOption = False,
 ) -> None:
     """Record a full review of a failed or incomplete check, naming every criterion it waives."""
+    from vitalops.governance.gate import record_full_review
+
     database = open_database()
     status = record_full_review(database, cli_principal(database), name, version, reason=reason, waives=waive,
                                 site=site)

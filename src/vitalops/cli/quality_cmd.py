@@ -8,7 +8,6 @@ import typer
 
 from vitalops.cli.context import cli_principal, cli_settings, open_database
 from vitalops.cli.output import JsonOption, console, emit, rows_table
-from vitalops.quality.report import quality_report
 
 
 def render_quality_report(report: dict[str, Any]) -> None:
@@ -76,6 +75,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Required fields, plausible ranges, dates, duplicates, units, unmapped codes, completeness, freshness."""
+        from vitalops.quality.report import quality_report
+
         settings = cli_settings()
         database = open_database(settings)
         principal = cli_principal(database, settings)

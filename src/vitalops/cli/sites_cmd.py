@@ -6,10 +6,8 @@ from typing import Annotated
 
 import typer
 
-from vitalops.auth import Permission, authorize
 from vitalops.cli.context import cli_principal, open_database
 from vitalops.cli.output import JsonOption, console, emit, rows_table
-from vitalops.sites import create_site, list_sites
 
 sites_app = typer.Typer(help="Registered sites: the only places models are deployed.", no_args_is_help=True)
 
@@ -22,6 +20,9 @@ def sites_add(
     as_json: JsonOption = False,
 ) -> None:
     """Register site CODE (admins)."""
+    from vitalops.auth import Permission, authorize
+    from vitalops.sites import create_site
+
     database = open_database()
     actor = cli_principal(database)
     authorize(database, actor, Permission.SETTINGS_MANAGE, object_type="site", object_id=code)
@@ -32,6 +33,9 @@ def sites_add(
 @sites_app.command("list")
 def sites_list(as_json: JsonOption = False) -> None:
     """List the registered sites."""
+    from vitalops.auth import Permission, authorize
+    from vitalops.sites import list_sites
+
     database = open_database()
     authorize(database, cli_principal(database), Permission.MODELS_READ, object_type="site", object_id="*")
     with database.session() as session:

@@ -10,8 +10,7 @@ import typer
 
 from vitalops.cli.output import JsonOption, console, emit, key_value_table, progress_bar, rows_table
 from vitalops.errors import InvalidInput
-from vitalops.synth import DEFAULT_END, DEFAULT_START, RESOURCE_TYPES, SCENARIOS, generate_hospital
-from vitalops.synth.hospital import check_arguments
+from vitalops.synth import SCENARIOS
 
 
 def _parse_date(value: str | None, option: str) -> date | None:
@@ -24,6 +23,8 @@ def _parse_date(value: str | None, option: str) -> date | None:
 
 
 def _render(result: dict[str, Any]) -> None:
+    from vitalops.synth import RESOURCE_TYPES
+
     sites = list(result["per_site"])
     rows = [
         {
@@ -65,6 +66,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Write a synthetic multi-site hospital as FHIR R4 bulk NDJSON, with ground truth."""
+        from vitalops.synth import DEFAULT_END, DEFAULT_START, generate_hospital
+        from vitalops.synth.hospital import check_arguments
+
         site_names = [name.strip() for name in sites.split(",") if name.strip()]
         first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
         check_arguments(

@@ -8,11 +8,12 @@ import typer
 
 from vitalops.cli.context import cli_principal, open_database
 from vitalops.cli.output import JsonOption, emit, err_console
-from vitalops.training.trainer import train_from_spec
 
 
 def train(spec: Path, as_json: JsonOption = False) -> None:
     """Train the estimator a spec names, validate it, and register a version (draft if it misses its minimums)."""
+    from vitalops.training.trainer import train_from_spec
+
 
     database = open_database()
     actor = cli_principal(database)

@@ -5,23 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from sqlalchemy import func, select
 
-from vitalops.auth import SYSTEM, Permission, authorize
-from vitalops.auth.users import (
-    create_enrollment,
-    create_key,
-    create_user,
-    disable_user,
-    list_keys,
-    list_users,
-    parse_role,
-    redeem_enrollment,
-    revoke_key,
-)
 from vitalops.cli.context import cli_principal, open_database
 from vitalops.cli.output import JsonOption, console, emit, rows_table
-from vitalops.db.tables.identity import UserRow
 
 users_app = typer.Typer(help="Manage users and their roles.", no_args_is_help=True)
 keys_app = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
@@ -41,6 +27,12 @@ def users_add(
     """Add a user with a role. The very first user of an installation may be added as admin by anyone
     with access to the database (bootstrap); after that, only admins add users. A person then gets
     an enrollment token ('vitalops users enroll') to create their own key."""
+    from sqlalchemy import func, select
+
+    from vitalops.auth import SYSTEM, Permission, authorize
+    from vitalops.auth.users import create_user, parse_role
+    from vitalops.db.tables.identity import UserRow
+
     parse_role(role)
     database = open_database()
     with database.session() as session:
@@ -56,6 +48,9 @@ def users_add(
 @users_app.command("list")
 def users_list(as_json: JsonOption = False) -> None:
     """List users and their roles."""
+    from vitalops.auth import Permission, authorize
+    from vitalops.auth.users import list_users
+
     database = open_database()
     authorize(database, cli_principal(database), Permission.USERS_MANAGE, object_type="user", object_id="*")
     with database.session() as session:
@@ -66,6 +61,9 @@ def users_list(as_json: JsonOption = False) -> None:
 @users_app.command("disable")
 def users_disable(name: str, reason: Annotated[str, typer.Option("--reason")], as_json: JsonOption = False) -> None:
     """Disable a user; their keys stop working at once."""
+    from vitalops.auth import Permission, authorize
+    from vitalops.auth.users import disable_user
+
     database = open_database()
     actor = cli_principal(database)
     authorize(database, actor, Permission.USERS_MANAGE, object_type="user", object_id=name)
@@ -80,6 +78,9 @@ def users_enroll(
     as_json: JsonOption = False,
 ) -> None:
     """Issue a one-time enrollment token for the person NAME, who redeems it for a key of their own."""
+    from vitalops.auth import Permission, authorize
+    from vitalops.auth.users import create_enrollment
+
     database = open_database()
     actor = cli_principal(database)
     authorize(database, actor, Permission.USERS_MANAGE, object_type="user", object_id=name)
@@ -102,6 +103,8 @@ def keys_redeem(
     as_json: JsonOption = False,
 ) -> None:
     """Exchange your enrollment token for your own API key (printed once). Set it as VITALOPS_API_KEY."""
+    from vitalops.auth.users import redeem_enrollment
+
     database = open_database()
     with database.session() as session:
         key, plain = redeem_enrollment(session, token, key_name=key_name, days=days)
@@ -122,6 +125,9 @@ def keys_create(
 ) -> None:
     """Issue an API key for USER: a service account (admins), or yourself (with your own key). The key
     is printed once and never stored. People get theirs through 'vitalops users enroll'."""
+    from vitalops.auth import Permission, authorize
+    from vitalops.auth.users import create_key
+
     database = open_database()
     actor = cli_principal(database)
     if not (actor.personal and actor.name == user):
@@ -139,6 +145,9 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(user: Annotated[str | None, typer.Option("--user")] = None, as_json: JsonOption = False) -> None:
     """List API keys (prefixes only; keys themselves are never stored)."""
+    from vitalops.auth import Permission, authorize
+    from vitalops.auth.users import list_keys
+
     database = open_database()
     authorize(database, cli_principal(database), Permission.KEYS_MANAGE, object_type="api_key", object_id="*")
     with database.session() as session:
@@ -150,6 +159,9 @@ def keys_list(user: Annotated[str | None, typer.Option("--user")] = None, as_jso
 @keys_app.command("revoke")
 def keys_revoke(prefix: str, reason: Annotated[str, typer.Option("--reason")], as_json: JsonOption = False) -> None:
     """Revoke the API key with PREFIX."""
+    from vitalops.auth import Permission, authorize
+    from vitalops.auth.users import revoke_key
+
     database = open_database()
     actor = cli_principal(database)
     authorize(database, actor, Permission.KEYS_MANAGE, object_type="api_key", object_id=prefix)

@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("onnx", "ONNX models"),
     "distributed": ("dask", "the Dask engine"),
     "psycopg": ("postgres", "a PostgreSQL database"),
+    "redis": ("redis", "a Redis online store"),
 }
 
 

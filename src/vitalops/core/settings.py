@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vitalops.errors import ConfigError
@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     lake_uri: str | None = None
     artifacts_uri: str | None = None
+    #: The online store serving patients' recent facts by key: ``redis://host:port/db`` in
+    #: production; unset, a SQLite file ``online.db`` in the home folder.
+    online_store_url: str | None = None
     pseudonym_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     session_secret: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     #: The HMAC key of the audit chain and its checkpoints; kept outside the database.
@@ -61,6 +64,13 @@ class Settings(BaseSettings):
     #: The hospital's own code mappings (CSV: system,code,concept[,unit]) added to the shipped value sets.
     local_codes_file: Path | None = None
     small_group_min: int = Field(default=20, ge=1)
+    #: The base URL EHRs call this service at (behind a proxy it differs from what the server sees):
+    #: a CDS Hooks JWT's ``aud`` must equal this base plus the path called. None: the request's own URL.
+    public_url: str | None = None
+    #: Human review: a prediction whose score is within this distance of its threshold is queued.
+    review_margin: float = Field(default=0.05, ge=0, le=0.5)
+    #: ``beside``: an uncertain prediction is queued and its card still shown; ``instead``: queued, no card.
+    review_mode: Literal["beside", "instead"] = "beside"
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
@@ -94,6 +104,11 @@ class Settings(BaseSettings):
     def artifacts_root(self) -> str:
         return self.artifacts_uri or str((self.home / "artifacts").resolve())
 
+    @property
+    def online_store(self) -> str:
+        """The online store's URL: ``redis://...`` or ``sqlite:///<home>/online.db`` by default."""
+        return self.online_store_url or f"sqlite:///{(self.home / 'online.db').resolve()}"
+
 
 def _read_secrets_file(home: Path) -> dict[str, str]:
     path = home / SECRETS_FILE
@@ -121,7 +136,24 @@ def get_settings() -> Settings:
         for name, value in _read_secrets_file(home).items()
         if f"VITALOPS_{name.upper()}" not in os.environ
     }
-    return Settings(**from_file)  # type: ignore[arg-type]
+    try:
+        return Settings(**from_file)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_describe_invalid_settings(exc), details={"settings": [
+            f"VITALOPS_{'_'.join(str(part) for part in error['loc']).upper()}" for error in exc.errors()]}) from None
+
+
+def _describe_invalid_settings(exc: ValidationError) -> str:
+    """Which settings are wrong and what they accept; never the value given (it may be a secret)."""
+    problems = []
+    for error in exc.errors():
+        name = f"VITALOPS_{'_'.join(str(part) for part in error['loc']).upper()}"
+        expected = (error.get("ctx") or {}).get("expected")
+        if error["type"] in ("literal_error", "enum") and expected:
+            problems.append(f"{name} must be one of {expected}")
+        else:
+            problems.append(f"{name} is not valid ({error['type'].replace('_', ' ')})")
+    return "; ".join(problems)
 
 
 def write_secrets_file(home: Path) -> bool:

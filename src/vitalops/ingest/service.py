@@ -5,7 +5,9 @@ A batch streams its input in chunks (``VITALOPS_INGEST_CHUNK_ROWS`` resources, d
 memory stays flat, and commits each chunk's facts to Delta atomically, one chunk committing while
 the next is normalized (``vitalops.ingest.chunks``: plain Observation NDJSON takes the fast path).
 Facts are de-duplicated by ``fact_id`` on append, so a batch killed midway and run again ends with
-exactly the facts of one clean run. The batch row and its ``ingest.batch.started`` and
+exactly the facts of one clean run. Each chunk's facts also go to the online store
+(``vitalops.features.online_store``) right after its lake commit, as upserts by fact id, so the
+rerun leaves that equal to one clean run too. The batch row and its ``ingest.batch.started`` and
 ``ingest.batch.completed`` audit events are written in the same transactions (counts only, no
 patient data).
 """
@@ -31,6 +33,7 @@ from vitalops.core.settings import get_settings
 from vitalops.db import Database
 from vitalops.db.tables.ingest import IngestBatchRow
 from vitalops.errors import InvalidInput
+from vitalops.features.online_store import open_online_store, registered_lookback_us
 from vitalops.ingest.chunks import build_chunk, pending_chunks
 from vitalops.ingest.extract_common import Context
 from vitalops.ingest.normalize import ChunkNormalization, NormalizeResult
@@ -133,6 +136,8 @@ def ingest_paths(
         )
     report = IngestReport(batch=batch_id)
     facts_store = FactsStore(lake_root)
+    online = open_online_store(settings.online_store)
+    retention_us = registered_lookback_us(database)
     quarantine = QuarantineStore(lake_root)
     skipped: Counter[str] = Counter()
     rules: Counter[str] = Counter()
@@ -143,6 +148,9 @@ def ingest_paths(
     def commit(chunk: ChunkNormalization) -> NormalizeResult:
         result = build_chunk(chunk, batch_id)
         result.added = facts_store.append(result.facts, unique=True)  # built facts never repeat an id
+        # after the lake commit, as upserts by fact id: a rerun writes these facts over themselves,
+        # which repairs a crash between the two writes
+        online.write(result.facts, retention_us)
         quarantine.append(
             result.quarantined, batch_id=batch_id, default_site=site or DEFAULT_SITE, quarantined_at=utcnow()
         )
@@ -176,7 +184,9 @@ def ingest_paths(
             pending = [future for future in queued if not future.cancel()]
             wait(pending)  # a commit under way ends whole before the batch is marked failed
             _finish(database, principal, batch_id, report, status="failed")
+            online.close()
             raise
+    online.close()
     report.skipped = sum(skipped.values())
     report.quarantined = sum(rules.values())
     report.skipped_reasons = dict(sorted(skipped.items()))

@@ -6,6 +6,7 @@ from vitalops.serving.runtime import LoadedVersion, Runtime, Score
 from vitalops.serving.service import (
     FactSource,
     LakeFacts,
+    OnlineFacts,
     Prediction,
     PredictionOutcome,
     PredictionRequest,
@@ -17,7 +18,8 @@ from vitalops.serving.service import (
 )
 
 __all__ = [
-    "Assignment", "Counterfactual", "Explanation", "Factor", "FactSource", "LakeFacts", "LoadedVersion", "Prediction",
+    "Assignment", "Counterfactual", "Explanation", "Factor", "FactSource", "LakeFacts", "LoadedVersion", "OnlineFacts",
+    "Prediction",
     "PredictionOutcome", "PredictionRequest", "Runtime", "Score", "ServingContext", "bucket", "get_prediction",
     "on_challenger_side", "predict", "recompute", "record_outcome", "route", "site_deployments",
 ]

@@ -38,6 +38,7 @@ from vitalops.db.tables.serving import OutcomeRow, PredictionRow
 from vitalops.errors import Conflict, InvalidInput, NotFound
 from vitalops.features.facts_view import ENGINE_COLUMNS
 from vitalops.features.online import vector_from_facts
+from vitalops.features.online_store import OnlineStore, open_online_store
 from vitalops.features.partitions import open_facts
 from vitalops.ingest.normalize import resources_to_facts
 from vitalops.ingest.pseudonym import Pseudonymizer
@@ -67,6 +68,28 @@ class LakeFacts:
     def facts_for(self, patient_key: str) -> pa.Table:
         dataset, _ = open_facts(self.lake_root)
         return dataset.to_table(columns=list(ENGINE_COLUMNS), filter=pc.field("patient_key") == patient_key)
+
+
+class OnlineFacts:
+    """A patient's facts from the online store (``vitalops.features.online_store``): the recent facts
+    ingest keeps there, read in about a millisecond."""
+
+    def __init__(self, store: OnlineStore) -> None:
+        self.store = store
+
+    def facts_for(self, patient_key: str) -> pa.Table:
+        return self.store.facts_for(patient_key)
+
+
+def facts_source(settings: Settings) -> FactSource:
+    """Where serving reads facts by patient key: the installation's online store once ingest or
+    ``vitalops online rebuild`` has written it; the lake's facts table before that (an
+    installation whose lake predates the store, until it is rebuilt)."""
+    store = open_online_store(settings.online_store)
+    if store.populated():
+        return OnlineFacts(store)
+    store.close()
+    return LakeFacts(settings.lake_root)
 
 
 @dataclass
@@ -213,7 +236,9 @@ def predict(
     deployed at the site, IntegrityError when the artifact fails verification.
     """
     started = time.perf_counter()
-    authorize(database, actor, Permission.PREDICT, object_type="model", object_id=name)
+    # An EHR scores through CDS Hooks (its JWT verified by ``cdshooks``), under its own permission.
+    permission = Permission.CDS_HOOKS_CALL if actor.kind == "ehr" else Permission.PREDICT
+    authorize(database, actor, permission, object_type="model", object_id=name)
     at = as_utc(request.at) if request.at is not None else utcnow()
     with database.read_session() as session:  # routing and loading read only: no write lock
         context.routing.require_site(session, request.site)
@@ -380,7 +405,7 @@ def default_context(settings: Settings, *, writer: LogWriter | None = None) -> S
     terminology = load_terminology(settings.local_codes_file)
     return ServingContext(
         runtime=Runtime(open_store(settings.artifacts_root), terminology),
-        facts=LakeFacts(settings.lake_root),
+        facts=facts_source(settings),
         pseudonymizer=Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
         terminology=terminology,
         writer=writer,
