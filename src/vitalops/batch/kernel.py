@@ -81,9 +81,13 @@ def feature_matrix(rows: pa.Table, names: tuple[str, ...]) -> np.ndarray:
     ).astype(np.float64, copy=False)
 
 
-def bands(scores: np.ndarray, version: ScoringVersion) -> np.ndarray:
-    """Each score's band, as ``LoadedVersion.band_of`` gives it."""
-    return np.where(scores >= version.high, "high", np.where(scores >= version.moderate, "moderate", "low"))
+BANDS = ("low", "moderate", "high")
+_BAND_NAMES = pa.array(BANDS, pa.string())
+
+
+def band_codes(scores: np.ndarray, version: ScoringVersion) -> np.ndarray:
+    """Each score's band as an index into BANDS, as ``LoadedVersion.band_of`` gives it."""
+    return np.where(scores >= version.high, 2, np.where(scores >= version.moderate, 1, 0)).astype(np.int8)
 
 
 def _patterns(deployments: SiteDeployments, keys: pa.ChunkedArray, *, model: str, site: str
@@ -116,37 +120,50 @@ def score_partition(plan: ScoringPlan, rows: pa.Table) -> pa.Table:
     Raises Conflict (from routing) when a row's site has no champion, InvalidInput when a feature
     column a version needs is absent.
     """
-    pieces: list[pa.Table] = []
-    sites = pc.unique(rows.column("site")).to_pylist()
-    for site in sorted(sites, key=str):
-        deployments = plan.sites[site]
-        at_site = rows.filter(pc.equal(rows.column("site"), site))
-        codes, patterns = _patterns(deployments, at_site.column("patient_key"), model=plan.model, site=site)
-        positions = at_site.column("row").to_numpy()
-        matrices: dict[int, np.ndarray] = {}
-        for code, assignments in enumerate(patterns):
-            selected = np.nonzero(codes == code)[0]
-            for rank, assignment in enumerate(assignments):
-                version = plan.versions[assignment.version_id]
-                matrix = matrices.get(version.version_id)
-                if matrix is None:
-                    matrix = matrices[version.version_id] = feature_matrix(at_site, version.feature_names)
-                scores = version.predictor.predict_proba(matrix[selected])
-                count = len(selected)
-                pieces.append(pa.table({
-                    "row": positions[selected],
-                    "rank": np.full(count, rank, dtype=np.int8),
-                    "version_id": np.full(count, version.version_id, dtype=np.int64),
-                    "version": np.full(count, version.number, dtype=np.int64),
-                    "deployment_event_id": np.full(count, assignment.deployment_event_id, dtype=np.int64),
-                    "mode": pa.array([assignment.mode] * count, pa.string()),
-                    "served": np.full(count, assignment.served),
-                    "score": scores,
-                    "band": bands(scores, version),
-                    "decision": scores >= version.threshold,
-                    "threshold": np.full(count, version.threshold, dtype=np.float64),
-                }, schema=SCORED_SCHEMA))
-    if not pieces:
+    if rows.num_rows == 0:
         return SCORED_SCHEMA.empty_table()
-    scored = pa.concat_tables(pieces)
-    return scored.take(pc.sort_indices(scored, sort_keys=[("row", "ascending"), ("rank", "ascending")]))
+    sites = pc.dictionary_encode(rows.column("site").combine_chunks())
+    site_of_row = sites.indices.to_numpy(zero_copy_only=False)
+    keys = rows.column("patient_key")
+    # (rows selected, or None for all, rank, assignment) for every scoring the partition needs
+    work: list[tuple[np.ndarray | None, int, Assignment]] = []
+    for code, site in enumerate(sites.dictionary.to_pylist()):
+        at_site = None if len(sites.dictionary) == 1 else np.nonzero(site_of_row == code)[0]
+        site_keys = keys if at_site is None else keys.take(pa.array(at_site))
+        patterns, assignments_of = _patterns(plan.sites[site], site_keys, model=plan.model, site=site)
+        for pattern, assignments in enumerate(assignments_of):
+            selected = at_site
+            if len(assignments_of) > 1:
+                chosen = np.nonzero(patterns == pattern)[0]
+                selected = chosen if at_site is None else at_site[chosen]
+            work.extend((selected, rank, assignment) for rank, assignment in enumerate(assignments))
+    positions = rows.column("row").to_numpy()
+    matrices: dict[int, np.ndarray] = {}
+    modes = sorted({assignment.mode for _, _, assignment in work})
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SCORED_SCHEMA.names}
+    for selected, rank, assignment in work:
+        version = plan.versions[assignment.version_id]
+        matrix = matrices.get(version.version_id)
+        if matrix is None:
+            matrix = matrices[version.version_id] = feature_matrix(rows, version.feature_names)
+        scores = version.predictor.predict_proba(matrix if selected is None else matrix[selected])
+        count = len(scores)
+        parts["row"].append(positions if selected is None else positions[selected])
+        parts["rank"].append(np.full(count, rank, dtype=np.int8))
+        parts["version_id"].append(np.full(count, version.version_id, dtype=np.int64))
+        parts["version"].append(np.full(count, version.number, dtype=np.int64))
+        parts["deployment_event_id"].append(np.full(count, assignment.deployment_event_id, dtype=np.int64))
+        parts["mode"].append(np.full(count, modes.index(assignment.mode), dtype=np.int8))
+        parts["served"].append(np.full(count, assignment.served))
+        parts["score"].append(scores)
+        parts["band"].append(band_codes(scores, version))
+        parts["decision"].append(scores >= version.threshold)
+        parts["threshold"].append(np.full(count, version.threshold, dtype=np.float64))
+    columns = {name: np.concatenate(values) for name, values in parts.items()}
+    order = np.lexsort((columns["rank"], columns["row"]))
+    if not np.array_equal(order, np.arange(len(order))):
+        columns = {name: values[order] for name, values in columns.items()}
+    table = {name: pa.array(values) for name, values in columns.items()}
+    table["mode"] = pa.array(modes, pa.string()).take(table["mode"])
+    table["band"] = _BAND_NAMES.take(table["band"])
+    return pa.table(table, schema=SCORED_SCHEMA)
