@@ -17,39 +17,16 @@ authenticates, is authorized, and lists the models with their versions and champ
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import socket
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import _load
+from _load import constant_app
 from _results import record
 
 MODELS = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def constant_app() -> Any:
-    from fastapi import FastAPI
-
-    app = FastAPI()
-
-    @app.get("/constant")
-    def constant() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app
 
 
 def vitalops_app(write_lock_reads: bool) -> Any:
@@ -94,49 +71,8 @@ def seed_home(home: Path) -> str:
     return key
 
 
-async def drive(url: str, headers: dict[str, str], total: int, concurrency: int) -> tuple[float, list[float]]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60, headers=headers) as client:
-        for _ in range(50):  # warm-up
-            (await client.get(url)).raise_for_status()
-        latencies: list[float] = []
-        remaining = total
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                started = time.perf_counter()
-                response = await client.get(url)
-                latencies.append(time.perf_counter() - started)
-                response.raise_for_status()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return total / (time.perf_counter() - started), latencies
-
-
 def measure(kind: str, path: str, headers: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port)], env=os.environ)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"the {kind} server did not start") from None
-                time.sleep(0.1)
-        rate, latencies = asyncio.run(drive(f"http://127.0.0.1:{port}{path}", headers, args.requests, args.concurrency))
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    cuts = statistics.quantiles(latencies, n=100)
-    figures = {"rate": rate, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
-    print(f"  {kind:<18} {rate:8,.0f} requests/s   p50 {figures['p50_ms']:7.1f} ms   p99 {figures['p99_ms']:7.1f} ms")
-    return figures
+    return _load.measure(__file__, kind, path, headers, total=args.requests, concurrency=args.concurrency)
 
 
 def main() -> None:

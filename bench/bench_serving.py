@@ -24,20 +24,15 @@ work shows as lost throughput instead, which is printed too.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import _load
 import numpy as np
+from _load import constant_app
 from _results import record
-from bench_api import _free_port, constant_app
 
 FEATURES = 28
 
@@ -126,59 +121,12 @@ def serve(kind: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-async def drive(url: str, bodies: list[dict[str, Any]] | None, headers: dict[str, str], total: int,
-                concurrency: int) -> tuple[float, list[float]]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60, headers=headers) as client:
-        async def call(index: int) -> httpx.Response:
-            if bodies is None:
-                return await client.get(url)
-            return await client.post(url, json=bodies[index % len(bodies)])
-
-        for index in range(50):  # warm-up: the artifact loads on the first call
-            (await call(index)).raise_for_status()
-        latencies: list[float] = []
-        remaining = total
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                started = time.perf_counter()
-                response = await call(remaining)
-                latencies.append(time.perf_counter() - started)
-                response.raise_for_status()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return total / (time.perf_counter() - started), latencies
-
-
 def measure(kind: str, home: Path, path: str, bodies: list[dict[str, Any]] | None, headers: dict[str, str],
             args: argparse.Namespace, *, concurrency: int | None = None, total: int | None = None) -> dict[str, float]:
-    port = _free_port()
-    env = dict(os.environ, VITALOPS_HOME=str(home))
-    process = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port)], env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"the {kind} server did not start") from None
-                time.sleep(0.1)
-        rate, latencies = asyncio.run(drive(f"http://127.0.0.1:{port}{path}", bodies, headers,
-                                            total or args.requests, concurrency or args.concurrency))
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    cuts = statistics.quantiles(latencies, n=100)
-    figures = {"rate": rate, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
     label = kind if concurrency is None else f"{kind} (c={concurrency})"
-    print(f"  {label:<22} {rate:8,.0f} requests/s   p50 {figures['p50_ms']:7.1f} ms   p99 {figures['p99_ms']:7.1f} ms")
-    return figures
+    return _load.measure(__file__, kind, path, headers, total=total or args.requests,
+                         concurrency=concurrency or args.concurrency, bodies=bodies,
+                         env=dict(os.environ, VITALOPS_HOME=str(home)), label=label)
 
 
 def main() -> None:
