@@ -1,6 +1,15 @@
 """Every ORM table module, imported here so that ``Base.metadata`` is complete for Alembic and tests."""
 
-from vitalops.db.tables import audit, cdshooks, governance, identity, ingest, registry, serving  # noqa: F401 - registers the tables
+from vitalops.db.tables import (  # noqa: F401 - registers the tables
+    audit,
+    cdshooks,
+    governance,
+    identity,
+    ingest,
+    monitoring,
+    registry,
+    serving,
+)
 from vitalops.db.tables.audit import AuditEventRow
 from vitalops.db.tables.base import Base
 from vitalops.db.tables.identity import ApiKeyRow, UserRow
