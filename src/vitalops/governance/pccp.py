@@ -32,6 +32,7 @@ from vitalops.db import Database
 from vitalops.db.tables.governance import PccpDecisionRow, PccpRow
 from vitalops.db.tables.registry import ModelRow
 from vitalops.errors import Conflict, IntegrityError, InvalidInput, NotFound, PolicyViolation
+from vitalops.registry.input_ranges import DEFAULT_TOLERANCE
 from vitalops.registry.versions import model_row
 
 #: A plan version's states: ``proposed`` -> ``in_force`` -> ``superseded``, or ``proposed`` -> ``rejected``.
@@ -86,6 +87,15 @@ class RatioBounds(BaseModel):
     small_group_min: int = Field(default=20, ge=1)
 
 
+class InputBounds(BaseModel):
+    """How far beyond its training range a served input may lie, as a fraction of the range's width
+    (``vitalops.registry.input_ranges``): within it the prediction is flagged for review, beyond it refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    range_tolerance: float = Field(default=DEFAULT_TOLERANCE, ge=0.0, le=10.0)
+
+
 class PccpSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -99,6 +109,7 @@ class PccpSpec(BaseModel):
     behaviour: BehaviourBounds = Field(default_factory=BehaviourBounds)
     subgroups: RatioBounds = Field(default_factory=RatioBounds)
     sites: RatioBounds = Field(default_factory=lambda: RatioBounds(attributes=[]))
+    inputs: InputBounds = Field(default_factory=InputBounds)
     n_resamples: int = Field(default=200, ge=20, le=10_000)
     seed: int = 0
 
@@ -363,6 +374,16 @@ def current_pccp_row(session: Session, name: str) -> PccpRow:
             )
         raise NotFound(f"model '{name}' has no change-control plan; propose one with 'vitalops pccp propose'")
     return row
+
+
+def input_tolerance(session: Session, name: str) -> float:
+    """How far beyond their training range ``name``'s served inputs may lie: the plan in force's
+    ``inputs.range_tolerance``, or the default while no plan is in force."""
+    model = model_row(session, name)
+    row = _in_force_row(session, model.id)
+    if row is None:
+        return DEFAULT_TOLERANCE
+    return parse_pccp(row.spec_yaml, source="plan in force").inputs.range_tolerance
 
 
 def get_pccp(session: Session, name: str, number: int | None = None) -> Pccp:

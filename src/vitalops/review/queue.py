@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session
 from vitalops.audit import append
 from vitalops.auth import Principal
 from vitalops.core.clock import as_utc, utcnow
+from vitalops.db import Database
 from vitalops.db.tables.cdshooks import ReviewItemRow
 from vitalops.db.tables.serving import PredictionRow
 from vitalops.errors import Conflict, InvalidInput, NotFound
-from vitalops.review.rules import ReviewReason
+from vitalops.review.rules import ReviewPolicy, ReviewReason, reasons_for
 from vitalops.serving import Prediction
 
 PENDING = "pending"
@@ -77,6 +78,16 @@ def enqueue(session: Session, actor: Principal, prediction: Prediction, reasons:
     append(session, actor=actor, action="review.queued", object_type="prediction", object_id=prediction.id,
            payload={"item": row.id, "rules": [r.rule for r in reasons]})
     return row.id
+
+
+def review_if_needed(database: Database, actor: Principal, prediction: Prediction,
+                     policy: ReviewPolicy) -> list[ReviewReason]:
+    """Queue ``prediction`` (already logged) when any rule of ``policy`` holds; the rules it met."""
+    reasons = reasons_for(prediction, policy)
+    if reasons:
+        with database.session() as session:
+            enqueue(session, actor, prediction, reasons)
+    return reasons
 
 
 def _item(row: ReviewItemRow, prediction: PredictionRow) -> ReviewItem:

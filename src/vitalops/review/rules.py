@@ -11,8 +11,12 @@ A served prediction is queued when any rule holds:
     ``top_factors`` (default 3) factors of the explanation were not measured (their value is
     imputed): a high risk resting mostly on values the patient does not have is low-confidence.
 
-Out-of-training-range inputs are not judged here: versions do not yet record their training
-ranges. The policy's ``mode`` says whether a queued prediction still yields a card (``beside``)
+``outside_training_range``
+    an input lies outside the range the version was trained on (within the change-control plan's
+    tolerance: beyond it the prediction is refused, ``vitalops.registry.input_ranges``): the model
+    extrapolates there, and its answer has no evidence behind it.
+
+The policy's ``mode`` says whether a queued prediction still yields a card (``beside``)
 or is held from the EHR until reviewed (``instead``).
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vitalops.core.settings import Settings
 from vitalops.serving import Prediction
 
 #: Default half-width of the uncertainty band around the operating threshold (probability).
@@ -46,6 +51,11 @@ class ReviewPolicy:
     missing_top_min: int = 2
     mode: Literal["beside", "instead"] = "beside"
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReviewPolicy:
+        """The installation's policy (``VITALOPS_REVIEW_MARGIN``, ``VITALOPS_REVIEW_MODE``)."""
+        return cls(margin=settings.review_margin, mode=settings.review_mode)
+
 
 def reasons_for(prediction: Prediction, policy: ReviewPolicy) -> list[ReviewReason]:
     """The rules ``prediction`` meets (none: it is not queued). Shadow predictions are never queued."""
@@ -61,4 +71,7 @@ def reasons_for(prediction: Prediction, policy: ReviewPolicy) -> list[ReviewReas
     if prediction.band == "high" and top and missing >= policy.missing_top_min:
         reasons.append(ReviewReason("high_risk_missing_inputs", f"high risk with {missing} of its top "
                                     f"{len(top)} factors not measured"))
+    if prediction.out_of_range:
+        names = ", ".join(prediction.out_of_range[:3]) + (" and more" if len(prediction.out_of_range) > 3 else "")
+        reasons.append(ReviewReason("outside_training_range", f"inputs outside the training range: {names}"))
     return reasons

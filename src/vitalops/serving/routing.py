@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from vitalops.db.tables.governance import DeploymentEventRow, SiteRow
 from vitalops.db.tables.registry import ModelVersionRow
 from vitalops.errors import Conflict, InvalidInput
+from vitalops.governance.pccp import input_tolerance
 from vitalops.registry.versions import model_row
 
 BUCKETS = 10_000
@@ -107,14 +108,16 @@ class RoutingCache:
 
     The check is one query for the newest deployment event of the model at the site: any deploy or
     rollback (from any worker) changes it, and the copy is rebuilt, so a change is seen by the next
-    request. The registered sites are re-read every ``site_ttl_s`` seconds (a site registered a moment
-    ago may be refused until then; no site is ever served that is not registered).
+    request. The registered sites, and each model's input-range tolerance from its plan in force,
+    are re-read every ``site_ttl_s`` seconds (a site registered a moment ago may be refused until
+    then; no site is ever served that is not registered).
     """
 
     def __init__(self, site_ttl_s: float = 5.0) -> None:
         self.site_ttl_s = site_ttl_s
         self._models: dict[str, int] = {}
         self._deployments: dict[tuple[str, str], SiteDeployments] = {}
+        self._tolerances: dict[str, tuple[float, float]] = {}  # name -> (tolerance, read at)
         self._sites: frozenset[str] = frozenset()
         self._sites_read_at = float("-inf")
         self._lock = threading.Lock()
@@ -130,6 +133,16 @@ class RoutingCache:
             known = ", ".join(sorted(self._sites)) or "none yet ('vitalops sites add CODE')"
             raise InvalidInput(f"site '{site}' is not registered here; registered sites: {known}",
                                details={"field": "site"})
+
+    def range_tolerance(self, session: Session, name: str) -> float:
+        """The plan in force's ``inputs.range_tolerance`` for ``name`` (``governance.pccp.input_tolerance``)."""
+        now = time.monotonic()
+        cached = self._tolerances.get(name)
+        if cached is not None and now - cached[1] <= self.site_ttl_s:
+            return cached[0]
+        tolerance = input_tolerance(session, name)
+        self._tolerances[name] = (tolerance, now)
+        return tolerance
 
     def deployments(self, session: Session, name: str, site: str) -> SiteDeployments:
         model_id = self._models.get(name)

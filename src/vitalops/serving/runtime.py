@@ -18,6 +18,7 @@ from vitalops.db.tables.registry import ModelVersionRow
 from vitalops.errors import IntegrityError, NotFound, ServiceUnavailable
 from vitalops.features.definition_sets import get_definitions
 from vitalops.features.definitions import DatasetSpec
+from vitalops.registry.input_ranges import InputRanges
 from vitalops.registry.schemas import RiskBands
 from vitalops.registry.versions import get_model, get_version_by_id
 from vitalops.serving.explain import Explanation, FeatureMeaning, explain_row, feature_meanings, method_of
@@ -48,6 +49,8 @@ class LoadedVersion:
     predictor: Predictor
     spec: DatasetSpec | None
     meanings: dict[str, FeatureMeaning]
+    #: The training range of each input (None for a version registered before ranges were recorded).
+    ranges: InputRanges | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -128,4 +131,5 @@ class Runtime:
             predictor=predictor,
             spec=spec,
             meanings=feature_meanings(spec, self.terminology),
+            ranges=InputRanges.from_lineage(version.lineage, predictor.feature_names),
         )

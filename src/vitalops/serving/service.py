@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from vitalops.artifacts import open_store
@@ -42,6 +42,7 @@ from vitalops.features.online_store import OnlineStore, open_online_store
 from vitalops.features.partitions import open_facts
 from vitalops.ingest.normalize import resources_to_facts
 from vitalops.ingest.pseudonym import Pseudonymizer
+from vitalops.registry.input_ranges import InputRanges
 from vitalops.registry.schemas import Signature
 from vitalops.serving.explain import Explanation
 from vitalops.serving.log_writer import LogWriter
@@ -154,6 +155,8 @@ class Prediction(BaseModel):
     latency_ms: float
     request_id: str | None = None
     input_kind: str = "features"
+    #: Inputs outside the range the version was trained on, within its plan's tolerance (beyond it, refused).
+    out_of_range: list[str] = Field(default_factory=list)
 
 
 @dataclass
@@ -243,12 +246,14 @@ def predict(
     with database.read_session() as session:  # routing and loading read only: no write lock
         context.routing.require_site(session, request.site)
         deployments = context.routing.deployments(session, name, request.site)
+        tolerance = context.routing.range_tolerance(session, name)
         inputs = _Inputs(request, context, at)
         assignments = route(deployments, inputs.patient_key, name=name, site=request.site)
         versions = {a.version_id: context.runtime.version(session, a.version_id) for a in assignments}
     served = next(a for a in assignments if a.served)
     version = versions[served.version_id]
     row = inputs.vector(version)
+    out_of_range = _check_ranges(version, row, tolerance)
     score = version.score_row(row)
     prediction = Prediction(
         id=f"pred_{uuid.uuid4().hex}", model=name, version=version.number, artifact_sha256=version.artifact_sha256,
@@ -257,16 +262,24 @@ def predict(
         decision=score.decision, outcome=version.outcome, explanation=score.explanation,
         features=_named(version, row), at=at,
         latency_ms=(time.perf_counter() - started) * 1000, request_id=request.request_id, input_kind=inputs.kind,
+        out_of_range=out_of_range,
     )
     _write_log(database, context, lambda session: _log(session, actor, deployments.model_id, served.version_id,
                                                        version, prediction))
     deferred = [
         _shadow_work(database, context, actor, name, deployments.model_id, assignment, versions[assignment.version_id],
-                     inputs, request, at)
+                     inputs, request, at, tolerance)
         for assignment in assignments
         if not assignment.served
     ]
     return PredictionOutcome(prediction, deferred)
+
+
+def _check_ranges(version: LoadedVersion, row: np.ndarray, tolerance: float) -> list[str]:
+    """Inputs outside ``version``'s training range; InvalidInput for one beyond the plan's tolerance."""
+    if version.ranges is None:
+        return []
+    return version.ranges.check(row, tolerance, what=f"{version.model} v{version.number}")
 
 
 def _named(version: LoadedVersion, row: np.ndarray) -> dict[str, float | None]:
@@ -276,11 +289,12 @@ def _named(version: LoadedVersion, row: np.ndarray) -> dict[str, float | None]:
 
 def _shadow_work(
     database: Database, context: ServingContext, actor: Principal, name: str, model_id: int, assignment: Assignment,
-    version: LoadedVersion, inputs: _Inputs, request: PredictionRequest, at: datetime,
+    version: LoadedVersion, inputs: _Inputs, request: PredictionRequest, at: datetime, tolerance: float,
 ) -> Callable[[], None]:
     def work() -> None:
         started = time.perf_counter()
         row = inputs.vector(version)
+        out_of_range = _check_ranges(version, row, tolerance)
         score = version.score_row(row)
         shadow = Prediction(
             id=f"pred_{uuid.uuid4().hex}", model=name, version=version.number,
@@ -290,6 +304,7 @@ def _shadow_work(
             decision=score.decision, outcome=version.outcome, explanation=score.explanation,
             features=_named(version, row), at=at,
             latency_ms=(time.perf_counter() - started) * 1000, request_id=request.request_id, input_kind=inputs.kind,
+            out_of_range=out_of_range,
         )
         _write_log(database, context,
                    lambda session: _log(session, actor, model_id, assignment.version_id, version, shadow))
@@ -329,36 +344,40 @@ def _log(session: Any, actor: Principal, model_id: int, version_id: int, version
                     "input": prediction.input_kind})
 
 
-def _to_prediction(row: PredictionRow, model: ModelRow, number: int, feature_names: Sequence[str]) -> Prediction:
+def _to_prediction(row: PredictionRow, model: ModelRow, version: ModelVersionRow,
+                   feature_names: Sequence[str]) -> Prediction:
     values = orjson.loads(row.features_json)
+    ranges = InputRanges.from_lineage(orjson.loads(version.lineage_json), feature_names)
+    vector = np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
     return Prediction(
-        id=row.id, model=model.name, version=number, artifact_sha256=row.artifact_sha256, site=row.site,
+        id=row.id, model=model.name, version=version.number, artifact_sha256=row.artifact_sha256, site=row.site,
         deployment_event_id=row.deployment_event_id, mode=row.mode, served=row.served, patient_key=row.patient_key,
         score=row.score, threshold=row.threshold, band=row.band, decision=row.decision, outcome=model.output_meaning,
         explanation=Explanation.model_validate_json(row.explanation_json),
         features=dict(zip(feature_names, values, strict=True)), at=row.at, latency_ms=row.latency_ms,
         request_id=row.request_id, input_kind=row.input_kind,
+        out_of_range=[] if ranges is None else ranges.outside(vector),
     )
 
 
-def _read(session: Any, prediction_id: str) -> tuple[PredictionRow, ModelRow, int, list[str]]:
+def _read(session: Any, prediction_id: str) -> tuple[PredictionRow, ModelRow, ModelVersionRow, list[str]]:
     row = session.get(PredictionRow, prediction_id)
     if row is None:
         raise NotFound(f"no prediction '{prediction_id}'")
     version = session.get_one(ModelVersionRow, row.version_id)
     model = session.get_one(ModelRow, row.model_id)
     names = Signature.model_validate_json(version.signature_json).feature_names
-    return row, model, version.number, names
+    return row, model, version, names
 
 
 def get_prediction(database: Database, actor: Principal, prediction_id: str) -> Prediction:
     """A logged prediction (audited as an access to the patient's data). Needs ``predict``."""
     authorize(database, actor, Permission.PREDICT, object_type="prediction", object_id=prediction_id)
     with database.session() as session:
-        row, model, number, names = _read(session, prediction_id)
+        row, model, version, names = _read(session, prediction_id)
         append(session, actor=actor, action="prediction.read", object_type="prediction", object_id=prediction_id,
                payload={"patient_key": row.patient_key})
-        return _to_prediction(row, model, number, names)
+        return _to_prediction(row, model, version, names)
 
 
 def recompute(database: Database, runtime: Runtime, prediction_id: str) -> tuple[float, Explanation]:

@@ -12,6 +12,7 @@ from vitalops.auth import Permission, Principal, authorize
 from vitalops.core.settings import get_settings
 from vitalops.db import Database
 from vitalops.errors import InvalidInput
+from vitalops.registry.input_ranges import observed_ranges
 from vitalops.registry.schemas import Signature, VersionCreate
 from vitalops.registry.versions import create_version, get_model
 from vitalops.training.datasets import feature_columns, labelled_rows, read_dataset
@@ -120,7 +121,8 @@ def register_model_file(
         threshold=evaluation.threshold,
         report=evaluation.report_json,
         report_hash=evaluation.report_hash,
-        lineage={"model_file_sha256": bundle.model_sha256, "threshold_rule": rule.to_dict()},
+        lineage={"model_file_sha256": bundle.model_sha256, "threshold_rule": rule.to_dict(),
+                 "input_ranges": observed_ranges(rows.features, feature_names)},
         reason="registered an externally fitted model",
     )
     with database.session() as session:

@@ -20,6 +20,7 @@ from vitalops.db import Database
 from vitalops.errors import Conflict, InvalidInput, NotFound
 from vitalops.features.definitions import load_spec
 from vitalops.features.training_set import build_training_set
+from vitalops.registry.input_ranges import observed_ranges
 from vitalops.registry.schemas import ModelCreate, ModelVersion, Signature, VersionCreate
 from vitalops.registry.versions import create_model, create_version, get_model
 from vitalops.training.datasets import (
@@ -164,6 +165,7 @@ def train_on_dataset(
             "test_rows": len(test),
             "external_rows": len(external),
             "model_sha256": bundle.model_sha256,
+            "input_ranges": observed_ranges(training.features, feature_names),
         },
         reason="trained; "
         + (

@@ -14,8 +14,12 @@ from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, PrincipalDep, SettingsDep
+from vitalops.auth import Principal
 from vitalops.core.logging import request_id_var
+from vitalops.core.settings import Settings
+from vitalops.db import Database
 from vitalops.fhir.risk_assessment import build_risk_assessment
+from vitalops.review import ReviewPolicy, review_if_needed
 from vitalops.serving import Prediction, PredictionRequest, ServingContext, get_prediction, predict, record_outcome
 from vitalops.serving.log_writer import LogWriter
 from vitalops.serving.service import default_context
@@ -59,6 +63,12 @@ class OutcomeBody(BaseModel):
     source: str = Field(default="ehr", min_length=1, max_length=32)
 
 
+def _reviewed(database: Database, actor: Principal, settings: Settings, prediction: Prediction) -> dict[str, Any]:
+    """Queue the prediction for clinician review when a review rule holds (``vitalops.review.rules``)."""
+    reasons = review_if_needed(database, actor, prediction, ReviewPolicy.from_settings(settings))
+    return {"queued": bool(reasons), "reasons": [reason.to_dict() for reason in reasons]}
+
+
 def _with_fhir(prediction: Prediction, request: Request) -> dict[str, Any]:
     # The card's route, spelled out: reversing the route table on every prediction costs more than scoring.
     card = f"{str(request.base_url).rstrip('/')}/v1/models/{prediction.model}/versions/{prediction.version}/card"
@@ -78,24 +88,30 @@ def _request(body: PredictBody) -> PredictionRequest:
 @router.post("/v1/models/{name}/predict")
 def post_predict(
     name: str, body: PredictBody, request: Request, database: DatabaseDep, context: ContextDep, actor: PrincipalDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
-    """Score one patient (a feature vector, a patient key, or FHIR resources) at a site, with its reasons.
-    Routed by the site's deployments; a shadow challenger is scored off the response path."""
+    """Score one patient (a feature vector, a patient key, or FHIR resources) at a site, with its reasons,
+    and whether it was queued for clinician review. Routed by the site's deployments; a shadow
+    challenger is scored off the response path."""
     outcome = predict(database, context, actor, name, _request(body))
     context.shadows.submit(outcome.deferred)
-    return _with_fhir(outcome.prediction, request)
+    return _with_fhir(outcome.prediction, request) | {"review": _reviewed(database, actor, settings,
+                                                                         outcome.prediction)}
 
 
 @router.post("/v1/models/{name}/predict/batch")
 def post_predict_batch(
     name: str, body: BatchBody, request: Request, database: DatabaseDep, context: ContextDep, actor: PrincipalDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
-    """Score many rows in one call; each row is routed, logged and audited like a single prediction."""
+    """Score many rows in one call; each row is routed, logged, audited and queued for review like a
+    single prediction."""
     results = []
     for row in body.rows:
         outcome = predict(database, context, actor, name, _request(row))
         context.shadows.submit(outcome.deferred)
-        results.append(_with_fhir(outcome.prediction, request))
+        results.append(_with_fhir(outcome.prediction, request)
+                       | {"review": _reviewed(database, actor, settings, outcome.prediction)})
     return {"predictions": results}
 
 
