@@ -139,14 +139,29 @@ def non_inferiority(
     )
 
 
+def quantile_bin_edges(reference: np.ndarray, bins: int) -> np.ndarray:
+    """The inner edges of ``bins`` quantile bins of ``reference`` (``np.quantile``, linear), ties
+    merged; the outer bins are open. A value equal to an edge falls in the bin above it."""
+    edges: np.ndarray = np.unique(np.quantile(reference, np.linspace(0.0, 1.0, bins + 1))[1:-1])
+    return edges
+
+
+def psi_of_counts(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
+    """PSI of two histograms on the same bins: ``sum((q - p) * ln(q / p))`` over the shares, each
+    share floored at PSI_FLOOR so that an empty bin stays finite."""
+    ref = np.asarray(reference_counts, dtype=np.float64)
+    cur = np.asarray(current_counts, dtype=np.float64)
+    p = np.maximum(ref / max(float(ref.sum()), 1.0), PSI_FLOOR)
+    q = np.maximum(cur / max(float(cur.sum()), 1.0), PSI_FLOOR)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
 def population_stability(reference: np.ndarray, current: np.ndarray, bins: int) -> float:
     """PSI over ``bins`` quantile bins of ``reference`` (outer bins open), shares floored at 1e-4."""
-    edges = np.unique(np.quantile(reference, np.linspace(0.0, 1.0, bins + 1))[1:-1])
+    edges = quantile_bin_edges(reference, bins)
     ref = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=edges.shape[0] + 1)
     cur = np.bincount(np.searchsorted(edges, current, side="right"), minlength=edges.shape[0] + 1)
-    p = np.maximum(ref / max(reference.shape[0], 1), PSI_FLOOR)
-    q = np.maximum(cur / max(current.shape[0], 1), PSI_FLOOR)
-    return float(np.sum((q - p) * np.log(q / p)))
+    return psi_of_counts(ref, cur)
 
 
 def behaviour(
