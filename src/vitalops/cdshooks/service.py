@@ -237,6 +237,11 @@ class CdsHooks:
             raise BadRequest("fhirAuthorization needs fhirServer", details={"field": "fhirServer"})
         authorize(self.database, verified.principal, Permission.CDS_HOOKS_CALL, object_type="cds_service",
                   object_id=service_id)
+        if request.fhirServer and not verified.client.allows_fhir_server(request.fhirServer):
+            # Checked before anything is fetched or scored; the URL is not echoed back.
+            raise BadRequest("fhirServer is not one of the FHIR servers registered for this EHR client "
+                             "('vitalops ehr add --fhir-server')",
+                             details={"field": "fhirServer", "reason": "fhir_server_not_allowed"})
         site = verified.client.site
         with self.database.read_session() as session:
             templates = self._templates_at(session, service_id, site)

@@ -23,9 +23,12 @@ def ehr_add(
     jwks: Annotated[Path | None, typer.Option("--jwks", help="A file with the EHR's public JWK Set")] = None,
     jku: Annotated[list[str] | None, typer.Option("--jku", help="A JWK Set URL the EHR may name (repeat)")] = None,
     account: Annotated[str | None, typer.Option("--account", help="Its ehr service account (default ehr-SITE)")] = None,
+    fhir_server: Annotated[list[str] | None, typer.Option(
+        "--fhir-server", help="A FHIR server base URL it may send as fhirServer (repeat; none given: any)")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Trust ISSUER for a site, with its public keys or the jku URLs it may name (admins)."""
+    """Trust ISSUER for a site, with its public keys or the jku URLs it may name, and the FHIR servers
+    it may send (admins)."""
     from vitalops.auth import Permission, authorize
     from vitalops.cdshooks import add_client
 
@@ -39,8 +42,8 @@ def ehr_add(
     actor = cli_principal(database)
     authorize(database, actor, Permission.SETTINGS_MANAGE, object_type="ehr_client", object_id=issuer)
     with database.session() as session:
-        emit(add_client(session, actor, issuer, site=site, jwks=keys, jku_allow=jku, account=account).to_dict(),
-             as_json)
+        emit(add_client(session, actor, issuer, site=site, jwks=keys, jku_allow=jku, account=account,
+                        fhir_servers=fhir_server).to_dict(), as_json)
 
 
 @ehr_app.command("list")
@@ -55,7 +58,7 @@ def ehr_list(as_json: JsonOption = False) -> None:
     with database.read_session() as session:
         rows = [client.to_dict() for client in list_clients(session)]
     emit(rows, as_json, lambda _: console.print(rows_table(
-        rows, ["issuer", "site", "account", "key_ids", "jku_allow", "revoked"])))
+        rows, ["issuer", "site", "account", "key_ids", "jku_allow", "fhir_servers", "revoked"])))
 
 
 @ehr_app.command("revoke")

@@ -13,7 +13,8 @@ from vitalops.db.tables.base import Base, UtcDateTime
 
 class EhrClientRow(Base):
     """An EHR trusted to call the CDS services: the JWT issuer, its keys (a JWK Set configured here, or
-    the ``jku`` URLs it may name), the site its patients are scored at, and its service account."""
+    the ``jku`` URLs it may name), the FHIR servers it may send as ``fhirServer``, the site its
+    patients are scored at, and its service account."""
 
     __tablename__ = "ehr_clients"
 
@@ -21,6 +22,7 @@ class EhrClientRow(Base):
     issuer: Mapped[str] = mapped_column(String(512), unique=True)
     jwks_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     jku_allow_json: Mapped[str] = mapped_column(Text)  # JSON list of exact URLs
+    fhir_servers_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of base URLs; NULL: any
     site: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
