@@ -85,9 +85,14 @@ def prefetch_for(templates: dict[str, str], resources: list[dict[str, Any]], pat
 
 
 class FhirDouble:
-    """A FHIR server on loopback answering reads and searches over a list of resources, with a bearer token."""
+    """A FHIR server on loopback answering reads and searches over a list of resources, with a bearer token.
 
-    def __init__(self, resources: list[dict[str, Any]], token: str) -> None:
+    With ``page_size``, a search answers that many entries a page and links the next page
+    (``Bundle.link`` relation ``next``, offset in ``_getpagesoffset`` as HAPI FHIR does), on
+    ``next_origin`` when given (a server that points its pages elsewhere) or on itself."""
+
+    def __init__(self, resources: list[dict[str, Any]], token: str, *, page_size: int | None = None,
+                 next_origin: str | None = None) -> None:
         double = self
         self.requests: list[str] = []
 
@@ -102,13 +107,21 @@ class FhirDouble:
                     self.end_headers()
                     return
                 path = unquote(self.path.lstrip("/"))
-                found = [r for r in resources if matches(path, r, {})]
-                if "?" not in path:
+                search, _, offset_text = path.partition("&_getpagesoffset=")
+                found = [r for r in resources if matches(search, r, {})]
+                if "?" not in search:
                     body: Any = found[0] if found else None
                     status = 200 if found else 404
                 else:
-                    body, status = {"resourceType": "Bundle", "type": "searchset",
-                                    "entry": [{"resource": r} for r in found]}, 200
+                    offset = int(offset_text or 0)
+                    page = found[offset:offset + page_size] if page_size else found
+                    body, status = {"resourceType": "Bundle", "type": "searchset", "total": len(found),
+                                    "link": [{"relation": "self", "url": f"{double.url}/{path}"}],
+                                    "entry": [{"resource": r} for r in page]}, 200
+                    if page_size and offset + page_size < len(found):
+                        origin = next_origin or double.url
+                        body["link"].append({"relation": "next", "url": f"{origin}/{search}&_getpagesoffset="
+                                                                         f"{offset + page_size}"})
                 payload = orjson.dumps(body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/fhir+json")

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
@@ -47,6 +47,8 @@ ENCOUNTER_LOOKBACK = timedelta(days=30)
 FHIR_TIMEOUT_S = 2.0
 #: At most this many resources per prefetch key are scored (a very long history is refused, not truncated).
 MAX_RESOURCES_PER_KEY = 5000
+#: At most this many pages of one search are fetched from the FHIR server (Bundle ``next`` links).
+MAX_PAGES = 20
 
 
 @dataclass(frozen=True)
@@ -175,28 +177,66 @@ def fill_template(template: str, context: Mapping[str, Any]) -> str:
 
 
 class FhirFetcher:
-    """Fetches a missing prefetch key from the EHR's FHIR server with the token the EHR gave."""
+    """Fetches a missing prefetch key from the EHR's FHIR server with the token the EHR gave.
+
+    A searchset Bundle that names a ``next`` page (``Bundle.link`` with relation ``next``) is
+    followed, page after page, and the entries merged into one Bundle: only to URLs on the
+    ``fhirServer``'s own origin (scheme, host and port), at most MAX_PAGES pages and
+    MAX_RESOURCES_PER_KEY resources. An answer beyond those bounds is refused (412), never truncated.
+    """
 
     def __init__(self, client: httpx.Client | None = None) -> None:
         self._client = client
 
     def fetch(self, fhir_server: str, access_token: str, relative_url: str, key: str) -> Any:
-        """The resource or searchset Bundle at ``fhir_server/relative_url``; PreconditionFailed when it
-        cannot be had (unreachable, refused, not FHIR JSON). A 404 of an instance read is null."""
+        """The resource or searchset Bundle (all its pages) at ``fhir_server/relative_url``;
+        PreconditionFailed when it cannot be had (unreachable, refused, not FHIR JSON, a next page
+        off the server's origin, too many pages). A 404 of an instance read is null."""
         if not fhir_server.startswith(("https://", "http://")):
             raise BadRequest("fhirServer is not an http(s) URL", details={"field": "fhirServer"})
         url = fhir_server.rstrip("/") + "/" + relative_url
         client = self._client or httpx.Client(timeout=FHIR_TIMEOUT_S, follow_redirects=False)
+        try:
+            first = self._get(client, url, access_token, key, read="?" not in relative_url)
+            if not _is_bundle(first):
+                return first
+            entries = list(first.get("entry") or [])
+            next_url = _next_link(first)
+            pages = 1
+            while next_url is not None:
+                if not _same_origin(next_url, fhir_server):
+                    raise PreconditionFailed(
+                        f"prefetch '{key}': the FHIR server's next page is not on its own origin; not followed",
+                        details={"field": f"prefetch.{key}", "reason": "fhir_paging_off_origin"})
+                if pages >= MAX_PAGES or len(entries) > MAX_RESOURCES_PER_KEY:
+                    raise PreconditionFailed(
+                        f"prefetch '{key}': the FHIR server's answer spans more than {MAX_PAGES} pages or "
+                        f"{MAX_RESOURCES_PER_KEY} resources", details={"field": f"prefetch.{key}",
+                                                                        "reason": "fhir_paging_too_long"})
+                page = self._get(client, next_url, access_token, key, read=False)
+                if not _is_bundle(page):
+                    raise PreconditionFailed(f"prefetch '{key}': a next page of the FHIR server is not a Bundle",
+                                             details={"field": f"prefetch.{key}", "reason": "fhir_not_bundle"})
+                entries.extend(page.get("entry") or [])
+                next_url = _next_link(page)
+                pages += 1
+        finally:
+            if self._client is None:
+                client.close()
+        if pages == 1:
+            return first
+        merged = {name: value for name, value in first.items() if name not in ("entry", "link")}
+        return merged | {"entry": entries}
+
+    @staticmethod
+    def _get(client: httpx.Client, url: str, access_token: str, key: str, *, read: bool) -> Any:
         try:
             response = client.get(url, headers={"Authorization": f"Bearer {access_token}",
                                                 "Accept": "application/fhir+json"})
         except httpx.HTTPError:
             raise PreconditionFailed(f"prefetch '{key}' was not sent and the FHIR server could not be reached",
                                      details={"field": f"prefetch.{key}", "reason": "fhir_unreachable"}) from None
-        finally:
-            if self._client is None:
-                client.close()
-        if response.status_code == 404 and "?" not in relative_url:
+        if response.status_code == 404 and read:
             return None
         if response.status_code != 200:
             raise PreconditionFailed(
@@ -207,6 +247,33 @@ class FhirFetcher:
         except ValueError:
             raise PreconditionFailed(f"prefetch '{key}': the FHIR server did not answer JSON",
                                      details={"field": f"prefetch.{key}", "reason": "fhir_not_json"}) from None
+
+
+def _is_bundle(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("resourceType") == "Bundle"
+
+
+def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    links = bundle.get("link")
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
+    return None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _same_origin(url: str, fhir_server: str) -> bool:
+    try:
+        return _origin(url) == _origin(fhir_server) and urlsplit(url).username is None
+    except ValueError:  # a port that is not a number
+        return False
 
 
 def matches(template: str, resource: Mapping[str, Any], context: Mapping[str, Any]) -> bool:
