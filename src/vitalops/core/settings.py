@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     fhir_private_key_file: Path | None = None
     fhir_key_id: str | None = None
     fhir_scope: str = "system/*.read"
+    #: The EHR FHIR server base that RiskAssessments of predictions made from FHIR resources are
+    #: POSTed to (with the SMART credentials above, scope ``system/RiskAssessment.write``); None: none are.
+    fhir_publish_url: str | None = None
     #: The hospital's own code mappings (CSV: system,code,concept[,unit]) added to the shipped value sets.
     local_codes_file: Path | None = None
     small_group_min: int = Field(default=20, ge=1)

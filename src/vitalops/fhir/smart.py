@@ -11,11 +11,13 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 
+from vitalops.core.settings import Settings
 from vitalops.errors import InvalidInput, ServiceUnavailable, Unauthenticated
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -109,3 +111,26 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def backend_auth(settings: Settings, *, token_url: str | None = None, client_id: str | None = None,
+                 private_key: Path | None = None, key_id: str | None = None,
+                 scope: str | None = None) -> BackendServicesAuth | None:
+    """SMART Backend Services credentials from the arguments, else from ``VITALOPS_FHIR_*`` settings.
+
+    None when no client id is configured (an open server); InvalidInput when they are incomplete.
+    """
+    client = client_id or settings.fhir_client_id
+    if client is None:
+        return None
+    url = token_url or settings.fhir_token_url
+    key_file = private_key or settings.fhir_private_key_file
+    if url is None or key_file is None:
+        raise InvalidInput("SMART Backend Services needs --token-url and --private-key (or VITALOPS_FHIR_TOKEN_URL "
+                           "and VITALOPS_FHIR_PRIVATE_KEY_FILE) with the client id")
+    try:
+        pem = key_file.read_bytes()
+    except OSError:
+        raise InvalidInput(f"the private key file {key_file} cannot be read") from None
+    return BackendServicesAuth(token_url=url, client_id=client, private_key_pem=pem,
+                               key_id=key_id or settings.fhir_key_id, scope=scope or settings.fhir_scope)

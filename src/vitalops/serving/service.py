@@ -40,12 +40,14 @@ from vitalops.features.facts_view import ENGINE_COLUMNS
 from vitalops.features.online import vector_from_facts
 from vitalops.features.online_store import OnlineStore, open_online_store
 from vitalops.features.partitions import open_facts
+from vitalops.fhir.publish import RiskAssessmentPublisher
 from vitalops.ingest.normalize import resources_to_facts
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.registry.input_ranges import InputRanges
 from vitalops.registry.schemas import Signature
 from vitalops.serving.explain import Explanation
 from vitalops.serving.log_writer import LogWriter
+from vitalops.serving.publishing import publisher_from_settings
 from vitalops.serving.routing import Assignment, RoutingCache, route
 from vitalops.serving.runtime import LoadedVersion, Runtime
 from vitalops.serving.shadows import ShadowQueue
@@ -106,6 +108,10 @@ class ServingContext:
     writer: LogWriter | None = None
     #: Where a server scores shadows, off the response path.
     shadows: ShadowQueue = field(default_factory=ShadowQueue)
+    #: Where RiskAssessments go to the EHR's FHIR server (None: they are not published), and the
+    #: queue that posts them off the response path (``serving.publishing``).
+    publisher: RiskAssessmentPublisher | None = None
+    publications: ShadowQueue = field(default_factory=ShadowQueue)
 
 
 class PredictionRequest(BaseModel):
@@ -428,4 +434,5 @@ def default_context(settings: Settings, *, writer: LogWriter | None = None) -> S
         pseudonymizer=Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
         terminology=terminology,
         writer=writer,
+        publisher=publisher_from_settings(settings),
     )

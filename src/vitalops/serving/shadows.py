@@ -4,6 +4,8 @@ A request hands its shadow work to the queue and returns at once: the connection
 client's next request, which it would not be while a background task of the same request ran. The
 queue is bounded; when it is full (the shadow cannot keep up), a shadow is dropped and counted,
 never the served prediction delayed. A shadow that fails is logged (without its data) and counted.
+The same bounded worker carries other work that must not delay a response (publishing a
+RiskAssessment to the EHR, ``serving.publishing``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from vitalops.fhir.risk_assessment import build_risk_assessment
 from vitalops.review import ReviewPolicy, review_if_needed
 from vitalops.serving import Prediction, PredictionRequest, ServingContext, get_prediction, predict, record_outcome
 from vitalops.serving.log_writer import LogWriter
-from vitalops.serving.service import default_context
+from vitalops.serving.publishing import patient_reference, publication_work
+from vitalops.serving.service import PredictionOutcome, default_context
 
 router = APIRouter(tags=["predictions"])
 _context_lock = threading.Lock()
@@ -69,15 +70,31 @@ def _reviewed(database: Database, actor: Principal, settings: Settings, predicti
     return {"queued": bool(reasons), "reasons": [reason.to_dict() for reason in reasons]}
 
 
-def _with_fhir(prediction: Prediction, request: Request) -> dict[str, Any]:
+def _with_fhir(prediction: Prediction, request: Request, patient: str | None = None) -> dict[str, Any]:
     # The card's route, spelled out: reversing the route table on every prediction costs more than scoring.
     card = f"{str(request.base_url).rstrip('/')}/v1/models/{prediction.model}/versions/{prediction.version}/card"
     resource = build_risk_assessment(
         prediction_id=prediction.id, model=prediction.model, version=prediction.version, outcome=prediction.outcome,
-        probability=prediction.score, band=prediction.band, occurrence=prediction.at,
+        probability=prediction.score, band=prediction.band, occurrence=prediction.at, patient_reference=patient,
         patient_key=prediction.patient_key, card_url=card,
     )
     return prediction.model_dump(mode="json") | {"risk_assessment": resource}
+
+
+def _served(outcome: PredictionOutcome, body: PredictBody, request: Request, database: Database,
+            context: ServingContext, actor: Principal, settings: Settings) -> dict[str, Any]:
+    """The response for one served prediction: shadows queued, review decided, and its RiskAssessment
+    queued for the EHR's FHIR server when one is configured and the EHR's Patient is known."""
+    context.shadows.submit(outcome.deferred)
+    prediction = outcome.prediction
+    patient = patient_reference(body.resources)
+    document = _with_fhir(prediction, request, patient)
+    publication = "off" if context.publisher is None else "no_ehr_patient" if patient is None else "queued"
+    if publication == "queued":
+        assert context.publisher is not None
+        context.publications.submit([publication_work(database, context.publisher, actor, prediction.id,
+                                                      document["risk_assessment"])])
+    return document | {"review": _reviewed(database, actor, settings, prediction), "publication": publication}
 
 
 def _request(body: PredictBody) -> PredictionRequest:
@@ -93,10 +110,8 @@ def post_predict(
     """Score one patient (a feature vector, a patient key, or FHIR resources) at a site, with its reasons,
     and whether it was queued for clinician review. Routed by the site's deployments; a shadow
     challenger is scored off the response path."""
-    outcome = predict(database, context, actor, name, _request(body))
-    context.shadows.submit(outcome.deferred)
-    return _with_fhir(outcome.prediction, request) | {"review": _reviewed(database, actor, settings,
-                                                                         outcome.prediction)}
+    return _served(predict(database, context, actor, name, _request(body)), body, request, database, context,
+                   actor, settings)
 
 
 @router.post("/v1/models/{name}/predict/batch")
@@ -108,10 +123,8 @@ def post_predict_batch(
     single prediction."""
     results = []
     for row in body.rows:
-        outcome = predict(database, context, actor, name, _request(row))
-        context.shadows.submit(outcome.deferred)
-        results.append(_with_fhir(outcome.prediction, request)
-                       | {"review": _reviewed(database, actor, settings, outcome.prediction)})
+        results.append(_served(predict(database, context, actor, name, _request(row)), row, request, database,
+                               context, actor, settings))
     return {"predictions": results}
 
 
