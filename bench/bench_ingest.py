@@ -36,6 +36,7 @@ VITALS = [  # code, display, unit, low, high
     ("2524-7", "Lactate", "mmol/L", 0.5, 5.0),
 ]
 SAMPLE_FOR_MODELS = 2_000
+SITES = ("site0", "site1", "site2")
 
 
 def observation(rng: random.Random, index: int, start: datetime) -> dict:
@@ -47,7 +48,7 @@ def observation(rng: random.Random, index: int, start: datetime) -> dict:
         "meta": {
             "versionId": "1",
             "lastUpdated": (taken + timedelta(minutes=30)).isoformat(),
-            "tag": [{"system": "https://vitalops.dev/fhir/site", "code": f"site{index % 3}"}],
+            "tag": [{"system": "https://vitalops.dev/fhir/site", "code": SITES[index % len(SITES)]}],
         },
         "status": "final",
         "subject": {"reference": f"Patient/pt-{index % 5_000}"},
@@ -130,6 +131,7 @@ def prepare_database(work: Path) -> object:
     from vitalops.db import Database
     from vitalops.db.migrate import upgrade
     from vitalops.ingest.service import ingest_paths
+    from vitalops.sites import create_site
 
     home = work / "home"
     os.environ["VITALOPS_HOME"] = str(home)
@@ -137,6 +139,9 @@ def prepare_database(work: Path) -> object:
     get_settings.cache_clear()
     database = Database(f"sqlite:///{home / 'vitalops.db'}")
     upgrade(database)
+    with database.session() as session:  # the feed's site tags name registered sites
+        for code in SITES:
+            create_site(session, SYSTEM, code, tag_values=[code])
     warm_path = work / "warm.ndjson"
     warm_path.write_bytes(
         b"\n".join(

@@ -51,7 +51,7 @@ def hospital_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hospital
     terminology = load_terminology()
     result = resources_to_facts(
         resources, site="north", pseudonymizer=pseudonymizer, terminology=terminology,
-        known_at_default=INGESTED_AT, batch_id="test",
+        known_at_default=INGESTED_AT, batch_id="test", sites={"north": "north", "south": "south"},
     )
     lake_root = str(root / "lake")
     FactsStore(lake_root).append(result.facts)

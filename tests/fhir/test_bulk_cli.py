@@ -36,11 +36,13 @@ def ehr(tmp_path: Path):
 def test_export_is_authorized_downloaded_and_ingested(cli, ehr) -> None:
     server, key_file, count = ehr
     cli("users", "add", "dana", "--role", "data_scientist")
+    assert cli("sites", "add", "north").exit_code == 0  # the export's site tag, registered as the demo does
     result = cli("ingest", "--from-fhir", server.base_url, "--token-url", server.token_url, "--client-id", CLIENT_ID,
                  "--private-key", str(key_file), "--json", user="dana")
     assert result.exit_code == 0, result.stderr
     report = result.json()
     assert report["read"] == count == report["ingested"] + report["skipped"] + report["quarantined"]
+    assert list(report["per_site"]) == ["north"]
     assert report["facts"] > 0 and server.token_requests >= 1 and all(server.download_auth)
 
 

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from vitalops.auth import SYSTEM
+from vitalops.db import Database
 from vitalops.ingest import native
+from vitalops.sites import create_site, list_sites
 from vitalops.synth import RESOURCE_TYPES, generate_hospital
 
 
@@ -26,3 +29,23 @@ def synth_export(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     out = tmp_path_factory.mktemp("synth")
     generate_hospital(out, patients=40, sites=["north", "south"], seed=11)
     return [out / f"{kind}.ndjson" for kind in RESOURCE_TYPES if (out / f"{kind}.ndjson").exists()]
+
+
+#: The sites ingest tests run at: the synthetic hospital's and those tests name with ``site=``.
+TEST_SITES = ("north", "south", "east", "lab", "qa", "s1", "x")
+
+
+def register_sites(database: Database, codes: tuple[str, ...] = TEST_SITES) -> None:
+    """Register ``codes`` as sites, each tagged in feeds by its own code (as the demo does)."""
+    with database.session() as session:
+        known = {site.code for site in list_sites(session)}
+        for code in codes:
+            if code not in known:
+                create_site(session, SYSTEM, code, tag_values=[code])
+
+
+@pytest.fixture(autouse=True)
+def registered_sites(request: pytest.FixtureRequest) -> None:
+    """Every test here that has a database ingests at registered sites (``TEST_SITES``)."""
+    if "database" in request.fixturenames:
+        register_sites(request.getfixturevalue("database"))

@@ -66,7 +66,7 @@ def heart_rate_at(lake_root: str, moments: list[datetime]) -> list[float | None]
     facts = FactsStore(lake_root).dataset().to_table()
     (patient,) = set(facts.column("patient_key").to_pylist())
     index = pa.table({"patient_key": [patient] * len(moments), "index_time": moments,
-                      "encounter_key": pa.nulls(len(moments), pa.string()), "site": ["S1"] * len(moments)})
+                      "encounter_key": pa.nulls(len(moments), pa.string()), "site": ["s1"] * len(moments)})
     offline = compute_features(facts, index, spec()).column("hr_last").to_pylist()
     online = [features_from_store(spec(), lake_root, patient, at=moment)["hr_last"] for moment in moments]
     assert online == offline
@@ -82,16 +82,16 @@ def test_amended_observation_through_the_fast_path(
     home: Settings, database: Database, tmp_path: Path, implementation: str, batches: str
 ) -> None:
     resources = versions()
-    ctx = Context("S1", Pseudonymizer(b"k"), load_terminology(), "2025-01-01T00:00:00Z")
+    ctx = Context("s1", Pseudonymizer(b"k"), load_terminology(), "2025-01-01T00:00:00Z")
     reader = ColumnarObservations(ctx)
     reader.add_lines(ChunkNormalization(ctx), "x.ndjson", 1, [orjson.dumps(r) + b"\n" for r in resources])
     assert reader.taken == 2  # both versions really take the fast path
     if batches == "one batch":
-        ingest_paths(database, SYSTEM, [write(tmp_path / "obs.ndjson", resources, bundle=False)], site="S1")
+        ingest_paths(database, SYSTEM, [write(tmp_path / "obs.ndjson", resources, bundle=False)], site="s1")
     else:
-        ingest_paths(database, SYSTEM, [write(tmp_path / "monday.ndjson", resources[:1], bundle=False)], site="S1")
+        ingest_paths(database, SYSTEM, [write(tmp_path / "monday.ndjson", resources[:1], bundle=False)], site="s1")
         ingest_paths(database, SYSTEM, [write(tmp_path / "wednesday.ndjson", resources[1:], bundle=False)],
-                     site="S1")
+                     site="s1")
     assert heart_rate_at(home.lake_root, MOMENTS) == EXPECTED
 
 
@@ -101,10 +101,10 @@ def test_amended_observation_through_the_per_resource_path(
 ) -> None:
     resources = versions()
     if batches == "one batch":
-        ingest_paths(database, SYSTEM, [write(tmp_path / "bundle.json", resources, bundle=True)], site="S1")
+        ingest_paths(database, SYSTEM, [write(tmp_path / "bundle.json", resources, bundle=True)], site="s1")
     else:
-        ingest_paths(database, SYSTEM, [write(tmp_path / "monday.json", resources[:1], bundle=True)], site="S1")
-        ingest_paths(database, SYSTEM, [write(tmp_path / "wednesday.json", resources[1:], bundle=True)], site="S1")
+        ingest_paths(database, SYSTEM, [write(tmp_path / "monday.json", resources[:1], bundle=True)], site="s1")
+        ingest_paths(database, SYSTEM, [write(tmp_path / "wednesday.json", resources[1:], bundle=True)], site="s1")
     assert heart_rate_at(home.lake_root, MOMENTS) == EXPECTED
 
 
@@ -118,7 +118,7 @@ def test_version_ten_supersedes_version_nine(
     for resource in resources:
         del resource["issued"]
         resource["meta"]["lastUpdated"] = ISSUED
-    ingest_paths(database, SYSTEM, [write(tmp_path / "obs.ndjson", resources, bundle=False)], site="S1")
+    ingest_paths(database, SYSTEM, [write(tmp_path / "obs.ndjson", resources, bundle=False)], site="s1")
     assert heart_rate_at(home.lake_root, MOMENTS) == [None, 120.0, 120.0, 120.0, 120.0]
 
 
@@ -131,8 +131,8 @@ def test_an_amendment_stamped_before_the_original_was_known_is_known_with_it(
     for resource, updated in zip(resources, ("2024-05-01T10:00:00Z", "2024-05-01T09:30:00Z"), strict=True):
         del resource["issued"]
         resource["meta"]["lastUpdated"] = updated
-    ingest_paths(database, SYSTEM, [write(tmp_path / "monday.json", resources[:1], bundle=True)], site="S1")
-    ingest_paths(database, SYSTEM, [write(tmp_path / "wednesday.ndjson", resources[1:], bundle=False)], site="S1")
+    ingest_paths(database, SYSTEM, [write(tmp_path / "monday.json", resources[:1], bundle=True)], site="s1")
+    ingest_paths(database, SYSTEM, [write(tmp_path / "wednesday.ndjson", resources[1:], bundle=False)], site="s1")
     moments = [datetime(2024, 5, 1, h, m, tzinfo=UTC) for h, m in ((9, 45), (10, 0), (20, 0))]
     assert heart_rate_at(home.lake_root, moments) == [None, 120.0, 120.0]
     (current,) = FactsStore(home.lake_root).for_patients(

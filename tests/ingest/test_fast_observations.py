@@ -49,8 +49,12 @@ def hospital_observations(tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     return files
 
 
+#: The registered sites: the hospital's feeds tag north by its code, south by a campus name.
+SITES = {"north": "north", "south-campus": "south", "south": "south", "east": "east"}
+
+
 def _ctx(terminology: Terminology) -> Context:
-    return Context("S1", Pseudonymizer(b"fast-path-key"), terminology, "2025-03-01T12:00:00.000000Z")
+    return Context("s1", Pseudonymizer(b"fast-path-key"), terminology, "2025-03-01T12:00:00.000000Z", SITES)
 
 
 def _per_resource(file: Path, terminology: Terminology) -> tuple[NormalizeResult, list[tuple[Any, ...]]]:
@@ -128,6 +132,12 @@ def _odd_variants(observation: dict[str, Any]) -> list[dict[str, Any] | str | li
         lambda o: o["meta"].update(versionId=""),
         lambda o: o["meta"].update(tag=[{"system": "other", "code": "x"}, {"system": o["meta"]["tag"][0]["system"]}]),
         lambda o: o["meta"].update(tag=[]),
+        lambda o: o["meta"].update(tag=[{"system": o["meta"]["tag"][0]["system"], "code": "ZZCANARY-NAME-7731"}]),
+        lambda o: o["meta"].update(tag=[{"system": o["meta"]["tag"][0]["system"], "code": "south-campus"}]),
+        lambda o: o["meta"].update(tag=[{"system": o["meta"]["tag"][0]["system"], "code": "North"}]),
+        lambda o: o.update(status="final "),
+        lambda o: o.update(status="MRN-CANARY-99812"),
+        lambda o: o.update(status="amended"),
         lambda o: o.update(code={"coding": []}),
         lambda o: o.pop("code"),
         lambda o: o.update(code={"coding": [{"system": "http://local", "code": "HR"}]}),

@@ -20,7 +20,7 @@ def terminology() -> Terminology:
 
 def normalize(resources: list[dict], terminology: Terminology) -> NormalizeResult:
     return resources_to_facts(
-        resources, site="S1", pseudonymizer=Pseudonymizer(b"secret"), terminology=terminology,
+        resources, site="s1", pseudonymizer=Pseudonymizer(b"secret"), terminology=terminology,
         known_at_default=INGEST_TIME, batch_id="b1",
     )
 
@@ -36,7 +36,7 @@ def test_vital_lands_in_canonical_unit_with_pseudonymous_keys(terminology: Termi
     assert fact["known_at"] == datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
     assert fact["issued_at"] == datetime(2024, 5, 1, 9, tzinfo=UTC)
     assert pit_view(result.facts).column("known_at").to_pylist() == [datetime(2024, 5, 1, 9, tzinfo=UTC)]
-    assert fact["month"] == "2024-05" and fact["site"] == "S1"
+    assert fact["month"] == "2024-05" and fact["site"] == "s1"
     assert fact["patient_key"] == Pseudonymizer(b"secret").patient_key("p1")
     assert "p1" not in str(fact) and "o1" not in str(fact)
     assert (result.read, result.ingested, result.skipped, result.quarantined) == (1, 1, {}, [])
@@ -46,7 +46,7 @@ def test_fact_ids_are_stable_across_runs_and_ingest_times(terminology: Terminolo
     resources = [observation("o1", issued=None, meta=None), patient()]
     first = normalize(resources, terminology).facts["fact_id"].to_pylist()
     later = resources_to_facts(
-        resources, site="S1", pseudonymizer=Pseudonymizer(b"secret"), terminology=terminology,
+        resources, site="s1", pseudonymizer=Pseudonymizer(b"secret"), terminology=terminology,
         known_at_default=datetime(2030, 1, 1, tzinfo=UTC),
     )
     assert later.facts["fact_id"].to_pylist() == first

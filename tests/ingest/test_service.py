@@ -76,3 +76,33 @@ def test_the_hospitals_local_code_mappings_apply_at_ingest(home, database, tmp_p
     ingest_paths(database, SYSTEM, [feed], site="north")
     facts = FactsStore(get_settings().lake_root).dataset().to_table().to_pylist()
     assert [(f["concept"], f["value_num"], f["unit"]) for f in facts] == [("lactate", 2.1, "mmol/L")]
+
+
+def test_site_tags_must_name_a_registered_site(home: Settings, database: Database, tmp_path: Path, cli) -> None:
+    from tests.ingest.fhir_builders import meta, observation, patient
+
+    canary = "ZZCANARY-NAME-7731"
+    tagged = [
+        observation("o1", meta=meta("2024-05-01T09:30:00Z", site="north")),
+        observation("o2", meta=meta("2024-05-01T09:30:00Z", site=canary)),  # the fast path's file
+        {**patient("p1"), "meta": meta("2024-01-01T00:00:00Z", site=canary)},  # the per-resource path
+    ]
+    observations, patients = tmp_path / "Observation.ndjson", tmp_path / "Patient.ndjson"
+    observations.write_bytes(b"\n".join(orjson.dumps(r) for r in tagged[:2]) + b"\n")
+    patients.write_bytes(orjson.dumps(tagged[2]) + b"\n")
+    report = ingest_paths(database, SYSTEM, [observations, patients], site="qa")
+    assert report.per_site == {"north": 1}
+    assert report.quarantine_reasons == {"site.unregistered": 2}
+    from vitalops.lake.quarantine import QuarantineStore
+
+    quarantined = QuarantineStore(home.lake_root).read(report.batch).to_pylist()
+    assert {(q["site"], q["rule"]) for q in quarantined} == {("qa", "site.unregistered")}
+    assert all("meta.tag" in q["reason"] and canary not in q["reason"] for q in quarantined)
+    lake_paths = [str(p) for p in Path(home.lake_root).rglob("*")]
+    assert lake_paths and not any(canary in p for p in lake_paths)
+    assert set(FactsStore(home.lake_root).dataset().to_table()["site"].to_pylist()) == {"north"}
+    # --site must be registered too, and the error says how to register one.
+    with pytest.raises(InvalidInput, match="not registered"):
+        ingest_paths(database, SYSTEM, [observations], site="nowhere")
+    refused = cli("ingest", str(observations), "--site", "nowhere")
+    assert refused.exit_code == 2 and "not registered" in refused.stderr + refused.stdout

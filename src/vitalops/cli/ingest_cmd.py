@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest(
         paths: Annotated[list[Path] | None, typer.Argument(help="NDJSON/Bundle files or folders.")] = None,
-        site: Annotated[str | None, typer.Option("--site", help="Site of resources without a site tag.")] = None,
+        site: Annotated[str | None, typer.Option("--site", help="Registered site of untagged resources.")] = None,
         from_fhir: Annotated[str | None, typer.Option("--from-fhir", help="FHIR server base URL ($export).")] = None,
         since: Annotated[str | None, typer.Option("--since", help="Only resources changed since (ISO).")] = None,
         types: Annotated[str | None, typer.Option("--type", help="Resource types, e.g. Patient,Observation.")] = None,

@@ -318,7 +318,11 @@ class ColumnarObservations:
         return _Labels(names.take(encoded.indices), valid[indices] if len(indices) else np.zeros(0, bool))
 
     def _site(self, text: bytes) -> Any:
-        if not text:
+        """The site code of a ``meta.tag`` text as ``extract_common.site_of`` gives it, or
+        ``_NOT_TAKEN`` when that raises (a tag no registered site claims): the per-resource path
+        quarantines such a line."""
+        sites = self.ctx.sites
+        if not text or sites is None:
             return self.ctx.default_site
         try:
             tags = _TAGS.decode(text)
@@ -326,7 +330,7 @@ class ColumnarObservations:
             return _NOT_TAKEN
         for tag in tags:
             if tag.system == SITE_TAG_SYSTEM and tag.code:
-                return tag.code
+                return sites.get(tag.code, _NOT_TAKEN)
         return self.ctx.default_site
 
     def _resolve(self, code_text: bytes, raw_unit: str | None) -> Any:

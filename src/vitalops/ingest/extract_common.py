@@ -10,6 +10,7 @@ Times are kept as ISO text with a zone until a whole chunk is cast to Arrow time
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 #: The meta.tag system that names the site a resource came from.
 SITE_TAG_SYSTEM = "https://vitalops.dev/fhir/site"
+#: The quarantine rule of a resource whose site tag no registered site claims.
+SITE_UNREGISTERED = "site.unregistered"
 
 #: One fact before its timestamps are parsed and its id computed; see ``fact_rows.ROW_FIELDS``.
 Row = tuple[Any, ...]
@@ -59,6 +62,10 @@ class Context:
     pseudonyms: Pseudonymizer
     terminology: Terminology
     known_at_default: str  # ISO text with zone: ingest time, for resources without meta.lastUpdated
+    #: Registered sites: each feed tag value -> its site code (``vitalops.sites``). None when the
+    #: caller acts for one site it has checked itself (a CDS Hooks prefetch): every resource is then
+    #: of ``default_site`` and site tags are not read.
+    sites: Mapping[str, str] | None = None
     concepts: dict[tuple[str | None, str | None], Concept | None] = field(default_factory=dict)
 
     def concept_for(self, system: str | None, code: str | None) -> Concept | None:
@@ -93,14 +100,27 @@ def optional_instant(value: Any, field_name: str) -> str | None:
     return None if value is None else instant(value, field_name)
 
 
-def site_of(resource: dict[str, Any], default: str) -> str:
-    """The site named in meta.tag, else ``default``."""
+def site_of(resource: dict[str, Any], ctx: Context) -> str:
+    """The registered site code the resource's site tag (``meta.tag``) maps to, else the default
+    site. A feed's own spelling never becomes a site: a tag no registered site claims raises
+    Rejected (``site.unregistered``), whose reason does not repeat the tag."""
+    sites = ctx.sites
+    if sites is None:
+        return ctx.default_site
     meta = resource.get("meta")
     if meta:
         for tag in meta.get("tag") or ():
             if tag.get("system") == SITE_TAG_SYSTEM and tag.get("code"):
-                return str(tag["code"])
-    return default
+                return registered_site(tag["code"], sites)
+    return ctx.default_site
+
+
+def registered_site(tag_code: Any, sites: Mapping[str, str]) -> str:
+    """The site code registered for a site tag's code; raises Rejected (``site.unregistered``)."""
+    site = sites.get(tag_code) if type(tag_code) is str else None
+    if site is None:
+        raise Rejected(SITE_UNREGISTERED, "meta.tag (site): the site code is not a registered site")
+    return site
 
 
 def known_at(resource: dict[str, Any], ctx: Context) -> str:
@@ -210,8 +230,8 @@ def append_retraction(resource: dict[str, Any], resource_type: str, status: str,
     as the resource's newest version, it supersedes the earlier versions' facts from its
     ``known_at`` on. Raises Rejected when the resource names no patient.
     """
+    site = site_of(resource, ctx)
     known = known_at(resource, ctx)
-    site = site_of(resource, ctx.default_site)
     rows.append((
         site, patient_key(resource, ctx), "retraction", None, None, None, None, None, None, status,
         encounter_key(resource, ctx), known, None, known, resource_type,

@@ -107,7 +107,7 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
         raise Rejected("required.status", "Observation has no status")
     source_id = ctx.pseudonyms.resource_key("Observation", resource_id(resource, "Observation"))
     patient = patient_key(resource, ctx)
-    site = site_of(resource, ctx.default_site)
+    site = site_of(resource, ctx)
     end = None
     effective = resource.get("effectiveDateTime") or resource.get("effectiveInstant")
     if effective is not None:

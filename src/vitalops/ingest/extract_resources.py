@@ -50,7 +50,7 @@ def patient_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list
     """
     key = ctx.pseudonyms.patient_key(resource_id(resource, "Patient"))
     source_id = ctx.pseudonyms.resource_key("Patient", resource["id"])
-    site = site_of(resource, ctx.default_site)
+    site = site_of(resource, ctx)
     known = known_at(resource, ctx)
     version = source_version(resource)
     birth = optional_instant(resource.get("birthDate"), "birthDate")
@@ -122,7 +122,7 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
         raise Retracted(f"status {status}")
     source_id = ctx.pseudonyms.encounter_key(resource_id(resource, "Encounter"))
     patient = patient_key(resource, ctx)
-    site = site_of(resource, ctx.default_site)
+    site = site_of(resource, ctx)
     start, end = _period(resource, "period")
     if start is None:
         raise Rejected("required.period_start", "Encounter has no period.start")
@@ -185,7 +185,7 @@ def condition_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
         raise Retracted(f"verification status {verification}")
     source_id = ctx.pseudonyms.resource_key("Condition", resource_id(resource, "Condition"))
     patient = patient_key(resource, ctx)
-    site = site_of(resource, ctx.default_site)
+    site = site_of(resource, ctx)
     onset, _ = _period(resource, "onsetPeriod")
     onset = optional_instant(resource.get("onsetDateTime"), "onsetDateTime") or onset
     onset = onset or optional_instant(resource.get("recordedDate"), "recordedDate")
@@ -227,7 +227,7 @@ def _medication(
 ) -> str:
     source_id = ctx.pseudonyms.resource_key(resource_type, resource_id(resource, resource_type))
     patient = patient_key(resource, ctx)
-    site = site_of(resource, ctx.default_site)
+    site = site_of(resource, ctx)
     if start is None:
         raise Rejected("required.effective", f"{resource_type} has no start time")
     system, code, concept = _medication_coding(resource, ctx)
@@ -271,7 +271,7 @@ def procedure_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
         raise Retracted(f"status {status}")
     source_id = ctx.pseudonyms.resource_key("Procedure", resource_id(resource, "Procedure"))
     patient = patient_key(resource, ctx)
-    site = site_of(resource, ctx.default_site)
+    site = site_of(resource, ctx)
     start, end = _period(resource, "performedPeriod")
     start = optional_instant(resource.get("performedDateTime"), "performedDateTime") or start
     if start is None:

@@ -10,7 +10,7 @@ facts), skipped (valid FHIR that yields no facts by design, counted by reason), 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ from vitalops.core.clock import isoformat_utc
 from vitalops.fhir.readers import SourceRecord
 from vitalops.fhir.resource_types import R4_RESOURCE_TYPES
 from vitalops.ingest.extract_common import (
+    SITE_UNREGISTERED,
     Context,
     Rejected,
     Retracted,
@@ -85,12 +86,16 @@ def resources_to_facts(
     terminology: Terminology,
     known_at_default: datetime,
     batch_id: str = "online",
+    sites: Mapping[str, str] | None = None,
 ) -> NormalizeResult:
     """Normalize FHIR resources (already parsed JSON objects) to facts.
 
-    ``site`` is used for resources without a site tag; ``known_at_default`` for resources without
-    meta.lastUpdated. Never raises for bad resources: they are quarantined (``source_file`` is
-    ``"<online>"``, ``line`` the position in ``resources``, from 1).
+    ``sites`` maps each registered site tag value to its site code: a tagged resource takes the
+    code its tag maps to, and one whose tag no registered site claims is quarantined. Without
+    ``sites`` every resource is of ``site`` (a request for one site the caller has checked) and
+    site tags are not read. ``site`` is also the site of untagged resources; ``known_at_default``
+    is used for resources without meta.lastUpdated. Never raises for bad resources: they are
+    quarantined (``source_file`` is ``"<online>"``, ``line`` the position in ``resources``, from 1).
     """
     records = (SourceRecord("<online>", line, resource) for line, resource in enumerate(resources, start=1))
     return records_to_facts(
@@ -100,6 +105,7 @@ def resources_to_facts(
         terminology=terminology,
         known_at_default=known_at_default,
         batch_id=batch_id,
+        sites=sites,
     )
 
 
@@ -111,9 +117,11 @@ def records_to_facts(
     terminology: Terminology,
     known_at_default: datetime,
     batch_id: str,
+    sites: Mapping[str, str] | None = None,
 ) -> NormalizeResult:
-    """Normalize records from ``vitalops.fhir.readers`` (bad records included) to facts."""
-    chunk = ChunkNormalization(Context(site, pseudonymizer, terminology, isoformat_utc(known_at_default)))
+    """Normalize records from ``vitalops.fhir.readers`` (bad records included) to facts; ``site``
+    and ``sites`` as for ``resources_to_facts``."""
+    chunk = ChunkNormalization(Context(site, pseudonymizer, terminology, isoformat_utc(known_at_default), sites))
     for record in records:
         chunk.add_record(record)
     return chunk.result(batch_id)
@@ -189,7 +197,14 @@ class ChunkNormalization:
             del rows[mark:]
             try:
                 resource_site = append_retraction(resource, resource_type, outcome.reason, ctx, index, rows)
-            except (Rejected, AttributeError, TypeError, KeyError, ValueError, IndexError):
+            except Rejected as rejected:
+                del rows[mark:]
+                if rejected.rule == SITE_UNREGISTERED:
+                    self.quarantined.append(_quarantine(record, resource_type, rejected.rule, rejected.reason, ctx))
+                else:
+                    self.skipped[outcome.reason] += 1  # nothing to retract without a patient or an id
+                return
+            except (AttributeError, TypeError, KeyError, ValueError, IndexError):
                 del rows[mark:]
                 self.skipped[outcome.reason] += 1  # nothing to retract without a patient or an id
                 return
@@ -310,7 +325,7 @@ def _quarantine(
         else None
     )
     try:
-        site = site_of(resource, ctx.default_site)
-    except (AttributeError, TypeError):
+        site = site_of(resource, ctx)
+    except (Rejected, AttributeError, TypeError):  # an unregistered or malformed site tag
         site = ctx.default_site
     return QuarantineRecord(record.file, record.line, resource_type, source_id, rule, reason, site)

@@ -40,6 +40,7 @@ from vitalops.ingest.normalize import ChunkNormalization, NormalizeResult
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.lake.facts import FactsStore
 from vitalops.lake.quarantine import QuarantineStore
+from vitalops.sites import list_sites, require_site
 from vitalops.terminology import load_terminology
 
 #: The site of a resource that carries no site tag when no ``--site`` is given, and of a record
@@ -97,9 +98,11 @@ def ingest_paths(
 ) -> IngestReport:
     """Ingest FHIR files and folders as one batch and return its report.
 
-    ``site`` names the site of resources without a site tag. Raises PermissionDenied without
-    DATA_INGEST and InvalidInput when a path does not exist; bad content never raises, it is
-    quarantined.
+    ``site`` names the site of resources without a site tag; a site tag (``meta.tag``) must be a
+    tag value of a registered site (``vitalops sites add``), whose code the resource then takes, or
+    the resource is quarantined (``site.unregistered``). Raises PermissionDenied without
+    DATA_INGEST and InvalidInput when a path does not exist or ``site`` is not registered; bad
+    content never raises, it is quarantined.
     """
     authorize(database, principal, Permission.DATA_INGEST, object_type="ingest_batch", object_id="new")
     paths = [Path(p) for p in paths]
@@ -110,6 +113,10 @@ def ingest_paths(
     lake_root = lake_root or settings.lake_root
     pseudonyms = Pseudonymizer(settings.pseudonym_key.get_secret_value().encode())
     terminology = load_terminology(settings.local_codes_file)
+    with database.session() as session:
+        if site is not None:
+            require_site(session, site)
+        registered = {tag: known.code for known in list_sites(session) for tag in known.tag_values}
     batch_id = new_id("batch")
     started = utcnow()
     source = ", ".join(str(p) for p in paths)
@@ -142,7 +149,7 @@ def ingest_paths(
     skipped: Counter[str] = Counter()
     rules: Counter[str] = Counter()
     per_site: Counter[str] = Counter()
-    ctx = Context(site or DEFAULT_SITE, pseudonyms, terminology, isoformat_utc(started))
+    ctx = Context(site or DEFAULT_SITE, pseudonyms, terminology, isoformat_utc(started), registered)
     chunks = pending_chunks(paths, ctx, chunk_resources=_chunk_resources())
 
     def commit(chunk: ChunkNormalization) -> NormalizeResult:
