@@ -39,6 +39,12 @@ from vitalops.terminology import UnitError, normalize_unit_text, to_canonical
 SKIPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
 CATEGORY_KINDS = {"vital-signs": "vital", "laboratory": "lab"}
 NUMERIC_KINDS = frozenset({"vital", "lab", "observation"})
+#: The value[x] types of an R4 Observation (and its components): only these names are ever
+#: repeated in a skip or quarantine reason, since an element name is input too.
+VALUE_TYPES = frozenset({
+    "valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger", "valueRange",
+    "valueRatio", "valueSampledData", "valueTime", "valueDateTime", "valuePeriod",
+})
 
 
 def _category_kind(resource: dict[str, Any]) -> str:
@@ -63,7 +69,7 @@ def _quantity(quantity: Any, concept: Any, where: str) -> tuple[float, str | Non
     try:
         return to_canonical(concept, value, raw_unit), concept.canonical_unit
     except UnitError as exc:
-        raise Rejected(exc.rule, f"{where}: {exc.message}") from None
+        raise Rejected(exc.rule, f"{where}.unit: {exc.message}") from None
 
 
 _Value = tuple[float | None, str | None, str | None]
@@ -88,10 +94,13 @@ def _value(holder: dict[str, Any], concept: Any, where: str) -> _Value | None:
         return number, None, unit
     for name in holder:
         if name.startswith("value") and name[5:6].isupper():
+            element = name if name in VALUE_TYPES else "value[x]"
             if concept is not None and concept.canonical_unit:
-                raise Rejected("value.not_numeric", f"{where}{name} of numeric concept {concept.name} is not a number")
+                raise Rejected(
+                    "value.not_numeric", f"{where}{element} of numeric concept {concept.name} is not a number"
+                )
             # Free text, ranges, ratios, sampled data...: not facts (free text may hold PHI).
-            raise Skipped(f"value type {name} not ingested")
+            raise Skipped(f"value type {element} not ingested")
     return None
 
 

@@ -60,7 +60,6 @@ EXTRACTORS: dict[str, Extractor] = {
 }
 #: Reader errors that are valid FHIR yielding nothing (skipped), rather than bad input.
 _SKIPPED_READER_ERRORS = {"bundle.delete_entry": "bundle entry is a DELETE request"}
-_MAX_TYPE_TEXT = 40
 _TEXT_POSITIONS = tuple(i for i, name in enumerate(ROW_FIELDS) if COLUMN_TYPES[name] == pa.string())
 
 
@@ -308,7 +307,7 @@ def _unsupported(
                 record,
                 None,
                 "resource.unknown_type",
-                f"resourceType {resource_type[:_MAX_TYPE_TEXT]!r} is not a FHIR R4 type",
+                "resourceType: not a FHIR R4 resource type",
                 ctx,
             )
         )

@@ -95,14 +95,13 @@ _SNAP_DENOMINATOR = 1_000_000
 _SNAP_TOLERANCE = 1e-14
 _SPACES = re.compile(r"\s+")
 _SPACES_AROUND_SLASH = re.compile(r"\s*/\s*")
-#: How much of a unit's text an error message quotes: units are not patient data, but feeds put
-#: free text anywhere, so a message never carries more than a unit-sized fragment.
-_QUOTED_UNIT_CHARS = 24
 
 
 class UnitError(InvalidInput):
     """A value's unit cannot be brought to its concept's canonical unit; ``rule`` is a stable id
-    (``unit.unknown``, ``unit.unconvertible``, ``unit.missing``) that quarantine records carry."""
+    (``unit.unknown``, ``unit.unconvertible``, ``unit.missing``) that quarantine records carry.
+    The message names the concept and the rule, never the unit's text: feeds put free text (a
+    name, a note) anywhere, and quarantine reasons and logs must not carry it."""
 
     code = "unit_error"
 
@@ -125,10 +124,6 @@ def normalize_unit_text(unit: str) -> str:
     return mapped if mapped is not None else compact
 
 
-def _quoted(unit: str) -> str:
-    return repr(unit[:_QUOTED_UNIT_CHARS] + ("..." if len(unit) > _QUOTED_UNIT_CHARS else ""))
-
-
 @functools.cache
 def _ucum_registry() -> Any:
     # Imported here: building the UCUM grammar and pint registry takes about half a second, which only
@@ -144,7 +139,7 @@ def _parse(ucum: str) -> Any:
     try:
         return _ucum_registry().from_ucum(ucum)
     except Exception as exc:  # ucumvert raises lark and pint errors of several kinds
-        raise UnitError(f"unit {_quoted(ucum)} is not a valid UCUM unit", rule=UNIT_UNKNOWN) from exc
+        raise UnitError("the unit is not a valid UCUM unit", rule=UNIT_UNKNOWN) from exc
 
 
 def _uses_equivalents(quantity: Any) -> bool:
@@ -211,7 +206,7 @@ def _conversion_for(concept: Concept, unit: str) -> tuple[float, float]:
             if into is not None and out_of is not None:
                 return _compose(_compose(into, factor), out_of)
     raise UnitError(
-        f"unit {_quoted(unit)} cannot be converted to {canonical} for concept {concept.name}",
+        f"the unit cannot be converted to {canonical} for concept {concept.name}",
         rule=UNIT_UNCONVERTIBLE,
         details={"concept": concept.name},
     )
@@ -227,7 +222,7 @@ def _cache_entry(concept: Concept, unit: str | None) -> tuple[Any, Any, bool]:
             return 1.0, 0.0, True
         return (
             UNIT_UNCONVERTIBLE,
-            f"concept {concept.name} has no unit, but the value came with unit {_quoted(text)}",
+            f"concept {concept.name} has no unit, but the value came with one",
             False,
         )
     if not text:
@@ -240,7 +235,7 @@ def _cache_entry(concept: Concept, unit: str | None) -> tuple[Any, Any, bool]:
         scale, offset = _conversion_for(concept, text)
     except UnitError as exc:
         if exc.rule == UNIT_UNKNOWN:
-            return exc.rule, f"unit {_quoted(text)} of concept {concept.name} is not a valid UCUM unit", False
+            return exc.rule, f"the unit is not a valid UCUM unit (concept {concept.name})", False
         return exc.rule, exc.message, False
     return scale, offset, True
 
@@ -250,8 +245,8 @@ def to_canonical(concept: Concept, value: float, unit: str | None) -> float:
 
     ``unit`` is the raw unit text of the source (normalized here). Raises UnitError with rule
     ``unit.missing`` (no unit on a numeric concept), ``unit.unknown`` (not UCUM) or
-    ``unit.unconvertible`` (no declared path to the canonical unit); the reason names the unit and
-    concept, never the value.
+    ``unit.unconvertible`` (no declared path to the canonical unit); the reason names the concept,
+    never the value or the unit's text.
     """
     try:
         entry = concept._unit_cache.get(unit)
