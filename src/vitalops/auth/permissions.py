@@ -41,6 +41,7 @@ class Permission(StrEnum):
     DEPLOY_PROMOTE = "deploy:promote"
     DEPLOY_ROLLBACK = "deploy:rollback"
     MONITORING_READ = "monitoring:read"
+    MONITORING_RUN = "monitoring:run"
     ALERTS_MANAGE = "alerts:manage"
     PREDICT = "predict"
     REVIEW_DECIDE = "review:decide"
@@ -67,7 +68,7 @@ MATRIX: dict[Role, frozenset[Permission]] = {
     Role.OPERATOR: frozenset(
         {
             _P.DATA_INGEST, _P.QUALITY_READ, _P.MODELS_READ, _P.DEPLOY_SHADOW, _P.DEPLOY_ROLLBACK,
-            _P.MONITORING_READ, _P.ALERTS_MANAGE,
+            _P.MONITORING_READ, _P.MONITORING_RUN, _P.ALERTS_MANAGE,
         }
     ),
     Role.CLINICIAN: frozenset({_P.PREDICT, _P.REVIEW_DECIDE, _P.FEEDBACK_WRITE, _P.MODELS_READ}),

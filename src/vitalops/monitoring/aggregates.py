@@ -1,0 +1,300 @@
+"""The aggregation step: the prediction log (database rows and the lake's archive) and the lake's
+facts reduced with DuckDB to small per-window aggregates, which the statistics then judge.
+
+Windows are fixed-length intervals aligned to the Unix epoch in UTC (a ``1d`` window runs from
+midnight to midnight UTC). Every aggregate is keyed by (version, site, window start in
+microseconds since the epoch). Patient keys are read only to resample patients for intervals; they
+never leave this process in a result.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vitalops.core.clock import as_utc
+from vitalops.db.tables.cdshooks import CardFeedbackRow
+from vitalops.db.tables.registry import ModelRow, ModelVersionRow
+from vitalops.db.tables.serving import OutcomeRow, PredictionRow
+from vitalops.lake.archive import PredictionArchive
+from vitalops.monitoring.stats import Distribution
+
+_TS = pa.timestamp("us", tz="UTC")
+PREDICTION_COLUMNS = pa.schema([
+    ("prediction_id", pa.string()), ("at", _TS), ("version", pa.int64()), ("site", pa.string()),
+    ("mode", pa.string()), ("score", pa.float64()), ("decision", pa.bool_()),
+    ("features", pa.list_(pa.float64())), ("latency_ms", pa.float64()), ("patient_key", pa.string()),
+])
+Key = tuple[int, str, int]  # version, site, window start (us since the epoch)
+
+
+def epoch_us(moment: datetime) -> int:
+    delta = as_utc(moment) - datetime(1970, 1, 1, tzinfo=as_utc(moment).tzinfo)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def prediction_rows(session: Session, lake_root: str, model: str, start: datetime, end: datetime,
+                    site: str | None) -> pa.Table:
+    """The model's logged predictions made in ``[start, end)`` (at ``site``), from the database and
+    the archive; a prediction in both (a crash while archiving) counts once."""
+    model_row = session.scalar(select(ModelRow).where(ModelRow.name == model))
+    if model_row is None:
+        return PREDICTION_COLUMNS.empty_table()
+    numbers = {row[0]: row[1] for row in session.execute(
+        select(ModelVersionRow.id, ModelVersionRow.number).where(ModelVersionRow.model_id == model_row.id))}
+    query = select(PredictionRow.id, PredictionRow.at, PredictionRow.version_id, PredictionRow.site,
+                   PredictionRow.mode, PredictionRow.score, PredictionRow.decision, PredictionRow.features_json,
+                   PredictionRow.latency_ms, PredictionRow.patient_key).where(
+        PredictionRow.model_id == model_row.id, PredictionRow.at >= as_utc(start), PredictionRow.at < as_utc(end))
+    if site is not None:
+        query = query.where(PredictionRow.site == site)
+    rows = session.execute(query).all()
+    logged = pa.table({
+        "prediction_id": pa.array([r[0] for r in rows], pa.string()),
+        "at": pa.array([as_utc(r[1]) for r in rows], _TS),
+        "version": pa.array([numbers[r[2]] for r in rows], pa.int64()),
+        "site": pa.array([r[3] for r in rows], pa.string()),
+        "mode": pa.array([r[4] for r in rows], pa.string()),
+        "score": pa.array([r[5] for r in rows], pa.float64()),
+        "decision": pa.array([r[6] for r in rows], pa.bool_()),
+        "features": pa.array([orjson.loads(r[7]) for r in rows], pa.list_(pa.float64())),
+        "latency_ms": pa.array([r[8] for r in rows], pa.float64()),
+        "patient_key": pa.array([r[9] for r in rows], pa.string()),
+    }, schema=PREDICTION_COLUMNS)
+    archive = PredictionArchive(lake_root)
+    if not archive.exists():
+        return logged
+    where = (pc.field("model") == model) & (pc.field("at") >= pa.scalar(as_utc(start), _TS)) \
+        & (pc.field("at") < pa.scalar(as_utc(end), _TS))
+    if site is not None:
+        where = where & (pc.field("site") == site)
+    archived = archive.dataset().to_table(columns=PREDICTION_COLUMNS.names, filter=where).cast(PREDICTION_COLUMNS)
+    if logged.num_rows:
+        archived = archived.filter(pc.invert(pc.is_in(archived["prediction_id"], value_set=logged["prediction_id"])))
+    return pa.concat_tables([logged, archived])
+
+
+def first_prediction_at(session: Session, lake_root: str, model: str) -> datetime | None:
+    """When the model's earliest logged prediction (database or archive) was made."""
+    from sqlalchemy import func
+
+    first = session.scalar(select(func.min(PredictionRow.at)).join(ModelRow, ModelRow.id == PredictionRow.model_id)
+                           .where(ModelRow.name == model))
+    moments = [as_utc(first)] if first is not None else []
+    archive = PredictionArchive(lake_root)
+    if archive.exists():
+        at = archive.dataset().to_table(columns=["at"], filter=pc.field("model") == model)["at"]
+        if len(at):
+            moments.append(as_utc(pc.min(at).as_py()))
+    return min(moments) if moments else None
+
+
+@dataclass
+class WindowAggregates:
+    """Per (version, site, window): each feature's Distribution, the scores' Distribution, counts,
+    flags and latency quantiles; labelled rows for the windows whose outcomes are known."""
+
+    feature_names: dict[int, list[str]]
+    features: dict[Key, dict[str, Distribution]] = field(default_factory=dict)
+    scores: dict[Key, Distribution] = field(default_factory=dict)
+    volume: dict[Key, int] = field(default_factory=dict)
+    flagged: dict[Key, int] = field(default_factory=dict)
+    latency: dict[Key, tuple[int, float | None, float | None, float | None]] = field(default_factory=dict)
+    modes: dict[Key, list[str]] = field(default_factory=dict)
+
+
+def aggregate_predictions(predictions: pa.Table, window_us: int, feature_names: dict[int, list[str]]
+                          ) -> WindowAggregates:
+    """One DuckDB pass per aggregate over ``predictions`` (``PREDICTION_COLUMNS``)."""
+    import duckdb
+
+    result = WindowAggregates(feature_names)
+    if predictions.num_rows == 0:
+        return result
+    connection = duckdb.connect()
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.register("p", predictions.drop_columns(["patient_key"]))
+        bucket = f'(epoch_us("at") - epoch_us("at") % {int(window_us)})'
+        for version, site, start, n, flagged, p50, p95, p99, n_latency, modes in connection.sql(f"""
+            SELECT version, site, {bucket} AS w, count(*), count(*) FILTER (WHERE decision),
+                   quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.95), quantile_cont(latency_ms, 0.99),
+                   count(latency_ms), list(DISTINCT mode ORDER BY mode)
+            FROM p GROUP BY ALL""").fetchall():
+            key = (int(version), str(site), int(start))
+            result.volume[key], result.flagged[key], result.modes[key] = int(n), int(flagged), list(modes)
+            result.latency[key] = (int(n_latency), p50, p95, p99)
+        scores = connection.sql(f"""
+            SELECT version, site, {bucket} AS w, score, count(*) AS n FROM p GROUP BY ALL
+            ORDER BY version, site, w, score""").to_arrow_table()
+        for key, values, counts in _groups(scores, "score"):
+            result.scores[key] = Distribution.from_counts(values, counts)
+        values = connection.sql(f"""
+            SELECT version, site, w, position, value, count(*) AS n FROM (
+                SELECT version, site, {bucket} AS w, unnest(features) AS value,
+                       unnest(generate_series(1, len(features))) AS position FROM p)
+            GROUP BY ALL ORDER BY version, site, w, position, value""").to_arrow_table()
+    finally:
+        connection.close()
+    _feature_distributions(values, result)
+    return result
+
+
+def _groups(table: pa.Table, value: str, extra: tuple[str, ...] = ()) -> Any:
+    """(key, values, counts) per run of equal (version, site, w, *extra) in a sorted aggregate."""
+    if table.num_rows == 0:
+        return
+    columns = [table[c].to_numpy(zero_copy_only=False) for c in ("version", "site", "w", *extra)]
+    keys = list(zip(*[c.tolist() for c in columns], strict=True))
+    values = table[value].to_numpy(zero_copy_only=False)
+    counts = table["n"].to_numpy(zero_copy_only=False).astype(np.float64)
+    start = 0
+    for index in range(1, len(keys) + 1):
+        if index == len(keys) or keys[index] != keys[start]:
+            key = keys[start]
+            yield (int(key[0]), str(key[1]), int(key[2]), *key[3:]), values[start:index], counts[start:index]
+            start = index
+
+
+def _feature_distributions(table: pa.Table, result: WindowAggregates) -> None:
+    grouped: dict[Key, dict[str, Distribution]] = defaultdict(dict)
+    for (version, site, start, position), values, counts in _groups(table, "value", ("position",)):
+        names = result.feature_names.get(version, [])
+        if not 1 <= int(position) <= len(names):
+            continue
+        present = ~np.isnan(values.astype(np.float64))  # nulls arrive as NaN in numpy
+        grouped[(version, site, start)][names[int(position) - 1]] = Distribution.from_counts(
+            values[present], counts[present], int(counts[~present].sum()))
+    result.features.update(grouped)
+
+
+@dataclass
+class Labelled:
+    scores: np.ndarray
+    outcomes: np.ndarray
+    decisions_threshold: float
+    patient_keys: np.ndarray
+
+
+def labelled_predictions(session: Session, predictions: pa.Table, window_us: int, thresholds: dict[int, float]
+                         ) -> dict[Key, Labelled]:
+    """Per (version, site, window): the scores and observed outcomes of predictions that have one
+    (``/v1/outcomes``; when sources disagree, the most recently recorded)."""
+    if predictions.num_rows == 0:
+        return {}
+    ids = predictions["prediction_id"].to_pylist()
+    outcomes: dict[str, tuple[datetime, int]] = {}
+    for chunk in range(0, len(ids), 5000):
+        for prediction_id, outcome, recorded_at in session.execute(
+                select(OutcomeRow.prediction_id, OutcomeRow.outcome, OutcomeRow.recorded_at)
+                .where(OutcomeRow.prediction_id.in_(ids[chunk:chunk + 5000]))).all():
+            known = outcomes.get(prediction_id)
+            if known is None or as_utc(recorded_at) > known[0]:
+                outcomes[prediction_id] = (as_utc(recorded_at), int(outcome))
+    grouped: dict[Key, list[tuple[float, int, str]]] = defaultdict(list)
+    at = pc.cast(predictions["at"], pa.int64()).to_numpy(zero_copy_only=False)
+    columns = zip(ids, predictions["version"].to_pylist(), predictions["site"].to_pylist(),
+                  predictions["score"].to_pylist(), predictions["patient_key"].to_pylist(), at, strict=True)
+    for prediction_id, version, site, score, patient_key, moment in columns:
+        if prediction_id in outcomes:
+            key = (int(version), str(site), int(moment) // window_us * window_us)
+            grouped[key].append((float(score), outcomes[prediction_id][1], patient_key or prediction_id))
+    return {key: Labelled(np.asarray([r[0] for r in rows]), np.asarray([r[1] for r in rows], dtype=np.int64),
+                          thresholds[key[0]], np.asarray([r[2] for r in rows], dtype=object))
+            for key, rows in grouped.items()}
+
+
+def feedback_counts(session: Session, predictions: pa.Table, window_us: int) -> dict[Key, tuple[int, int]]:
+    """Per (version, site, window of the prediction): (feedback items, overrides) of CDS cards that
+    showed these predictions."""
+    if predictions.num_rows == 0:
+        return {}
+    ids = predictions["prediction_id"].to_pylist()
+    at = pc.cast(predictions["at"], pa.int64()).to_numpy(zero_copy_only=False)
+    owner = {prediction_id: (int(version), str(site), int(moment) // window_us * window_us)
+             for prediction_id, version, site, moment in zip(ids, predictions["version"].to_pylist(),
+                                                             predictions["site"].to_pylist(), at, strict=True)}
+    counts: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
+    for chunk in range(0, len(ids), 5000):
+        for prediction_id, outcome in session.execute(
+                select(CardFeedbackRow.prediction_id, CardFeedbackRow.outcome)
+                .where(CardFeedbackRow.prediction_id.in_(ids[chunk:chunk + 5000]))).all():
+            key = owner[prediction_id]
+            counts[key][0] += 1
+            counts[key][1] += outcome == "overridden"
+    return {key: (value[0], value[1]) for key, value in counts.items()}
+
+
+@dataclass
+class QualityAggregates:
+    """Per (site, window, concept): (numeric facts, outside the plausible range) and (facts with a
+    unit, in a source unit other than the canonical one, when the facts record it); per site, the
+    latest ``known_at`` (us) in each window, for freshness."""
+
+    ranges: dict[tuple[str, int, str], tuple[int, int]] = field(default_factory=dict)
+    units: dict[tuple[str, int, str], tuple[int, int]] = field(default_factory=dict)
+    latest_known: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    records_source_unit: bool = False
+
+
+def aggregate_quality(lake_root: str, sites: list[str], start: datetime, end: datetime, window_us: int
+                      ) -> QualityAggregates:
+    """The facts of ``sites`` effective in ``[start, end)``, reduced per window and concept."""
+    import duckdb
+
+    from vitalops.lake.facts import FactsStore
+    from vitalops.terminology import load_terminology
+
+    result = QualityAggregates()
+    if not sites:
+        return result
+    dataset = FactsStore(lake_root).dataset()
+    result.records_source_unit = "source_unit" in dataset.schema.names
+    site_list = pa.array(sites, pa.string())
+    connection = duckdb.connect()
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        columns = ["site", "concept", "value_num", "unit", "effective_at", "known_at"]
+        columns += ["source_unit"] if result.records_source_unit else []
+        facts = dataset.to_table(columns=columns, filter=pc.field("site").isin(site_list))
+        connection.register("facts", facts)
+        bounds = [(c.name, c.plausible_low, c.plausible_high) for c in load_terminology().concepts()
+                  if c.plausible_low is not None or c.plausible_high is not None]
+        connection.execute("CREATE TEMP TABLE bounds (concept VARCHAR, low DOUBLE, high DOUBLE)")
+        if bounds:
+            connection.executemany("INSERT INTO bounds VALUES (?, ?, ?)", bounds)
+        bucket = f"(epoch_us(effective_at) - epoch_us(effective_at) % {int(window_us)})"
+        window = {"start": epoch_us(start), "end": epoch_us(end)}
+        for site, w, concept, n, outside in connection.execute(f"""
+            SELECT site, {bucket} AS w, f.concept, count(*),
+                   count(*) FILTER (WHERE value_num < coalesce(low, -'inf'::DOUBLE)
+                                       OR value_num > coalesce(high, 'inf'::DOUBLE))
+            FROM facts f JOIN bounds b ON f.concept = b.concept
+            WHERE value_num IS NOT NULL AND epoch_us(effective_at) >= $start AND epoch_us(effective_at) < $end
+            GROUP BY ALL""", window).fetchall():
+            result.ranges[(str(site), int(w), str(concept))] = (int(n), int(outside))
+        if result.records_source_unit:
+            for site, w, concept, n, other in connection.execute(f"""
+                SELECT site, {bucket} AS w, concept, count(*),
+                       count(*) FILTER (WHERE source_unit IS DISTINCT FROM unit)
+                FROM facts WHERE unit IS NOT NULL AND concept IS NOT NULL
+                  AND epoch_us(effective_at) >= $start AND epoch_us(effective_at) < $end
+                GROUP BY ALL""", window).fetchall():
+                result.units[(str(site), int(w), str(concept))] = (int(n), int(other))
+        known = f"(epoch_us(known_at) - epoch_us(known_at) % {int(window_us)})"
+        for site, w, latest in connection.execute(f"""
+            SELECT site, {known} AS w, max(epoch_us(known_at)) FROM facts
+            WHERE epoch_us(known_at) < $end GROUP BY ALL ORDER BY site, w""", {"end": epoch_us(end)}).fetchall():
+            result.latest_known.setdefault(str(site), []).append((int(w), int(latest)))
+    finally:
+        connection.close()
+    return result

@@ -1,0 +1,154 @@
+"""The registry of monitored metrics: a stable id, what it measures, its test and binning, and the
+default rule that sets a result's status to ``flagged``.
+
+An id is a family (``input_drift.psi``) and, for families measured per feature or per concept, an
+argument after a slash (``input_drift.psi/creatinine_last``). An id never changes meaning: a new
+statistic is a new family. ``get_metric`` refuses an id whose family is not registered, so an alert
+rule that names an unknown metric is refused when it is filed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from vitalops.errors import InvalidInput
+
+#: Rows a window needs before a drift statistic is judged; below it: ``insufficient_data``.
+MIN_ROWS_DRIFT = 100
+#: Labelled rows, and rows of each outcome class, a window needs for performance and calibration.
+MIN_ROWS_PERFORMANCE = 50
+MIN_CLASS_ROWS = 5
+#: Facts per concept a window needs for data-quality rates.
+MIN_FACTS_QUALITY = 20
+
+Per = Literal["feature", "concept"]
+Source = Literal["predictions", "outcomes", "feedback", "facts"]
+_ARGUMENT = re.compile(r"^[A-Za-z0-9_.\-]{1,120}$")
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    """One family of metrics. ``per`` says what the id's argument names (None: no argument)."""
+
+    family: str
+    title: str
+    unit: str
+    source: Source
+    test: str
+    flagged_when: str
+    per: Per | None = None
+    min_n: int = 1
+    version_specific: bool = True
+
+    def metric_id(self, argument: str | None = None) -> str:
+        if (argument is None) != (self.per is None):
+            raise InvalidInput(f"metric '{self.family}' " + (f"is measured per {self.per}: name one after a slash"
+                                                              if self.per else "takes no argument"),
+                               details={"field": "metric"})
+        return self.family if argument is None else f"{self.family}/{argument}"
+
+
+def _m(*args: object, **kwargs: object) -> MetricDefinition:
+    return MetricDefinition(*args, **kwargs)  # type: ignore[arg-type]
+
+
+_DRIFT_TEST = ("deciles of the version's training reference (inner edges np.quantile, linear; outer bins open), "
+               "shares floored at 1e-4")
+METRICS: dict[str, MetricDefinition] = {m.family: m for m in (
+    _m("input_drift.psi", "population stability index of a feature", "PSI", "predictions",
+       f"PSI over {_DRIFT_TEST}; categorical features (at most 5 distinct values): one bin per category",
+       "PSI >= 0.2 and the KS test (chi-square for a categorical feature) p < 0.01, or the 'vitalops' rule's "
+       "other effect size (robust Wasserstein >= 0.1, or a category's share moved by 0.1) with that p",
+       per="feature", min_n=MIN_ROWS_DRIFT),
+    _m("input_drift.wasserstein", "Wasserstein distance of a feature, over the reference's IQR / 1.349",
+       "reference robust SDs", "predictions",
+       "W1 between the window's values and the reference's, exact on the value counts, divided by the "
+       "reference IQR / 1.349; details hold Evidently's normed value (over the reference SD)",
+       ">= 0.1 and the KS p < 0.01", per="feature", min_n=MIN_ROWS_DRIFT),
+    _m("input_drift.evidently", "Evidently 0.7's default drift test of a feature, for comparability",
+       "the test's p-value or distance", "predictions",
+       "reference <= 1,000 rows: KS (numeric) or chi-square goodness of fit (categorical), p-value; above: "
+       "Wasserstein over the reference SD (numeric) or Jensen-Shannon distance (categorical)",
+       "p < 0.05, or distance >= 0.1", per="feature", min_n=MIN_ROWS_DRIFT),
+    _m("input_drift.missing_rate", "share of rows without a value for a feature", "fraction", "predictions",
+       "rows whose logged value is null over rows; against the reference's rate (chi-square 2 x 2)",
+       "the rate moved by 0.1 or more from the reference's and the chi-square p < 0.01",
+       per="feature", min_n=MIN_ROWS_DRIFT),
+    _m("prediction_drift.score_psi", "population stability index of the scores", "PSI", "predictions",
+       f"PSI of the scores over {_DRIFT_TEST}", "PSI >= 0.2 and the KS p < 0.01", min_n=MIN_ROWS_DRIFT),
+    _m("prediction_drift.flag_rate", "share of predictions at or over the version's threshold", "fraction",
+       "predictions", "decisions over predictions; against the reference's flag rate at the same threshold",
+       "ratio to the reference outside 0.8-1.25 and the chi-square 2 x 2 p < 0.01", min_n=MIN_ROWS_DRIFT),
+    _m("ops.latency_ms.p50", "median latency of online predictions", "ms", "predictions",
+       "quantile_cont over the window's logged latencies (batch rows have none)", "never (alert rules judge it)"),
+    _m("ops.latency_ms.p95", "95th percentile latency of online predictions", "ms", "predictions",
+       "quantile_cont over the window's logged latencies", "never (alert rules judge it)"),
+    _m("ops.latency_ms.p99", "99th percentile latency of online predictions", "ms", "predictions",
+       "quantile_cont over the window's logged latencies", "never (alert rules judge it)"),
+    _m("ops.volume", "predictions logged", "predictions", "predictions", "count of logged rows (served and "
+       "shadow, online and batch) of the version at the site in the window", "never (alert rules judge it)",
+       min_n=0),
+    _m("workflow.override_rate", "share of card feedback that overrode the card", "fraction", "feedback",
+       "CDS Hooks feedback items 'overridden' over all items, by the time of the feedback, for the version's "
+       "predictions at the site", "never (alert rules judge it)", min_n=MIN_FACTS_QUALITY),
+    _m("quality.out_of_range_rate", "share of a concept's numeric facts outside its plausible range",
+       "fraction", "facts", "facts effective in the window at the site outside the terminology's plausible "
+       "range, over the concept's numeric facts", ">= 0.02", per="concept", min_n=MIN_FACTS_QUALITY,
+       version_specific=False),
+    _m("quality.unit_mix", "share of a concept's facts that arrived in a unit other than its canonical one",
+       "fraction", "facts", "facts whose source unit differs from the canonical unit, over the concept's facts "
+       "(computed only when the facts table records the source unit)", "never (alert rules judge it)",
+       per="concept", min_n=MIN_FACTS_QUALITY, version_specific=False),
+    _m("quality.freshness_hours", "hours from the latest fact known at the site to the window's end", "hours",
+       "facts", "window end minus the latest known_at at or before it", "> 24", min_n=0,
+       version_specific=False),
+    _m("calibration.intercept", "calibration-in-the-large once labels have matured", "log-odds", "outcomes",
+       "intercept of the logistic recalibration line y ~ a + b logit(score) (validation's fit), windows whose "
+       "label horizon has passed; 95% interval over resampled patients", "|intercept| >= 0.5"
+       " and the interval excludes 0", min_n=MIN_ROWS_PERFORMANCE),
+    _m("calibration.slope", "calibration slope once labels have matured", "slope", "outcomes",
+       "slope of the logistic recalibration line; 95% interval over resampled patients",
+       "outside 0.7-1.3 and the interval excludes 1", min_n=MIN_ROWS_PERFORMANCE),
+    _m("performance.auroc", "AUROC once labels have matured", "AUROC", "outcomes",
+       "AUROC of the window's labelled predictions; 95% interval over resampled patients",
+       "never (alert rules judge it against the version's validation)", min_n=MIN_ROWS_PERFORMANCE),
+    _m("performance.brier", "Brier score once labels have matured", "Brier", "outcomes",
+       "mean squared error of the scores; 95% interval over resampled patients", "never (alert rules judge it)",
+       min_n=MIN_ROWS_PERFORMANCE),
+    _m("performance.sensitivity", "sensitivity at the version's threshold", "fraction", "outcomes",
+       "flagged positives over positives; 95% interval over resampled patients", "never (alert rules judge it)",
+       min_n=MIN_ROWS_PERFORMANCE),
+    _m("performance.specificity", "specificity at the version's threshold", "fraction", "outcomes",
+       "unflagged negatives over negatives; 95% interval over resampled patients",
+       "never (alert rules judge it)", min_n=MIN_ROWS_PERFORMANCE),
+    _m("performance.ppv", "positive predictive value at the version's threshold", "fraction", "outcomes",
+       "positives among flagged predictions; 95% interval over resampled patients",
+       "never (alert rules judge it)", min_n=MIN_ROWS_PERFORMANCE),
+)}
+
+
+def get_metric(metric_id: str) -> MetricDefinition:
+    """The definition of ``metric_id`` (a family, with its argument where it takes one).
+
+    Raises InvalidInput naming the problem: an unknown family, a missing or unexpected argument.
+    """
+    family, slash, argument = metric_id.partition("/")
+    definition = METRICS.get(family)
+    if definition is None:
+        raise InvalidInput(f"unknown metric '{metric_id[:200]}'; the known families are "
+                           + ", ".join(sorted(METRICS)), details={"field": "metric"})
+    if slash and (definition.per is None or not _ARGUMENT.match(argument)):
+        raise InvalidInput(f"metric '{family}' " + (f"needs a {definition.per} name of letters, digits, '_', '.' "
+                                                     "or '-' after the slash" if definition.per
+                                                     else "takes no argument"), details={"field": "metric"})
+    if not slash and definition.per is not None:
+        raise InvalidInput(f"metric '{family}' is measured per {definition.per}: name one, as "
+                           f"'{family}/<{definition.per}>'", details={"field": "metric"})
+    return definition
+
+
+def list_metrics() -> list[MetricDefinition]:
+    """Every registered family, by id."""
+    return [METRICS[family] for family in sorted(METRICS)]
