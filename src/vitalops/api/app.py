@@ -13,7 +13,18 @@ from vitalops import __version__
 from vitalops.api.middleware import ApiMetrics, RequestContextMiddleware
 from vitalops.api.openapi import install_docs
 from vitalops.api.problems import install_problem_handlers
-from vitalops.api.routes import audit, cdshooks, deployments, health, models, predictions, review, sites, users
+from vitalops.api.routes import (
+    audit,
+    cdshooks,
+    deployments,
+    health,
+    models,
+    monitoring,
+    predictions,
+    review,
+    sites,
+    users,
+)
 from vitalops.auth.denials import WINDOW_SECONDS, DenialWindows
 from vitalops.core.logging import configure_logging, redact_server_logs
 from vitalops.core.settings import Settings, get_settings
@@ -22,7 +33,7 @@ from vitalops.db.migrate import upgrade
 
 ROUTERS = (
     health.router, audit.router, users.router, users.self_service, sites.router, models.router, deployments.router,
-    predictions.router, cdshooks.router, review.router,
+    predictions.router, cdshooks.router, review.router, monitoring.router,
 )
 
 

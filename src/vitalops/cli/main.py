@@ -21,6 +21,7 @@ from vitalops.cli import (
     ingest_cmd,
     init_cmd,
     models_cmd,
+    monitor_cmd,
     online_cmd,
     pccp_cmd,
     predict_cmd,
@@ -61,6 +62,7 @@ COMMAND_MODULES = (
     online_cmd,
     ehr_cmd,
     review_cmd,
+    monitor_cmd,
 )
 
 log = logging.getLogger("vitalops.cli")

@@ -16,8 +16,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from vitalops.auth import Permission, Principal, authorize
 from vitalops.core.clock import as_utc
+from vitalops.db import Database
 from vitalops.db.tables.monitoring import MonitoringResultRow
+from vitalops.db.tables.registry import ModelRow
+from vitalops.errors import NotFound
 from vitalops.monitoring.metrics import METRICS, get_metric
 
 Status = Literal["ok", "insufficient_data", "flagged"]
@@ -146,3 +150,27 @@ def latest_results(session: Session, *, model: str, metric_id: str | None = None
     for row in session.scalars(query):
         latest.setdefault((row.metric_id, row.version, row.site), _from_row(row))
     return list(latest.values())
+
+
+def query_results(
+    database: Database,
+    actor: Principal,
+    *,
+    model: str,
+    metric_id: str | None = None,
+    site: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    latest: bool = False,
+    limit: int = READ_LIMIT,
+) -> list[MetricResult]:
+    """``read_results`` (or, with ``latest``, ``latest_results``) for a principal: needs
+    ``monitoring:read``; NotFound for an unknown model, InvalidInput for an unknown metric."""
+    authorize(database, actor, Permission.MONITORING_READ, object_type="model", object_id=model)
+    with database.read_session() as session:
+        if session.scalar(select(ModelRow.id).where(ModelRow.name == model)) is None:
+            raise NotFound(f"no model '{model}'", details={"field": "model"})
+        if latest:
+            return latest_results(session, model=model, metric_id=metric_id, site=site)
+        return read_results(session, model=model, metric_id=metric_id, site=site, since=since, until=until,
+                            limit=limit)

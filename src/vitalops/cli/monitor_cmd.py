@@ -1,0 +1,84 @@
+"""``vitalops monitor run`` and ``vitalops monitor show``: compute every metric for each complete
+window, and read the latest value and flag of each."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from vitalops.cli.context import cli_principal, cli_settings, open_database
+from vitalops.cli.output import JsonOption, console, emit, rows_table
+
+
+def _number(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def render_run(summary: dict[str, Any]) -> None:
+    for model in summary["models"]:
+        console.print(f"{model['model']}: {model['windows']} windows of {summary['window']} from {model['since']} "
+                      f"to {model['until']}, {model['results']} results")
+    flagged = [{**row, "value": _number(row["value"])} for row in summary["flagged"]]
+    if flagged:
+        console.print(rows_table(flagged, ["metric_id", "site", "version", "window_start", "value"],
+                                 title=f"{len(flagged)} flagged"))
+    else:
+        console.print("nothing flagged")
+
+
+def render_show(document: dict[str, Any]) -> None:
+    rows = [{"metric": r["metric_id"], "version": r["version"], "site": r["site"],
+             "window": f"{r['window_start'][:16]} - {r['window_end'][:16]}", "value": _number(r["value"]),
+             "n": r["n"], "status": r["status"]} for r in document["results"]]
+    console.print(rows_table(rows, ["metric", "version", "site", "window", "value", "n", "status"],
+                             title=f"Latest monitoring results of {document['model']}"))
+
+
+def register(app: typer.Typer) -> None:
+    monitor = typer.Typer(help="Monitoring: data quality, drift, performance and operations per window.",
+                          no_args_is_help=True)
+    app.add_typer(monitor, name="monitor")
+
+    @monitor.command("run")
+    def run(
+        model: Annotated[str | None, typer.Option("--model", help="One model (default: every model).")] = None,
+        site: Annotated[str | None, typer.Option("--site", help="One site (default: every site).")] = None,
+        window: Annotated[str, typer.Option("--window", help="Window length: 1d, 7d, 6h.")] = "1d",
+        since: Annotated[str | None, typer.Option("--since", help="From this time (ISO; default: the first "
+                                                  "prediction).")] = None,
+        until: Annotated[str | None, typer.Option("--until", help="Up to this time (ISO; default: now).")] = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Compute every metric for each complete window; a window computed again changes nothing."""
+        from vitalops.artifacts import open_store
+        from vitalops.cli.audit_cmd import parse_time
+        from vitalops.monitoring.engine import parse_window, run_monitoring
+
+        length = parse_window(window)
+        settings = cli_settings()
+        database = open_database(settings)
+        principal = cli_principal(database, settings)
+        summary = run_monitoring(
+            database, principal, lake_root=settings.lake_root, store=open_store(settings.artifacts_root),
+            model=model, site=site, window=length, since=None if since is None else parse_time(since, "--since"),
+            until=None if until is None else parse_time(until, "--until"),
+        )
+        emit(summary, as_json, render_run)
+
+    @monitor.command("show")
+    def show(
+        model: Annotated[str, typer.Option("--model", help="The model.")],
+        metric: Annotated[str | None, typer.Option("--metric", help="A metric id, or a family for all of its "
+                                                   "features.")] = None,
+        site: Annotated[str | None, typer.Option("--site", help="One site.")] = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """The latest window's value and status of each metric, version and site."""
+        from vitalops.monitoring.results import query_results
+
+        settings = cli_settings()
+        database = open_database(settings)
+        principal = cli_principal(database, settings)
+        results = query_results(database, principal, model=model, metric_id=metric, site=site, latest=True)
+        emit({"model": model, "results": [r.model_dump(mode="json") for r in results]}, as_json, render_show)
