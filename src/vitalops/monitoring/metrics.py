@@ -91,8 +91,8 @@ METRICS: dict[str, MetricDefinition] = {m.family: m for m in (
        "shadow, online and batch) of the version at the site in the window", "never (alert rules judge it)",
        min_n=0),
     _m("workflow.override_rate", "share of card feedback that overrode the card", "fraction", "feedback",
-       "CDS Hooks feedback items 'overridden' over all items, by the time of the feedback, for the version's "
-       "predictions at the site", "never (alert rules judge it)", min_n=MIN_FACTS_QUALITY),
+       "CDS Hooks feedback items 'overridden' over all items, for the version's predictions made in "
+       "the window at the site", "never (alert rules judge it)", min_n=MIN_FACTS_QUALITY),
     _m("quality.out_of_range_rate", "share of a concept's numeric facts outside its plausible range",
        "fraction", "facts", "facts effective in the window at the site outside the terminology's plausible "
        "range, over the concept's numeric facts", ">= 0.02", per="concept", min_n=MIN_FACTS_QUALITY,
