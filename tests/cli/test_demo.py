@@ -55,6 +55,9 @@ def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
     assert south and all((row.mode == "canary") == on_challenger_side(canary[2], str(row.patient_key), 20)
                          for row in south)
     assert all(example["factors"] for example in serving["examples"])
+    monitoring = summary["monitoring"]  # the replayed day, against each version's training reference
+    assert monitoring["windows"] == 1 and monitoring["results"] > 50
+    assert all(flag["site"] in {"north", "south"} for flag in monitoring["flagged"])
     assert summary["audit"]["ok"] is True and summary["audit"]["events"] > 20
     cards = summary["models"]["cards"]
     pages = {Path(card).name: Path(card).read_text() for card in cards}

@@ -214,6 +214,29 @@ class DemoSteps:
             render_serving(result)
         return result
 
+    def monitoring(self) -> dict[str, Any]:
+        """Monitoring over the replayed day's predictions: every metric for that day, and what it flags."""
+        from datetime import timedelta
+
+        from vitalops.artifacts import open_store
+        from vitalops.cli.monitor_cmd import render_run
+        from vitalops.monitoring.aggregates import first_prediction_at
+        from vitalops.monitoring.engine import run_monitoring
+        from vitalops.serving.demo import MODEL
+        with self.database.read_session() as session:
+            first = first_prediction_at(session, self.settings.lake_root, MODEL)
+        if first is None:
+            return {}
+        day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        result = run_monitoring(self.database, self.staff["omar"], lake_root=self.settings.lake_root,
+                                store=open_store(self.settings.artifacts_root), model=MODEL, since=day,
+                                until=day + timedelta(days=1))
+        if not self.as_json:
+            console.print(f"Monitoring of the replayed day against each version's training reference "
+                          f"(try: vitalops monitor show --model {MODEL}):", highlight=False)
+            render_run(result)
+        return result
+
     def audit(self) -> dict[str, Any]:
         from vitalops.audit import verify_chain
         self.heading("7. The audit trail")
@@ -310,6 +333,7 @@ def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
     summary["models"] = steps.models(summary["datasets"])
     clinician_key = next(entry["key"] for entry in keys if entry["user"] == "casey")
     summary["serving"] = steps.serving(summary["datasets"], clinician_key)
+    summary["monitoring"] = steps.monitoring()
     summary["audit"] = steps.audit()
     summary["rebuilt"] = True
     marker.write_text("ok\n", encoding="utf-8")
