@@ -20,11 +20,13 @@ from vitalops.db import Database
 from vitalops.errors import Unauthenticated
 
 
-def get_database(request: Request) -> Database:
+# Dependencies that only read the app's state are coroutines: FastAPI runs a plain function in its
+# thread pool, and a hop there and back per dependency costs more than the work under load.
+async def get_database(request: Request) -> Database:
     return request.app.state.database  # type: ignore[no-any-return]
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 

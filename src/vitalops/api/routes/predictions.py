@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, PrincipalDep, SettingsDep
@@ -29,16 +30,21 @@ router = APIRouter(tags=["predictions"])
 _context_lock = threading.Lock()
 
 
-def serving_context(request: Request, settings: SettingsDep, database: DatabaseDep) -> ServingContext:
-    """The app's serving context, made on first use (loaded versions stay warm for the worker's life;
-    concurrent requests share their log commits)."""
+async def serving_context(request: Request, settings: SettingsDep, database: DatabaseDep) -> ServingContext:
+    """The app's serving context, made on first use in the thread pool (loaded versions stay warm for
+    the worker's life; concurrent requests share their log commits); later calls read it in place."""
     context: ServingContext | None = getattr(request.app.state, "serving", None)
     if context is None:
-        with _context_lock:
-            context = getattr(request.app.state, "serving", None)
-            if context is None:
-                context = default_context(settings, writer=LogWriter(database))
-                request.app.state.serving = context
+        context = await run_in_threadpool(_make_context, request, settings, database)
+    return context
+
+
+def _make_context(request: Request, settings: Settings, database: Database) -> ServingContext:
+    with _context_lock:
+        context: ServingContext | None = getattr(request.app.state, "serving", None)
+        if context is None:
+            context = default_context(settings, writer=LogWriter(database))
+            request.app.state.serving = context
     return context
 
 
