@@ -42,6 +42,7 @@ class Permission(StrEnum):
     DEPLOY_ROLLBACK = "deploy:rollback"
     MONITORING_READ = "monitoring:read"
     MONITORING_RUN = "monitoring:run"
+    ALERTS_READ = "alerts:read"
     ALERTS_MANAGE = "alerts:manage"
     PREDICT = "predict"
     REVIEW_DECIDE = "review:decide"
@@ -57,22 +58,23 @@ MATRIX: dict[Role, frozenset[Permission]] = {
         {
             _P.DATA_INGEST, _P.DATA_DEID, _P.QUALITY_READ, _P.DATASETS_BUILD, _P.MODELS_READ, _P.MODELS_TRAIN,
             _P.MODELS_REGISTER, _P.PCCP_MANAGE, _P.PCCP_CHECK, _P.DEPLOY_SHADOW, _P.MONITORING_READ,
+            _P.ALERTS_READ,
         }
     ),
     Role.APPROVER: frozenset(
         {
             _P.MODELS_READ, _P.MODELS_APPROVE, _P.PCCP_CHECK, _P.PCCP_APPROVE, _P.PCCP_REVIEW, _P.PCCP_MANAGE,
-            _P.DEPLOY_SHADOW, _P.DEPLOY_PROMOTE, _P.QUALITY_READ, _P.MONITORING_READ, _P.AUDIT_READ,
+            _P.DEPLOY_SHADOW, _P.DEPLOY_PROMOTE, _P.QUALITY_READ, _P.MONITORING_READ, _P.AUDIT_READ, _P.ALERTS_READ,
         }
     ),
     Role.OPERATOR: frozenset(
         {
             _P.DATA_INGEST, _P.QUALITY_READ, _P.MODELS_READ, _P.DEPLOY_SHADOW, _P.DEPLOY_ROLLBACK,
-            _P.MONITORING_READ, _P.MONITORING_RUN, _P.ALERTS_MANAGE,
+            _P.MONITORING_READ, _P.MONITORING_RUN, _P.ALERTS_READ, _P.ALERTS_MANAGE,
         }
     ),
     Role.CLINICIAN: frozenset({_P.PREDICT, _P.REVIEW_DECIDE, _P.FEEDBACK_WRITE, _P.MODELS_READ}),
-    Role.AUDITOR: frozenset({_P.AUDIT_READ, _P.MODELS_READ, _P.QUALITY_READ, _P.MONITORING_READ}),
+    Role.AUDITOR: frozenset({_P.AUDIT_READ, _P.MODELS_READ, _P.QUALITY_READ, _P.MONITORING_READ, _P.ALERTS_READ}),
     Role.EHR: frozenset({_P.CDS_HOOKS_CALL, _P.FEEDBACK_WRITE}),
 }
 

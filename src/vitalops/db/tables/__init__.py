@@ -1,6 +1,7 @@
 """Every ORM table module, imported here so that ``Base.metadata`` is complete for Alembic and tests."""
 
 from vitalops.db.tables import (  # noqa: F401 - registers the tables
+    alerts,
     audit,
     cdshooks,
     governance,
