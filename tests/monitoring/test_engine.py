@@ -66,7 +66,10 @@ def test_a_unit_mislabel_at_one_site_is_flagged_there_only_and_every_id_is_regis
     ids = {r.metric_id for r in everything}
     assert {"ops.volume", "prediction_drift.score_psi", "prediction_drift.flag_rate", "input_drift.wasserstein/age",
             "input_drift.missing_rate/lactate_last", "input_drift.evidently/creatinine_last",
-            "quality.freshness_hours"} <= ids
+            "quality.freshness_hours", "estimated_performance.auroc", "estimated_performance.ppv"} <= ids
+    estimated = [r for r in everything if r.metric_id == "estimated_performance.auroc" and r.site == "north"]
+    assert len(estimated) == 2
+    assert all(0.5 < r.value < 1 and "no concept shift" in r.details["assumption"] for r in estimated)
     # patient keys never reach a result
     text = orjson.dumps([r.model_dump(mode="json") for r in everything]).decode()
     assert "north000" not in text and "south001" not in text

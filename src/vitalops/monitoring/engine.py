@@ -55,6 +55,7 @@ FRESHNESS_HOURS_MAX = 24.0
 CALIBRATION_INTERCEPT_MAX = 0.5
 CALIBRATION_SLOPE = (0.7, 1.3)
 BOOTSTRAP_RESAMPLES = 200
+_ESTIMATED = ("auroc", "sensitivity", "specificity", "ppv")
 #: Performance and calibration families, by the validation metric each reports.
 _PERFORMANCE = {
     "performance.auroc": "auroc", "performance.brier": "brier", "performance.sensitivity": "sensitivity",
@@ -248,6 +249,7 @@ def _prediction_metrics(add: Any, context: _Context, aggregates: agg.WindowAggre
         "flagged" if score_psi >= VITALOPS_PSI and score_p < VITALOPS_P else "ok",
         {"ks_pvalue": score_p, "bins": "reference score deciles", "threshold": VITALOPS_PSI,
          "reference_fingerprint": reference.fingerprint})
+    _estimated_metrics(add, reference, scores, version, site, context.thresholds.get(version, reference.threshold))
     flag_rate = aggregates.flagged[key] / volume
     ratio = flag_rate / reference.flag_rate if reference.flag_rate > 0 else math.inf
     reference_flags = round(reference.flag_rate * reference.rows)
@@ -263,6 +265,23 @@ def _prediction_metrics(add: Any, context: _Context, aggregates: agg.WindowAggre
         if feature is None:
             continue
         _feature_metrics(add, version, site, name, feature.distribution, feature.edges, feature.categorical, current)
+
+
+def _estimated_metrics(add: Any, reference: Reference, scores: Any, version: int, site: str,
+                       threshold: float) -> None:
+    """CBPE: performance expected from the window's scores under the reference's calibration."""
+    from vitalops.monitoring.cbpe import ASSUMPTION, estimate
+
+    if reference.calibration is None:
+        for name in _ESTIMATED:
+            add(f"estimated_performance.{name}", version, site, None, scores.n, "insufficient_data",
+                {"reason": "the reference has one outcome class only"})
+        return
+    expected = estimate(reference.calibration, scores, threshold)
+    for name in _ESTIMATED:
+        add(f"estimated_performance.{name}", version, site, expected[name], scores.n, "ok",
+            {"method": "CBPE (isotonic calibration on the training reference)", "assumption": ASSUMPTION,
+             "expected_events": expected["expected_events"], "threshold": threshold})
 
 
 def _feature_metrics(add: Any, version: int, site: str, name: str, ref: Any, edges: np.ndarray, categorical: bool,

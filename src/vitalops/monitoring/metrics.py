@@ -104,6 +104,13 @@ METRICS: dict[str, MetricDefinition] = {m.family: m for m in (
     _m("quality.freshness_hours", "hours from the latest fact known at the site to the window's end", "hours",
        "facts", "window end minus the latest known_at at or before it", "> 24", min_n=0,
        version_specific=False),
+    *(_m(f"estimated_performance.{name}", f"{title} expected before labels (CBPE)", unit, "predictions",
+         f"{title} of the window's scores under the isotonic calibration fitted on the training reference "
+         "(expected confusion matrix at the version's threshold; the AUROC of the expected ROC curve); "
+         "assumes no concept shift", "never (alert rules judge it against the measured value)",
+         min_n=MIN_ROWS_DRIFT)
+      for name, title, unit in (("auroc", "AUROC", "AUROC"), ("sensitivity", "sensitivity", "fraction"),
+                                ("specificity", "specificity", "fraction"), ("ppv", "PPV", "fraction"))),
     _m("calibration.intercept", "calibration-in-the-large once labels have matured", "log-odds", "outcomes",
        "intercept of the logistic recalibration line y ~ a + b logit(score) (validation's fit), windows whose "
        "label horizon has passed; 95% interval over resampled patients", "|intercept| >= 0.5"

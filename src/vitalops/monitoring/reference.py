@@ -4,8 +4,9 @@ Computed once per version from the dataset it was trained on (``dataset_uri``: a
 frozen ``artifact:`` set), on the rows of its training split when its lineage records the split
 (else every labelled row): per feature, its value distribution (exact value counts, compressed to
 ``MAX_POINTS`` quantile points when it has more distinct values), its decile bin edges and counts,
-and its missing rate; the version's scores on those rows, their decile edges, and its flag rate at
-its threshold. The document is stored content-addressed in the artifact store and its digest in
+and its missing rate; the version's scores on those rows, their decile edges, its flag rate at
+its threshold, and the isotonic calibration of its scores on those rows' outcomes (for CBPE). The
+document is stored content-addressed in the artifact store and its digest in
 ``monitoring_references``; ``fingerprint`` is that digest. It holds no patient keys.
 """
 
@@ -23,6 +24,7 @@ from vitalops.core.clock import utcnow
 from vitalops.db.tables.monitoring import MonitoringReferenceRow
 from vitalops.db.tables.registry import ModelVersionRow
 from vitalops.governance.criteria import quantile_bin_edges
+from vitalops.monitoring.cbpe import Calibration
 from vitalops.monitoring.stats import DEFAULT_BINS, Distribution, is_categorical
 
 #: Distinct values a feature's stored reference keeps exactly; beyond, quantile points (KS within 1/MAX_POINTS).
@@ -54,6 +56,8 @@ class Reference:
     rows: int
     dataset_fingerprint: str
     source: str
+    #: Isotonic calibration of the scores on the reference's outcomes, for CBPE (None: one class only).
+    calibration: Calibration | None = None
     fingerprint: str = ""
 
     def to_document(self) -> dict[str, Any]:
@@ -61,6 +65,7 @@ class Reference:
             "format": REFERENCE_FORMAT, "rows": self.rows, "source": self.source,
             "dataset_fingerprint": self.dataset_fingerprint, "threshold": self.threshold,
             "flag_rate": self.flag_rate, "bins": DEFAULT_BINS,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "scores": self.scores.to_dict(), "score_edges": self.score_edges.tolist(),
             "features": {name: {"distribution": f.distribution.compressed(MAX_POINTS).to_dict(),
                                 "edges": f.edges.tolist(), "categorical": f.categorical}
@@ -77,12 +82,15 @@ class Reference:
         return cls(features, Distribution.from_dict(document["scores"]),
                    np.asarray(document["score_edges"], dtype=np.float64), float(document["threshold"]),
                    float(document["flag_rate"]), int(document["rows"]), document["dataset_fingerprint"],
-                   document["source"], fingerprint)
+                   document["source"],
+                   None if document.get("calibration") is None else Calibration.from_dict(document["calibration"]),
+                   fingerprint)
 
 
 def compute_reference(features: np.ndarray, feature_names: list[str], scores: np.ndarray, threshold: float, *,
-                      dataset_fingerprint: str, source: str) -> Reference:
-    """The reference of rows ``features`` (NaN = missing; columns ``feature_names``) scored ``scores``."""
+                      dataset_fingerprint: str, source: str, outcomes: np.ndarray | None = None) -> Reference:
+    """The reference of rows ``features`` (NaN = missing; columns ``feature_names``) scored ``scores``,
+    with the isotonic calibration of ``scores`` on ``outcomes`` when both classes occur."""
     per_feature = {}
     for column, name in enumerate(feature_names):
         values = features[:, column]
@@ -95,10 +103,11 @@ def compute_reference(features: np.ndarray, feature_names: list[str], scores: np
         per_feature, score_distribution, quantile_bin_edges(scores, DEFAULT_BINS), float(threshold),
         float(np.mean(scores >= threshold)) if scores.shape[0] else float("nan"), int(features.shape[0]),
         dataset_fingerprint, source,
+        Calibration.fit(scores, outcomes) if outcomes is not None and 0 < outcomes.sum() < outcomes.shape[0] else None,
     )
 
 
-def _reference_rows(table: Any, names: list[str], lineage: dict[str, Any]) -> tuple[np.ndarray, str]:
+def _reference_rows(table: Any, names: list[str], lineage: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
     from vitalops.training.datasets import labelled_rows, split_rows
 
     rows = labelled_rows(table, names)
@@ -108,8 +117,8 @@ def _reference_rows(table: Any, names: list[str], lineage: dict[str, Any]) -> tu
                                     train_fraction=split.get("train_fraction"),
                                     external_sites=list(split.get("external_sites") or []))
         if len(training):
-            return training.features, "training split"
-    return rows.features, "labelled rows"
+            return training.features, training.labels, "training split"
+    return rows.features, rows.labels, "labelled rows"
 
 
 def _date(value: Any) -> Any:
@@ -141,10 +150,10 @@ def ensure_reference(session: Session, store: ArtifactStore, version_id: int) ->
         return None
     table, fingerprint = read_dataset(store, version.dataset_uri)
     names = Signature.model_validate_json(version.signature_json).feature_names
-    features, source = _reference_rows(table, list(names), orjson.loads(version.lineage_json or "{}"))
+    features, outcomes, source = _reference_rows(table, list(names), orjson.loads(version.lineage_json or "{}"))
     scores = load_predictor(version.artifact_sha256, store=store).predict_proba(features)
     reference = compute_reference(features, list(names), np.asarray(scores, dtype=np.float64), version.threshold,
-                                  dataset_fingerprint=fingerprint, source=source)
+                                  dataset_fingerprint=fingerprint, source=source, outcomes=outcomes)
     digest = store.put(orjson.dumps(reference.to_document(), option=orjson.OPT_SORT_KEYS))
     session.add(MonitoringReferenceRow(version_id=version_id, reference_sha256=digest,
                                        dataset_fingerprint=fingerprint, rows=reference.rows, created_at=utcnow()))
