@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from vitalops.api.deps import DatabaseDep, SettingsDep
@@ -66,10 +66,10 @@ class CdsRuntime:
         return outcome[-1]
 
 
-def cds_runtime(request: Request, settings: SettingsDep, database: DatabaseDep) -> CdsRuntime:
+def cds_runtime(request: Request, settings: SettingsDep, database: DatabaseDep,
+                serving: Annotated[ServingContext, Depends(serving_context)]) -> CdsRuntime:
     runtime: CdsRuntime | None = getattr(request.app.state, "cdshooks", None)
     if runtime is None:
-        serving = serving_context(request, settings, database)
         with _lock:
             runtime = getattr(request.app.state, "cdshooks", None)
             if runtime is None:
@@ -132,14 +132,14 @@ def get_discovery(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
 
 
 @router.post("/cds-services/{service_id}")
-async def post_service(service_id: str, request: Request, background: BackgroundTasks, runtime: RuntimeDep,
-                       caller: CallerDep, settings: SettingsDep) -> dict[str, Any]:
-    """Call a service: cards for the patient in ``context`` (a shadow is scored after the response)."""
+async def post_service(service_id: str, request: Request, runtime: RuntimeDep, caller: CallerDep,
+                       settings: SettingsDep) -> dict[str, Any]:
+    """Call a service: cards for the patient in ``context`` (a shadow is scored by the worker's shadow
+    thread, off the response path, as for REST predictions)."""
     body = await _json_body(request)
     result = await run_in_threadpool(runtime.hooks.call, caller, service_id, body,
                                      model_card_url=_card_url(request, settings))
-    for work in result.deferred:
-        background.add_task(work)
+    runtime.serving.shadows.submit(result.deferred)
     return result.body
 
 
