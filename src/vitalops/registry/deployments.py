@@ -236,26 +236,35 @@ def apply_deployment(
     )
 
 
-def apply_rollback(session: Session, *, actor: Principal, name: str, site: str, reason: str) -> DeploymentEvent:
-    """Undo the site's most recent change not yet undone. Conflict when there is nothing to undo."""
-    model = model_row(session, name)
-    rows = list(
-        session.scalars(
-            select(DeploymentEventRow)
-            .where(DeploymentEventRow.model_id == model.id, DeploymentEventRow.site == site)
-            .order_by(DeploymentEventRow.id.desc())
-        )
+def _undoable_row(session: Session, model_id: int, site: str) -> DeploymentEventRow | None:
+    rows = session.scalars(
+        select(DeploymentEventRow)
+        .where(DeploymentEventRow.model_id == model_id, DeploymentEventRow.site == site)
+        .order_by(DeploymentEventRow.id.desc())
     )
     pending = 0
-    target: DeploymentEventRow | None = None
     for row in rows:
         if row.action == "rollback":
             pending += 1
         elif pending:
             pending -= 1
         else:
-            target = row
-            break
+            return row
+    return None
+
+
+def undoable_change(session: Session, name: str, site: str) -> DeploymentEvent | None:
+    """The change ``apply_rollback`` would undo at ``site`` now, or None when there is none."""
+    target = _undoable_row(session, model_row(session, name).id, site)
+    if target is None:
+        return None
+    return next(event for event in list_deployment_events(session, name, site=site) if event.id == target.id)
+
+
+def apply_rollback(session: Session, *, actor: Principal, name: str, site: str, reason: str) -> DeploymentEvent:
+    """Undo the site's most recent change not yet undone. Conflict when there is nothing to undo."""
+    model = model_row(session, name)
+    target = _undoable_row(session, model.id, site)
     if target is None:
         raise Conflict(f"model '{name}' has no deployment at site '{site}' to roll back")
     restored_mode = "none"
