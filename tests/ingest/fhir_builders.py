@@ -49,5 +49,6 @@ def encounter(eid: str, *, version: str, updated: str, start: str, end: str | No
         "subject": {"reference": f"Patient/{pid}"}, "period": {"start": start, **({"end": end} if end else {})},
     }
     if disposition:
-        resource["hospitalization"] = {"dischargeDisposition": {"coding": [{"code": disposition}]}}
+        resource["hospitalization"] = {"dischargeDisposition": {"coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/discharge-disposition", "code": disposition}]}}
     return resource

@@ -246,6 +246,7 @@ def test_public_names_are_pinned() -> None:
         "check_unit",
         "load_terminology",
         "normalize_unit_text",
+        "storable_unit",
         "to_canonical",
     }
     assert terminology_package.UCUM == "http://unitsofmeasure.org"

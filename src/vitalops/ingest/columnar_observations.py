@@ -10,7 +10,8 @@ shape is one this path handles exactly as the per-resource path would:
 
 * it is strict JSON, as orjson reads it, with every element read of the JSON type the structs
   below declare (the scanner declines anything it is not sure of; msgspec rejects the rest);
-* it is an Observation with an id, a status that is not a retraction, a version, a plain
+* it is an Observation with an id, a status of the FHIR code list that is not a retraction, a
+  site tag a registered site claims (or none), a version, a plain
   ``Patient/<id>`` subject, a plain ``Encounter/<id>`` encounter or none (and no ``context``), an
   ``effectiveDateTime`` with a time and a zone, and ``issued`` and ``meta.lastUpdated`` each with
   one or absent;
@@ -44,9 +45,9 @@ import pyarrow.compute as pc
 from vitalops.fhir.readers import records_of_line
 from vitalops.ingest import native
 from vitalops.ingest.extract_common import SITE_TAG_SYSTEM, Context, pick_coding
-from vitalops.ingest.extract_observation import CATEGORY_KINDS, NUMERIC_KINDS, SKIPPED_STATUSES
+from vitalops.ingest.extract_observation import CATEGORY_KINDS, FACT_STATUSES, NUMERIC_KINDS
 from vitalops.ingest.normalize import BlockProvenance, ChunkNormalization
-from vitalops.terminology import UnitError, normalize_unit_text
+from vitalops.terminology import UnitError, storable_unit
 from vitalops.terminology.units import canonical_affine
 
 _ABSENT = msgspec.Raw(b"")
@@ -115,7 +116,7 @@ _UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 _DECODE_BATCH = 2_000  # lines per call of the decoder
 _VALUE_KEY = b'"value'
 _PATIENT, _ENCOUNTER = "Patient/", "Encounter/"
-_SKIPPED = pa.array(sorted(SKIPPED_STATUSES), pa.string())
+_FACT_STATUSES = pa.array(sorted(FACT_STATUSES), pa.string())
 _PAIR_CACHE_LIMIT = 100_000
 _NOT_TAKEN: Any = object()  # a repeated element whose text does not decode, or a unit that does not convert
 #: The columns ``_Resolved`` entries give a fact.
@@ -358,8 +359,7 @@ class ColumnarObservations:
             as_json = {"coding": [{"system": c.system, "code": c.code} for c in code_field.coding or ()]}
             system, code, concept = pick_coding(as_json, self.ctx)
         if concept is None:
-            unit = None if raw_unit is None else normalize_unit_text(raw_unit)
-            return system, code, None, None, unit, None, None
+            return system, code, None, None, storable_unit(raw_unit), None, None
         try:
             scale, offset = canonical_affine(concept, raw_unit)
         except UnitError:
@@ -430,8 +430,7 @@ class _Block:
         checks = [
             pc.equal(self.resource_types, "Observation"),
             _non_empty(self.ids),
-            _non_empty(self.statuses),
-            pc.invert(pc.is_in(self.statuses, value_set=_SKIPPED)),
+            pc.is_in(self.statuses, value_set=_FACT_STATUSES),
             _non_empty(self.version),
             _local_reference(self.patient_refs, _PATIENT),
             encounter_ok,

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 SITE_TAG_SYSTEM = "https://vitalops.dev/fhir/site"
 #: The quarantine rule of a resource whose site tag no registered site claims.
 SITE_UNREGISTERED = "site.unregistered"
+#: The quarantine rule of a bound element (a status, a gender) whose code is not in its value set.
+CODE_NOT_IN_VALUE_SET = "code.not_in_value_set"
 
 #: One fact before its timestamps are parsed and its id computed; see ``fact_rows.ROW_FIELDS``.
 Row = tuple[Any, ...]
@@ -67,6 +69,7 @@ class Context:
     #: of ``default_site`` and site tags are not read.
     sites: Mapping[str, str] | None = None
     concepts: dict[tuple[str | None, str | None], Concept | None] = field(default_factory=dict)
+    storable: dict[tuple[Any, Any], bool] = field(default_factory=dict)
 
     def concept_for(self, system: str | None, code: str | None) -> Concept | None:
         key = (system, code)
@@ -76,6 +79,17 @@ class Context:
             found = self.terminology.concept_for(system, code) if system and code else None
             self.concepts[key] = found
             return found
+
+    def is_storable(self, system: Any, code: Any) -> bool:
+        """``Terminology.is_storable``, once per distinct coding."""
+        key = (system, code)
+        try:
+            return self.storable[key]
+        except KeyError:
+            found = self.storable[key] = self.terminology.is_storable(system, code)
+            return found
+        except TypeError:  # an unhashable system or code: a malformed resource
+            raise TypeError("coding") from None
 
 
 def instant(value: Any, field_name: str) -> str:
@@ -199,7 +213,10 @@ def encounter_key(resource: dict[str, Any], ctx: Context) -> str | None:
 
 
 def pick_coding(concept_field: Any, ctx: Context) -> tuple[str | None, str | None, Concept | None]:
-    """(system, code, concept) of the first coding that maps to a concept, else of the first coding."""
+    """(system, code, concept) of the first coding that maps to a concept, else (system, code,
+    None) of the first coding well formed in a known code system, else Nones: a local code no
+    mapping names, or a code not in its system's syntax, never becomes a fact's code (it may be
+    free text). Raises TypeError for a system or code that is not text (a malformed resource)."""
     if not isinstance(concept_field, dict):
         return None, None, None
     codings = concept_field.get("coding") or ()
@@ -208,18 +225,40 @@ def pick_coding(concept_field: Any, ctx: Context) -> tuple[str | None, str | Non
         concept = ctx.concept_for(system, code)
         if concept is not None:
             return system, code, concept
-    if codings:
-        first = codings[0]
-        return first.get("system"), first.get("code"), None
-    return None, None, None
+    return (*known_code(concept_field, ctx), None)
 
 
-def first_code(concept_field: Any) -> tuple[str | None, str | None]:
+def known_code(concept_field: Any, ctx: Context) -> tuple[str | None, str | None]:
+    """(system, code) of the first coding of a CodeableConcept that may be stored
+    (``Context.is_storable``), else (None, None); TypeError as for ``pick_coding``."""
+    if isinstance(concept_field, dict):
+        for coding in concept_field.get("coding") or ():
+            system, code = coding.get("system"), coding.get("code")
+            if (system is not None and type(system) is not str) or (code is not None and type(code) is not str):
+                raise TypeError("coding")
+            if ctx.is_storable(system, code):
+                return system, code
+    return None, None
+
+
+def first_code(concept_field: Any) -> str | None:
+    """The first code of a CodeableConcept, whatever its system: for a bound element whose code
+    is then checked against its value set (``bound_code``), never stored unchecked."""
     if isinstance(concept_field, dict):
         for coding in concept_field.get("coding") or ():
             if coding.get("code"):
-                return coding.get("system"), coding["code"]
-    return None, None
+                return coding["code"]  # type: ignore[no-any-return]
+    return None
+
+
+def bound_code(value: Any, allowed: frozenset[str], element: str, value_set: str) -> str | None:
+    """``value`` when it is a code of the required value set ``allowed`` (None stays None); raises
+    Rejected (``code.not_in_value_set``) naming the element and the value set, not the value."""
+    if value is None:
+        return None
+    if type(value) is not str or value not in allowed:
+        raise Rejected(CODE_NOT_IN_VALUE_SET, f"{element}: the code is not in value set {value_set}")
+    return value
 
 
 def append_retraction(resource: dict[str, Any], resource_type: str, status: str, ctx: Context, index: int,

@@ -22,6 +22,7 @@ from vitalops.ingest.extract_common import (
     Retracted,
     Row,
     Skipped,
+    bound_code,
     encounter_key,
     instant,
     known_at,
@@ -32,11 +33,15 @@ from vitalops.ingest.extract_common import (
     site_of,
     source_version,
 )
-from vitalops.terminology import UnitError, normalize_unit_text, to_canonical
+from vitalops.terminology import UnitError, storable_unit, to_canonical
+from vitalops.terminology.code_systems import OBSERVATION_STATUS
 
 #: Shared with the fast path (``columnar_observations``), which must decide
 #: as this module does.
 SKIPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
+#: The statuses of Observations that yield facts (the rest of the FHIR code list retracts).
+FACT_STATUSES = OBSERVATION_STATUS - SKIPPED_STATUSES
+OBSERVATION_STATUS_VALUE_SET = "http://hl7.org/fhir/ValueSet/observation-status"
 CATEGORY_KINDS = {"vital-signs": "vital", "laboratory": "lab"}
 NUMERIC_KINDS = frozenset({"vital", "lab", "observation"})
 #: The value[x] types of an R4 Observation (and its components): only these names are ever
@@ -65,7 +70,7 @@ def _quantity(quantity: Any, concept: Any, where: str) -> tuple[float, str | Non
         raise Rejected("value.not_numeric", f"{where}.value is missing or not a number")
     raw_unit = quantity.get("code") or quantity.get("unit")
     if concept is None:
-        return float(value), (normalize_unit_text(raw_unit) if type(raw_unit) is str else None)
+        return float(value), storable_unit(raw_unit)
     try:
         return to_canonical(concept, value, raw_unit), concept.canonical_unit
     except UnitError as exc:
@@ -75,7 +80,7 @@ def _quantity(quantity: Any, concept: Any, where: str) -> tuple[float, str | Non
 _Value = tuple[float | None, str | None, str | None]
 
 
-def _value(holder: dict[str, Any], concept: Any, where: str) -> _Value | None:
+def _value(holder: dict[str, Any], concept: Any, where: str, ctx: Context) -> _Value | None:
     """(value_num, value_code, unit) of a value[x], or None when the element has no value."""
     quantity = holder.get("valueQuantity")
     if quantity is not None:
@@ -83,10 +88,10 @@ def _value(holder: dict[str, Any], concept: Any, where: str) -> _Value | None:
         return number, None, unit
     coded = holder.get("valueCodeableConcept")
     if coded is not None:
-        for coding in coded.get("coding") or ():
-            if coding.get("code"):
-                return None, str(coding["code"]), None
-        raise Skipped("coded value without a code")
+        _, code, _ = pick_coding(coded, ctx)
+        if code is not None:
+            return None, code, None
+        raise Skipped("coded value without a known code")
     if "valueBoolean" in holder:
         return None, "true" if holder["valueBoolean"] else "false", None
     if "valueInteger" in holder:
@@ -114,6 +119,7 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
         raise Retracted(f"status {status}")
     if not status:
         raise Rejected("required.status", "Observation has no status")
+    bound_code(status, FACT_STATUSES, "Observation.status", OBSERVATION_STATUS_VALUE_SET)
     source_id = ctx.pseudonyms.resource_key("Observation", resource_id(resource, "Observation"))
     patient = patient_key(resource, ctx)
     site = site_of(resource, ctx)
@@ -137,7 +143,7 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
 
     def add(ordinal: int, holder: dict[str, Any], where: str) -> bool:
         system, code, concept = pick_coding(holder.get("code"), ctx)
-        found = _value(holder, concept, where)
+        found = _value(holder, concept, where, ctx)
         if found is None:
             return False
         number, coded, unit = found

@@ -16,10 +16,12 @@ from vitalops.ingest.extract_common import (
     Retracted,
     Row,
     Skipped,
+    bound_code,
     event_row,
     first_code,
     instant,
     known_at,
+    known_code,
     optional_instant,
     patient_key,
     pick_coding,
@@ -27,6 +29,7 @@ from vitalops.ingest.extract_common import (
     site_of,
     source_version,
 )
+from vitalops.terminology import code_systems as cs
 
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
@@ -87,9 +90,10 @@ def patient_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list
 
     if birth is not None:
         add("demographic", "birth", None, None, birth)
-    gender = resource.get("gender")
+    gender = bound_code(resource.get("gender"), cs.ADMINISTRATIVE_GENDER, "Patient.gender",
+                        "http://hl7.org/fhir/ValueSet/administrative-gender")
     if gender:
-        add("demographic", "sex", "http://hl7.org/fhir/administrative-gender", str(gender), since)
+        add("demographic", "sex", cs.ADMINISTRATIVE_GENDER_SYSTEM, gender, since)
     for extension in resource.get("extension") or ():
         url = extension.get("url")
         concept = "race" if url == US_CORE_RACE else "ethnicity" if url == US_CORE_ETHNICITY else None
@@ -97,8 +101,10 @@ def patient_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list
             continue
         for part in extension.get("extension") or ():
             coding = part.get("valueCoding")
-            if part.get("url") == "ombCategory" and isinstance(coding, dict) and coding.get("code"):
-                add("demographic", concept, coding.get("system"), str(coding["code"]), since)
+            if part.get("url") == "ombCategory" and isinstance(coding, dict):
+                system, code = known_code({"coding": [coding]}, ctx)
+                if code is not None:  # an OMB category in the CDC code set, never a text
+                    add("demographic", concept, system, code, since)
     died = resource.get("deceasedDateTime")
     if died is not None:
         add("outcome", "death", None, None, instant(died, "deceasedDateTime"))
@@ -120,6 +126,7 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     status = resource.get("status")
     if status in ("entered-in-error", "cancelled"):
         raise Retracted(f"status {status}")
+    bound_code(status, cs.ENCOUNTER_STATUS, "Encounter.status", "http://hl7.org/fhir/ValueSet/encounter-status")
     source_id = ctx.pseudonyms.encounter_key(resource_id(resource, "Encounter"))
     patient = patient_key(resource, ctx)
     site = site_of(resource, ctx)
@@ -130,7 +137,9 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     version = source_version(resource)
     this_encounter = source_id
     recorded_class = resource.get("class")
-    encounter_class = recorded_class if isinstance(recorded_class, dict) else {}
+    # a class outside v3 ActEncounterCode is not stored (the binding is extensible: not quarantined)
+    class_system, class_code = known_code({"coding": [recorded_class]} if isinstance(recorded_class, dict) else None,
+                                          ctx)
     ordinal = 0
 
     def add(concept: str, system: str | None, code: str | None, at: str, until: str | None) -> None:
@@ -161,10 +170,10 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
         )
         ordinal += 1
 
-    add("encounter", encounter_class.get("system"), encounter_class.get("code"), start, end)
+    add("encounter", class_system, class_code, start, end)
     service = resource.get("serviceType")
     if _is_icu(service):
-        add("icu_stay", *first_code(service), start, end)
+        add("icu_stay", *known_code(service, ctx), start, end)
     for place in resource.get("location") or ():
         target = place.get("location") if isinstance(place, dict) else None
         if isinstance(target, dict) and _ICU_TEXT.search(str(target.get("display") or "")):
@@ -172,7 +181,7 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
             add("icu_stay", None, None, place_start or start, place_end if place_start else end)
     hospitalization = resource.get("hospitalization")
     disposition = hospitalization.get("dischargeDisposition") if isinstance(hospitalization, dict) else None
-    system, code = first_code(disposition)
+    system, code = known_code(disposition, ctx)
     if code is not None and end is not None:
         add("discharge_disposition", system, code, end, None)
     return site
@@ -180,7 +189,8 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
 
 def condition_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]) -> str:
     """One condition fact: onset (else recorded date) to abatement, with the clinical status."""
-    _, verification = first_code(resource.get("verificationStatus"))
+    verification = bound_code(first_code(resource.get("verificationStatus")), cs.CONDITION_VERIFICATION_STATUS,
+                              "Condition.verificationStatus", "http://hl7.org/fhir/ValueSet/condition-ver-status")
     if verification in ("refuted", "entered-in-error"):
         raise Retracted(f"verification status {verification}")
     source_id = ctx.pseudonyms.resource_key("Condition", resource_id(resource, "Condition"))
@@ -193,7 +203,8 @@ def condition_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
         raise Rejected("required.onset", "Condition has no onset date or recorded date")
     _, abated = _period(resource, "abatementPeriod")
     abated = optional_instant(resource.get("abatementDateTime"), "abatementDateTime") or abated
-    _, clinical = first_code(resource.get("clinicalStatus"))
+    clinical = bound_code(first_code(resource.get("clinicalStatus")), cs.CONDITION_CLINICAL_STATUS,
+                          "Condition.clinicalStatus", "http://hl7.org/fhir/ValueSet/condition-clinical")
     system, code, concept = pick_coding(resource.get("code"), ctx)
     rows.append(event_row(resource, ctx, index, kind="condition", resource_type="Condition", site=site,
                           patient=patient, source_id=source_id, coding=(system, code, concept), status=clinical,
@@ -242,6 +253,10 @@ def medication_request_facts(resource: dict[str, Any], ctx: Context, index: int,
     status = resource.get("status")
     if status in ("entered-in-error", "cancelled"):
         raise Retracted(f"status {status}")
+    bound_code(status, cs.MEDICATION_REQUEST_STATUS, "MedicationRequest.status",
+               "http://hl7.org/fhir/ValueSet/medicationrequest-status")
+    bound_code(resource.get("intent"), cs.MEDICATION_REQUEST_INTENT, "MedicationRequest.intent",
+               "http://hl7.org/fhir/ValueSet/medicationrequest-intent")
     start = optional_instant(resource.get("authoredOn"), "authoredOn")
     end = None
     for dosage in resource.get("dosageInstruction") or ():
@@ -259,6 +274,8 @@ def medication_administration_facts(resource: dict[str, Any], ctx: Context, inde
     status = resource.get("status")
     if status in ("entered-in-error", "not-done"):
         raise Retracted(f"status {status}")
+    bound_code(status, cs.MEDICATION_ADMINISTRATION_STATUS, "MedicationAdministration.status",
+               "http://hl7.org/fhir/ValueSet/medication-admin-status")
     start, end = _period(resource, "effectivePeriod")
     start = optional_instant(resource.get("effectiveDateTime"), "effectiveDateTime") or start
     return _medication(resource, ctx, index, rows, resource_type="MedicationAdministration", start=start, end=end)
@@ -269,6 +286,7 @@ def procedure_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     status = resource.get("status")
     if status in ("entered-in-error", "not-done"):
         raise Retracted(f"status {status}")
+    bound_code(status, cs.PROCEDURE_STATUS, "Procedure.status", "http://hl7.org/fhir/ValueSet/event-status")
     source_id = ctx.pseudonyms.resource_key("Procedure", resource_id(resource, "Procedure"))
     patient = patient_key(resource, ctx)
     site = site_of(resource, ctx)

@@ -20,6 +20,7 @@ from vitalops.terminology.units import (
     UnitError,
     check_unit,
     normalize_unit_text,
+    storable_unit,
     to_canonical,
 )
 from vitalops.terminology.value_sets import Terminology, load_terminology
@@ -41,5 +42,6 @@ __all__ = [
     "check_unit",
     "load_terminology",
     "normalize_unit_text",
+    "storable_unit",
     "to_canonical",
 ]

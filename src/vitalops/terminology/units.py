@@ -142,6 +142,23 @@ def _parse(ucum: str) -> Any:
         raise UnitError("the unit is not a valid UCUM unit", rule=UNIT_UNKNOWN) from exc
 
 
+@functools.lru_cache(maxsize=4096)
+def storable_unit(unit: object) -> str | None:
+    """The UCUM spelling of ``unit`` (``normalize_unit_text``) when it parses as UCUM and carries
+    no annotation, else None: what a fact of an unmapped code may keep of a Quantity's unit. A UCUM
+    annotation (``{...}``) is free text by definition, and so is anything that does not parse."""
+    if type(unit) is not str:
+        return None
+    text = normalize_unit_text(unit)
+    if not text or "{" in text or "}" in text:
+        return None
+    try:
+        _parse(text)
+    except UnitError:
+        return None
+    return text
+
+
 def _uses_equivalents(quantity: Any) -> bool:
     # UCUM defines eq as 1 mol whatever the ion's charge, which is only right for monovalent ions; an
     # eq <-> mol conversion therefore needs a per-analyte declaration.

@@ -20,6 +20,7 @@ import yaml
 from vitalops.core.ids import content_hash
 from vitalops.errors import InvalidInput, NotFound
 from vitalops.lake.schema import FACT_KINDS
+from vitalops.terminology.code_systems import well_formed
 from vitalops.terminology.concepts import (
     ICD10CM,
     LOINC,
@@ -86,6 +87,14 @@ class Terminology:
             if hit is not None:
                 return hit
         return None
+
+    def is_storable(self, system: object, code: object) -> bool:
+        """True when a coding may be stored as a fact's code: it maps to a concept (shipped or
+        through the hospital's local-codes file), or it is well formed in a known code system
+        (``code_systems.well_formed``). Anything else is free text as far as the facts go."""
+        if type(system) is not str or type(code) is not str:
+            return False
+        return self.concept_for(system, code) is not None or well_formed(system, code)
 
     def concept(self, name: str) -> Concept:
         """The concept called ``name``; raises NotFound naming it."""
