@@ -135,3 +135,40 @@ def test_rest_predict_queues_an_out_of_range_prediction_for_review(served, live_
     assert refused.status_code == 422 and refused.headers["content-type"].startswith("application/problem+json")
     assert refused.json()["details"]["field"] == f"features.{name}"
     assert not math.isnan(body["score"])
+
+
+def test_a_missing_value_is_refused_by_a_model_that_cannot_score_one(served):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    names = served.training_set.feature_names
+    rows = labelled_rows(served.training_set.table, names)
+    complete = ~np.isnan(rows.features).any(axis=1)
+    model = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(max_iter=1000))])
+    model.fit(np.nan_to_num(rows.features), rows.labels)  # no imputer: it cannot score a missing value
+    bundle = save_model(served.context.runtime.store, model, flavor="sklearn", feature_names=names)
+    scores = model.predict_proba(np.nan_to_num(rows.features))[:, 1]
+    report = build_report(rows.labels, scores, threshold_rule=ThresholdRule("fixed", 0.2), groups={}, n_resamples=20,
+                          seed=4, threshold=0.2)
+    with served.database.session() as session:
+        create_version(session, SCIENTIST, "deterioration", VersionCreate(
+            source="registered", state="validated", dataset_fingerprint=served.training_set.fingerprint.content_sha256,
+            definitions_version=served.training_set.spec.version, code_version="test", estimator="logistic_regression",
+            flavor="sklearn", signature=Signature.of(names), artifact_sha256=bundle.sha256, threshold=0.2,
+            report=report.model_dump(mode="json"), report_hash=report.content_hash()))
+    served.deploy(3, "champion", "south")
+    index = int(np.flatnonzero(complete)[0])
+    whole = _row(served, index)
+    assert predict(served.database, served.context, CLINICIAN, "deterioration",
+                   PredictionRequest(site="south", features=whole)).prediction.version == 3
+    logged = _count(served, PredictionRow)
+    gap = names[2]
+    with pytest.raises(InvalidInput, match=f"'{gap}' is missing") as refused:
+        predict(served.database, served.context, CLINICIAN, "deterioration",
+                PredictionRequest(site="south", features=whole | {gap: None}))
+    assert refused.value.details["field"] == f"features.{gap}"
+    assert _count(served, PredictionRow) == logged
+    # The champion at north imputes: the same gap is scored there.
+    assert predict(served.database, served.context, CLINICIAN, "deterioration",
+                   PredictionRequest(site="north", features=whole | {gap: None})).prediction.version == 1

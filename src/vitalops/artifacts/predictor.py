@@ -8,6 +8,7 @@ equal the estimator's own ``predict_proba[:, 1]`` within 1e-12.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,17 @@ class Predictor(ABC):
     @abstractmethod
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """The positive-class probability per row, shape (n,), float64."""
+
+    @cached_property
+    def accepts_missing(self) -> bool:
+        """Whether a missing value (NaN) can be scored: found once by scoring a row of NaN (a model
+        that cannot take one raises, or answers with no probability)."""
+        probe = np.full((1, len(self.feature_names)), np.nan)
+        try:
+            scores = self.predict_proba(probe)
+        except Exception:  # noqa: BLE001 - any failure on the probe means "cannot"
+            return False
+        return bool(np.all(np.isfinite(scores)))
 
     def _matrix(self, features: np.ndarray) -> np.ndarray:
         matrix = np.asarray(features, dtype=np.float64)

@@ -282,7 +282,13 @@ def predict(
 
 
 def _check_ranges(version: LoadedVersion, row: np.ndarray, tolerance: float) -> list[str]:
-    """Inputs outside ``version``'s training range; InvalidInput for one beyond the plan's tolerance."""
+    """Inputs outside ``version``'s training range; InvalidInput for one beyond the plan's tolerance,
+    or for a missing value when the version's model cannot score one."""
+    missing = np.flatnonzero(np.isnan(row))
+    if missing.size and not version.predictor.accepts_missing:
+        name = version.feature_names[int(missing[0])]
+        raise InvalidInput(f"'{name}' is missing and {version.model} v{version.number} cannot score a missing value "
+                           f"({missing.size} missing)", details={"field": f"features.{name}", "reason": "missing"})
     if version.ranges is None:
         return []
     return version.ranges.check(row, tolerance, what=f"{version.model} v{version.number}")
