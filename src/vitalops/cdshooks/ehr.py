@@ -18,7 +18,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,8 +49,8 @@ TOKEN_LIFETIME_S = 60
 CALL_TIMEOUT_S = 30.0
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_PATIENT_REFERENCE = re.compile(rb'"Patient/([A-Za-z0-9\-.]{1,64})"')
-_PATIENT_ID = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"')
+#: Plain NDJSON is searched this many bytes at a time for the lines naming the patients asked for.
+SCAN_BLOCK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,12 @@ class EhrCredentials:
 
 def patient_resources(folder: Path, patient_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
     """The resources of each patient in ``patient_ids`` among the FHIR files under ``folder`` (NDJSON,
-    Bundles, single resources; plain NDJSON lines that name none of them are skipped unparsed).
+    Bundles, single resources; plain NDJSON lines that name none of them are skipped unparsed, and
+    the lines that do are checked to belong to them once parsed).
     Unreadable lines are left out. InvalidInput when ``folder`` does not exist."""
     wanted = set(patient_ids)
     found: dict[str, list[dict[str, Any]]] = {patient: [] for patient in wanted}
-    encoded = {patient.encode() for patient in wanted}
+    encoded = {patient.encode() for patient in wanted if patient}
     try:
         files = source_files(folder)
     except FileNotFoundError:
@@ -141,20 +142,41 @@ def patient_resources(folder: Path, patient_ids: Iterable[str]) -> dict[str, lis
         for patient in _patients_named(resource, wanted):
             found[patient].append(resource)
 
+    if not wanted:
+        return found
+    alternatives = b"|".join(re.escape(patient) for patient in sorted(encoded))
+    naming = re.compile(rb'"Patient/(?:' + alternatives + rb')"|"id"\s*:\s*"(?:' + alternatives + rb')"')
     for file in files:
         if not is_plain_ndjson(file):
             for record in iter_resources(file):
                 keep(record.resource)
             continue
-        with file.open("rb") as lines:
-            for number, line in enumerate(lines, start=1):
-                named = set(_PATIENT_REFERENCE.findall(line))
-                if b'"Patient"' in line:
-                    named.update(_PATIENT_ID.findall(line))
-                if named & encoded:
-                    for record in records_of_line(str(file), number, line):
-                        keep(record.resource)
+        for line in _lines_matching(file, naming):
+            for record in records_of_line(str(file), 0, line):
+                keep(record.resource)
     return found
+
+
+def _lines_matching(path: Path, pattern: re.Pattern[bytes]) -> Iterator[bytes]:
+    """The lines of ``path`` in which ``pattern`` occurs, searched a block at a time (memory stays
+    within a block and a line; a search over the block beats a Python loop over its lines)."""
+    carry = b""
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(SCAN_BLOCK_BYTES)
+            data = carry + block
+            cut = len(data) if not block else data.rfind(b"\n") + 1
+            chunk, carry = data[:cut], data[cut:]
+            previous = -1
+            for match in pattern.finditer(chunk):
+                start = chunk.rfind(b"\n", 0, match.start()) + 1
+                if start == previous:
+                    continue
+                previous = start
+                end = chunk.find(b"\n", match.end())
+                yield chunk[start:] if end == -1 else chunk[start:end]
+            if not block:
+                return
 
 
 def _patients_named(resource: dict[str, Any], wanted: set[str]) -> list[str]:

@@ -13,6 +13,7 @@ import typer
 
 from vitalops.cli import (
     audit_cmd,
+    cds_cmd,
     dataset_cmd,
     deid_cmd,
     demo_cmd,
@@ -61,6 +62,7 @@ COMMAND_MODULES = (
     predictions_cmd,
     online_cmd,
     ehr_cmd,
+    cds_cmd,
     review_cmd,
     monitor_cmd,
 )
