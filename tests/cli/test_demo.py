@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from vitalops.auth.users import authenticate_key
+from vitalops.cdshooks.demo import REPLAY_CALLS
+from vitalops.db.tables.cdshooks import CardFeedbackRow
 from vitalops.db.tables.serving import PredictionRow
 from vitalops.errors import Unauthenticated
 from vitalops.serving import on_challenger_side, site_deployments
@@ -49,12 +51,26 @@ def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
         shadows = session.query(PredictionRow).filter(PredictionRow.mode == "shadow").count()
         south = session.query(PredictionRow).filter(PredictionRow.site == "south", PredictionRow.served.is_(True)).all()
         canary = site_deployments(session, "deterioration", "south").challenger
-    assert shadows == served[("north", 1, "champion")]  # ... but scored and logged for every north patient
+    cds = summary["cds_hooks"]
+    # ... but scored and logged for every north patient, through REST and through CDS Hooks
+    assert shadows == served[("north", 1, "champion")] + cds["calls"]
     assert canary is not None and canary[3] == "canary" and canary[4] == 20
     # Each south patient is on the side their key's hash with the canary's deployment id puts them.
     assert south and all((row.mode == "canary") == on_challenger_side(canary[2], str(row.patient_key), 20)
                          for row in south)
     assert all(example["factors"] for example in serving["examples"])
+    # The demo EHR: trusted, its key in a file only its owner reads; its replayed calls gave cards and feedback.
+    client_file = Path(summary["ehr_client"]["client_file"])
+    assert client_file.stat().st_mode & 0o777 == 0o600 and summary["ehr_client"]["site"] == "north"
+    assert cds["calls"] == REPLAY_CALLS and sum(cds["cards"].values()) == cds["calls"] - cds["no_card"] > 0
+    assert set(cds["cards"]) <= {"info", "warning", "critical"}
+    assert cds["feedback"]["accepted"] > 0 and cds["feedback"]["overridden"] > 0
+    assert cds["feedback"]["accepted"] + cds["feedback"]["overridden"] == sum(cds["cards"].values())
+    assert 0 < cds["review_queue"] <= cds["calls"] + serving["replayed"]
+    with database.session() as session:
+        feedback = session.query(CardFeedbackRow).all()
+    assert len(feedback) == sum(cds["cards"].values())
+    assert all(row.override_display for row in feedback if row.outcome == "overridden")
     monitoring = summary["monitoring"]  # the replayed day, against each version's training reference
     assert monitoring["windows"] == 1 and monitoring["results"] > 50
     assert all(flag["site"] in {"north", "south"} for flag in monitoring["flagged"])
@@ -70,6 +86,7 @@ def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
 
     again = cli("demo", "--no-serve", "--json")
     assert again.exit_code == 0 and again.json()["rebuilt"] is False
+    assert again.json()["ehr_client"] == summary["ehr_client"] | {"registered": False}
     assert cli("audit", "verify", "--json").json()["ok"] is True
     with pytest.raises(Unauthenticated, match="revoked"), database.session() as session:
         authenticate_key(session, first_keys["alex"])  # running the demo again revoked its old keys

@@ -198,21 +198,32 @@ class DemoSteps:
             console.print(f"model cards (CHAI applied model card sections) and validation reports: {cards}/")
         return result
 
-    def serving(self, datasets: dict[str, dict[str, Any]], clinician_key: str) -> dict[str, Any]:
+    def serving(self, datasets: dict[str, dict[str, Any]], clinician_key: str) -> tuple[dict[str, Any], Any]:
         from vitalops.api.app import create_app
-        from vitalops.serving.demo import run_serving_demo
+        from vitalops.cdshooks.demo import run_cds_replay
+        from vitalops.serving.demo import MODEL, run_serving_demo
         self.heading("6. Serving: a shadow and a 20% canary beside the champion; a replayed day through REST")
+        app = create_app(self.settings, self.database)
+
+        def replay_cds(base_url: str, served: list[dict[str, Any]]) -> dict[str, Any]:
+            return run_cds_replay(self.database, base_url, self.settings.home, service=MODEL, served=served,
+                                  patient_key=app.state.serving.pseudonymizer.patient_key,
+                                  margin=self.settings.review_margin)
+
         with progress_bar(not self.as_json) as bar:
-            task = bar.add_task("replaying a day of scoring times", total=None)
+            task = bar.add_task("replaying a day of scoring times (REST, then CDS Hooks)", total=None)
             result = run_serving_demo(
                 self.database, self.settings, data_scientist=self.staff["dana"],
                 approvers=[self.staff["alex"], self.staff["blake"]], clinician_key=clinician_key,
-                dataset_uri=datasets["deterioration"]["out"], app=create_app(self.settings, self.database),
+                dataset_uri=datasets["deterioration"]["out"], app=app, then=replay_cds,
             )
             bar.update(task, completed=result["replayed"], total=result["replayed"])
+        cds_hooks = result.pop("then")
         if not self.as_json:
             render_serving(result)
-        return result
+            self.heading("7. CDS Hooks: the north EHR's patients of that day, as cards in its workflow, with feedback")
+            render_cds_hooks(cds_hooks)
+        return result, cds_hooks
 
     def monitoring(self) -> dict[str, Any]:
         """Monitoring over the replayed day's predictions: every metric for that day, and what it flags."""
@@ -239,7 +250,7 @@ class DemoSteps:
 
     def audit(self) -> dict[str, Any]:
         from vitalops.audit import verify_chain
-        self.heading("7. The audit trail")
+        self.heading("8. The audit trail")
         chain = verify_chain(self.database.engine)
         if not self.as_json:
             console.print(f"{chain.events} events, hash chain intact: {chain.ok} "
@@ -303,8 +314,19 @@ def render_serving(result: dict[str, Any]) -> None:
     console.print("Any of them: GET /v1/predictions/<id> (or ?format=fhir for its RiskAssessment)")
 
 
+def render_cds_hooks(result: dict[str, Any]) -> None:
+    cards = ", ".join(f"{count} {indicator}" for indicator, count in result["cards"].items()) or "none"
+    feedback = result["feedback"]
+    console.print(f"{result['calls']} patient-view calls signed by {result['issuer']} ({result['site']}): cards {cards}"
+                  f"; feedback {feedback['accepted']} accepted, {feedback['overridden']} overridden with a reason; "
+                  f"review queue: {result['review_queue']} pending", highlight=False)
+    console.print("Try: vitalops review list --json (as casey), or vitalops cds call deterioration --patient <id> "
+                  "--fhir <home>/hospital --at <time> against a running server", highlight=False)
+
+
 def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
     """Run every demo step and return a summary."""
+    from vitalops.cdshooks.demo import ensure_demo_ehr
     from vitalops.cli.init_cmd import initialize
     from vitalops.core.settings import get_settings
 
@@ -314,11 +336,15 @@ def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
     ensure_demo_sites(database)
     staff, keys = ensure_demo_users(database)
     summary["users"] = keys
+    summary["ehr_client"] = ensure_demo_ehr(database, staff["ada"], settings.home)
     if not as_json:
         console.print(Panel.fit("Demo staff and their API keys (shown once; use them as 'Authorization: Bearer ...')"))
         for entry in keys:  # one line each, never wrapped, so a key can be copied whole
             console.print(f"  {entry['user']:<10} {entry['role']:<15} {entry['key']}", soft_wrap=True,
                           highlight=False)
+        console.print(f"The demo EHR ({summary['ehr_client']['issuer']}, site north) calls CDS Hooks with the key "
+                      f"in {summary['ehr_client']['client_file']} (vitalops cds call)", soft_wrap=True,
+                      highlight=False)
     marker = settings.home / DEMO_MARKER
     if marker.exists():
         if not as_json:
@@ -332,7 +358,7 @@ def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
     summary["datasets"] = steps.datasets()
     summary["models"] = steps.models(summary["datasets"])
     clinician_key = next(entry["key"] for entry in keys if entry["user"] == "casey")
-    summary["serving"] = steps.serving(summary["datasets"], clinician_key)
+    summary["serving"], summary["cds_hooks"] = steps.serving(summary["datasets"], clinician_key)
     summary["monitoring"] = steps.monitoring()
     summary["audit"] = steps.audit()
     summary["rebuilt"] = True

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -103,8 +103,11 @@ def run_serving_demo(
     clinician_key: str,
     dataset_uri: str,
     app: Any,
+    then: Callable[[str, list[dict[str, Any]]], Any] | None = None,
 ) -> dict[str, Any]:
-    """Deploy the shadow and the canary, replay a day through ``app``'s REST API; a summary of it."""
+    """Deploy the shadow and the canary, replay a day through ``app``'s REST API; a summary of it.
+    ``then`` runs on the same loopback server after the replay, with its base URL and the served
+    predictions; what it returns is the summary's ``then``."""
     summary: dict[str, Any] = {"canary": _approve_and_gate(database, approvers, 2)}
     try:
         deploy_version(database, approvers[0], MODEL, 2, sites=[CANARY_SITE], mode="canary:20",
@@ -131,6 +134,8 @@ def run_serving_demo(
                                    headers={"Authorization": f"Bearer {clinician_key}"})
             response.raise_for_status()
             served.append(response.json())
+        if then is not None:
+            summary["then"] = then(base_url, served)
         app.state.serving.shadows.join()  # every shadow scored and logged before the demo reports
     access_log.setLevel(level)
     counts = Counter((p["site"], p["version"], p["mode"]) for p in served)
