@@ -40,26 +40,11 @@ def render_ingest_report(result: dict[str, Any]) -> None:
 
 def backend_auth(settings: Settings, token_url: str | None, client_id: str | None,
                  private_key: Path | None, key_id: str | None) -> BackendServicesAuth | None:
-    """SMART Backend Services credentials from the options, else from ``VITALOPS_FHIR_*`` settings.
+    """SMART Backend Services credentials from the options, else from ``VITALOPS_FHIR_*`` settings
+    (``vitalops.fhir.smart.backend_auth``)."""
+    from vitalops.fhir.smart import backend_auth as from_settings
 
-    None when no client id is configured (an open server); InvalidInput when they are incomplete.
-    """
-    from vitalops.fhir.smart import BackendServicesAuth
-
-    client = client_id or settings.fhir_client_id
-    if client is None:
-        return None
-    url = token_url or settings.fhir_token_url
-    key_file = private_key or settings.fhir_private_key_file
-    if url is None or key_file is None:
-        raise InvalidInput("SMART Backend Services needs --token-url and --private-key (or VITALOPS_FHIR_TOKEN_URL "
-                           "and VITALOPS_FHIR_PRIVATE_KEY_FILE) with the client id")
-    try:
-        pem = key_file.read_bytes()
-    except OSError:
-        raise InvalidInput(f"the private key file {key_file} cannot be read") from None
-    return BackendServicesAuth(token_url=url, client_id=client, private_key_pem=pem,
-                               key_id=key_id or settings.fhir_key_id, scope=settings.fhir_scope)
+    return from_settings(settings, token_url=token_url, client_id=client_id, private_key=private_key, key_id=key_id)
 
 
 def _download(url: str, since: str | None, types: str | None, level: str, auth: BackendServicesAuth | None,
