@@ -43,14 +43,18 @@ def _make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Any) -> None:
-            if connection.get_execution_options().get(_READ_ONLY):
+            read_only = bool(connection.get_execution_options().get(_READ_ONLY))
+            # The pooled connection remembers its mode (``info`` lives as long as the driver connection),
+            # so the PRAGMA is sent only when a connection changes between reading and writing.
+            if connection.info.get(_READ_ONLY) is not read_only:
+                connection.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+                connection.info[_READ_ONLY] = read_only
+            if read_only:
                 # A snapshot read: a deferred BEGIN takes no lock until it reads, and never the write lock.
-                connection.exec_driver_sql("PRAGMA query_only=ON")
                 connection.exec_driver_sql("BEGIN")
                 return
             # A write lock from the start: two processes can never both read the audit chain's
             # head and then both append (SQLite's deferred BEGIN would let them try).
-            connection.exec_driver_sql("PRAGMA query_only=OFF")
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
