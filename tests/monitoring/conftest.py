@@ -19,7 +19,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tests.governance.plans import ALICE, SCIENTIST, register_sites
-from vitalops.artifacts import open_store, save_model
+from vitalops.artifacts import open_store
+from vitalops.artifacts.bundle import save_model_bytes
+from vitalops.artifacts.formats import dump_model
 from vitalops.auth import Principal, Role
 from vitalops.batch.scoring import score_batch
 from vitalops.core.settings import Settings
@@ -107,10 +109,18 @@ class Monitored:
         return made
 
 
-@pytest.fixture
-def monitored(database: Database, settings: Settings) -> Monitored:
-    spec = load_spec(demo_spec_path(MODEL))
-    names = list(spec.feature_names)
+@dataclass(frozen=True)
+class Trained:
+    dataset: pa.Table
+    model_bytes: bytes
+    report: dict
+    report_hash: str
+
+
+@pytest.fixture(scope="session")
+def trained() -> Trained:
+    """The synthetic training set and the model fitted on it, once per session."""
+    names = list(load_spec(demo_spec_path(MODEL)).feature_names)
     rng = np.random.default_rng(2026)
     columns = feature_rows(rng, 3000)
     matrix = np.column_stack([columns[name] for name in names])
@@ -121,14 +131,21 @@ def monitored(database: Database, settings: Settings) -> Monitored:
     dataset = pa.table({"patient_key": [f"t{i:063d}" for i in range(3000)], "site": ["north"] * 3000,
                         "index_time": pa.array(times, pa.timestamp("us", tz="UTC")), "label": labels,
                         **{name: columns[name] for name in names}})
-    store = open_store(settings.artifacts_root)
-    uri, fingerprint = freeze_dataset(store, dataset)
     model = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                       ("scale", StandardScaler()), ("model", LogisticRegression(max_iter=500))])
     model.fit(matrix, labels)
-    bundle = save_model(store, model, flavor="sklearn", feature_names=names)
     report = build_report(labels, model.predict_proba(matrix)[:, 1], threshold_rule=ThresholdRule("fixed", 0.2),
                           groups={}, n_resamples=20, seed=1, threshold=0.2)
+    return Trained(dataset, dump_model(model, "sklearn"), report.model_dump(mode="json"), report.content_hash())
+
+
+@pytest.fixture
+def monitored(database: Database, settings: Settings, trained: Trained) -> Monitored:
+    spec = load_spec(demo_spec_path(MODEL))
+    names = list(spec.feature_names)
+    store = open_store(settings.artifacts_root)
+    uri, fingerprint = freeze_dataset(store, trained.dataset)
+    bundle = save_model_bytes(store, trained.model_bytes, flavor="sklearn", feature_names=names)
     register_sites(database, *SITES)
     with database.session() as session:
         register_definitions(session, spec)
@@ -139,7 +156,7 @@ def monitored(database: Database, settings: Settings) -> Monitored:
             source="registered", state="validated", dataset_uri=uri, dataset_fingerprint=fingerprint,
             definitions_version=spec.version, code_version="test", estimator="logistic_regression", flavor="sklearn",
             signature=Signature.of(names), artifact_sha256=bundle.sha256, threshold=0.2,
-            report=report.model_dump(mode="json"), report_hash=report.content_hash()))
+            report=trained.report, report_hash=trained.report_hash))
     with database.session() as session:
         for site in SITES:
             apply_deployment(session, actor=ALICE, name=MODEL, number=1, site=site, mode=parse_mode("champion"),
@@ -147,4 +164,4 @@ def monitored(database: Database, settings: Settings) -> Monitored:
     terminology = load_terminology()
     context = ServingContext(Runtime(store, terminology), LakeFacts(settings.lake_root),
                              Pseudonymizer(b"monitoring-test-key"), terminology)
-    return Monitored(database, settings, context, names, rng)
+    return Monitored(database, settings, context, names, np.random.default_rng(2027))

@@ -153,16 +153,21 @@ def _groups(table: pa.Table, value: str, extra: tuple[str, ...] = ()) -> Any:
     """(key, values, counts) per run of equal (version, site, w, *extra) in a sorted aggregate."""
     if table.num_rows == 0:
         return
-    columns = [table[c].to_numpy(zero_copy_only=False) for c in ("version", "site", "w", *extra)]
-    keys = list(zip(*[c.tolist() for c in columns], strict=True))
+    names = ("version", "site", "w", *extra)
+    codes = [np.asarray(pc.dictionary_encode(table[name].combine_chunks()).indices) if name == "site"
+             else table[name].to_numpy(zero_copy_only=False) for name in names]
+    change = np.zeros(table.num_rows, dtype=bool)
+    change[0] = True
+    for code in codes:
+        change[1:] |= code[1:] != code[:-1]
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], table.num_rows)
+    sites = table["site"].to_pylist()
     values = table[value].to_numpy(zero_copy_only=False)
     counts = table["n"].to_numpy(zero_copy_only=False).astype(np.float64)
-    start = 0
-    for index in range(1, len(keys) + 1):
-        if index == len(keys) or keys[index] != keys[start]:
-            key = keys[start]
-            yield (int(key[0]), str(key[1]), int(key[2]), *key[3:]), values[start:index], counts[start:index]
-            start = index
+    for first, last in zip(starts.tolist(), ends.tolist(), strict=True):
+        key = (int(codes[0][first]), str(sites[first]), int(codes[2][first]), *(code[first] for code in codes[3:]))
+        yield key, values[first:last], counts[first:last]
 
 
 def _feature_distributions(table: pa.Table, result: WindowAggregates) -> None:
