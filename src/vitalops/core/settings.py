@@ -74,6 +74,27 @@ class Settings(BaseSettings):
     review_margin: float = Field(default=0.05, ge=0, le=0.5)
     #: ``beside``: an uncertain prediction is queued and its card still shown; ``instead``: queued, no card.
     review_mode: Literal["beside", "instead"] = "beside"
+    #: Alert notifications (docs/alerts.md): a webhook that receives each alert as JSON, signed with
+    #: HMAC-SHA256 of the body under ``alert_webhook_secret`` (header ``X-VitalOps-Signature``).
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: SecretStr | None = None
+    #: Email through this SMTP server (port, STARTTLS, optional login) to comma-separated recipients.
+    alert_smtp_host: str | None = None
+    alert_smtp_port: int = Field(default=25, ge=1, le=65535)
+    alert_smtp_starttls: bool = False
+    alert_smtp_user: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_email_from: str = "vitalops@localhost"
+    alert_email_to: str = ""
+    #: Attempts per notification, and the first retry's delay (doubled at each retry, capped at 30 s).
+    alert_notify_attempts: int = Field(default=3, ge=1, le=10)
+    alert_notify_backoff_seconds: float = Field(default=0.5, ge=0, le=30)
+
+    @model_validator(mode="after")
+    def _refuse_unsigned_webhook(self) -> Settings:
+        if self.alert_webhook_url and not (self.alert_webhook_secret and self.alert_webhook_secret.get_secret_value()):
+            raise ConfigError("VITALOPS_ALERT_WEBHOOK_URL needs VITALOPS_ALERT_WEBHOOK_SECRET to sign each alert")
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
