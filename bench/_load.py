@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -41,15 +42,18 @@ def constant_app() -> Any:
 
 
 async def drive(url: str, headers: dict[str, str], total: int, concurrency: int,
-                bodies: list[dict[str, Any]] | None = None) -> tuple[float, list[float]]:
+                bodies: list[dict[str, Any]] | None = None,
+                headers_for: Callable[[], dict[str, str]] | None = None) -> tuple[float, list[float]]:
     """``total`` requests (GET, or POST of ``bodies`` in turn) with ``concurrency`` in flight, after a
-    warm-up; requests/s and each request's latency in seconds."""
+    warm-up; requests/s and each request's latency in seconds. ``headers_for`` gives each request
+    (warm-up included) headers of its own, such as a token used once."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=60, headers=headers) as client:
         async def call(index: int) -> httpx.Response:
+            extra = headers_for() if headers_for is not None else None
             if bodies is None:
-                return await client.get(url)
-            return await client.post(url, json=bodies[index % len(bodies)])
+                return await client.get(url, headers=extra)
+            return await client.post(url, json=bodies[index % len(bodies)], headers=extra)
 
         for index in range(WARM_UP):
             (await call(index)).raise_for_status()
@@ -72,7 +76,7 @@ async def drive(url: str, headers: dict[str, str], total: int, concurrency: int,
 
 def measure(script: str, kind: str, path: str, headers: dict[str, str], *, total: int, concurrency: int,
             bodies: list[dict[str, Any]] | None = None, env: dict[str, str] | None = None,
-            label: str | None = None) -> dict[str, float]:
+            label: str | None = None, headers_for: Callable[[], dict[str, str]] | None = None) -> dict[str, float]:
     """Start ``script --serve kind`` on a free port, drive ``path``, stop it; requests/s, p50 and p99 (ms)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, script, "--serve", kind, "--port", str(port)],
@@ -87,7 +91,8 @@ def measure(script: str, kind: str, path: str, headers: dict[str, str], *, total
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError(f"the {kind} server did not start") from None
                 time.sleep(0.1)
-        rate, latencies = asyncio.run(drive(f"http://127.0.0.1:{port}{path}", headers, total, concurrency, bodies))
+        rate, latencies = asyncio.run(drive(f"http://127.0.0.1:{port}{path}", headers, total, concurrency, bodies,
+                                            headers_for))
     finally:
         process.terminate()
         process.wait(timeout=30)
