@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
         since: Annotated[str | None, typer.Option("--since", help="From this time (ISO; default: the first "
                                                   "prediction).")] = None,
         until: Annotated[str | None, typer.Option("--until", help="Up to this time (ISO; default: now).")] = None,
+        engine: Annotated[str, typer.Option("--engine", help="Aggregate in this process (local) or on Dask.")
+                          ] = "local",
+        scheduler: Annotated[str | None, typer.Option("--scheduler", help="The Dask scheduler's address.")] = None,
         as_json: JsonOption = False,
     ) -> None:
         """Compute every metric for each complete window; a window computed again changes nothing."""
@@ -62,7 +65,7 @@ def register(app: typer.Typer) -> None:
         summary = run_monitoring(
             database, principal, lake_root=settings.lake_root, store=open_store(settings.artifacts_root),
             model=model, site=site, window=length, since=None if since is None else parse_time(since, "--since"),
-            until=None if until is None else parse_time(until, "--until"),
+            until=None if until is None else parse_time(until, "--until"), engine=engine, scheduler=scheduler,
         )
         emit(summary, as_json, render_run)
 

@@ -22,9 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vitalops.core.clock import as_utc
+from vitalops.core.extras import import_extra
 from vitalops.db.tables.cdshooks import CardFeedbackRow
 from vitalops.db.tables.registry import ModelRow, ModelVersionRow
 from vitalops.db.tables.serving import OutcomeRow, PredictionRow
+from vitalops.errors import InvalidInput
 from vitalops.lake.archive import PredictionArchive
 from vitalops.monitoring.stats import Distribution
 
@@ -112,40 +114,113 @@ class WindowAggregates:
     modes: dict[Key, list[str]] = field(default_factory=dict)
 
 
-def aggregate_predictions(predictions: pa.Table, window_us: int, feature_names: dict[int, list[str]]
-                          ) -> WindowAggregates:
-    """One DuckDB pass per aggregate over ``predictions`` (``PREDICTION_COLUMNS``)."""
+#: The aggregates of a set of predictions, each an Arrow table with a count column ``n`` (and
+#: ``flagged`` for volume): sums over partitions give the aggregates of their union exactly.
+_PARTIAL_KEYS = {
+    "values": ("version", "site", "w", "position", "value"),
+    "scores": ("version", "site", "w", "score"),
+    "latency": ("version", "site", "w", "latency_ms"),
+    "volume": ("version", "site", "w", "mode"),
+}
+ENGINES = ("local", "dask")
+ROWS_PER_PARTITION = 250_000
+
+
+def partial_aggregates(predictions: pa.Table, window_us: int) -> dict[str, pa.Table]:
+    """Value counts of every feature, of the scores and of the latencies, and volume and flags per
+    mode, per (version, site, window), of ``predictions`` (without patient keys)."""
     import duckdb
 
-    result = WindowAggregates(feature_names)
-    if predictions.num_rows == 0:
-        return result
     connection = duckdb.connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
-        connection.register("p", predictions.drop_columns(["patient_key"]))
+        connection.register("p", predictions.select([c for c in PREDICTION_COLUMNS.names if c != "patient_key"]))
         bucket = f'(epoch_us("at") - epoch_us("at") % {int(window_us)})'
-        for version, site, start, n, flagged, p50, p95, p99, n_latency, modes in connection.sql(f"""
-            SELECT version, site, {bucket} AS w, count(*), count(*) FILTER (WHERE decision),
-                   quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.95), quantile_cont(latency_ms, 0.99),
-                   count(latency_ms), list(DISTINCT mode ORDER BY mode)
-            FROM p GROUP BY ALL""").fetchall():
-            key = (int(version), str(site), int(start))
-            result.volume[key], result.flagged[key], result.modes[key] = int(n), int(flagged), list(modes)
-            result.latency[key] = (int(n_latency), p50, p95, p99)
-        scores = connection.sql(f"""
-            SELECT version, site, {bucket} AS w, score, count(*) AS n FROM p GROUP BY ALL
-            ORDER BY version, site, w, score""").to_arrow_table()
-        for key, values, counts in _groups(scores, "score"):
-            result.scores[key] = Distribution.from_counts(values, counts)
-        values = connection.sql(f"""
-            SELECT version, site, w, position, value, count(*) AS n FROM (
-                SELECT version, site, {bucket} AS w, unnest(features) AS value,
-                       unnest(generate_series(1, len(features))) AS position FROM p)
-            GROUP BY ALL ORDER BY version, site, w, position, value""").to_arrow_table()
+        return {
+            "values": connection.sql(f"""
+                SELECT version, site, w, position, value, count(*) AS n FROM (
+                    SELECT version, site, {bucket} AS w, unnest(features) AS value,
+                           unnest(generate_series(1, len(features))) AS position FROM p)
+                GROUP BY ALL""").to_arrow_table(),
+            "scores": connection.sql(f"SELECT version, site, {bucket} AS w, score, count(*) AS n FROM p GROUP BY ALL"
+                                     ).to_arrow_table(),
+            "latency": connection.sql(f"""SELECT version, site, {bucket} AS w, latency_ms, count(*) AS n FROM p
+                                         WHERE latency_ms IS NOT NULL GROUP BY ALL""").to_arrow_table(),
+            "volume": connection.sql(f"""SELECT version, site, {bucket} AS w, mode, count(*) AS n,
+                                        count(*) FILTER (WHERE decision) AS flagged FROM p GROUP BY ALL"""
+                                     ).to_arrow_table(),
+        }
     finally:
         connection.close()
-    _feature_distributions(values, result)
+
+
+def combine(parts: list[dict[str, pa.Table]]) -> dict[str, pa.Table]:
+    """The partial aggregates of several partitions summed into those of their union, sorted by key."""
+    import duckdb
+
+    combined: dict[str, pa.Table] = {}
+    connection = duckdb.connect()
+    try:
+        for kind, keys in _PARTIAL_KEYS.items():
+            connection.register("part", pa.concat_tables([part[kind] for part in parts]))
+            sums = "sum(n)::BIGINT AS n" + (", sum(flagged)::BIGINT AS flagged" if kind == "volume" else "")
+            order = ", ".join(f"{key} ASC NULLS LAST" for key in keys)
+            combined[kind] = connection.sql(f"SELECT {', '.join(keys)}, {sums} FROM part GROUP BY ALL ORDER BY {order}"
+                                            ).to_arrow_table()
+            connection.unregister("part")
+    finally:
+        connection.close()
+    return combined
+
+
+def _partials(predictions: pa.Table, window_us: int, engine: str, scheduler: str | None,
+              partitions: int | None) -> list[dict[str, pa.Table]]:
+    if engine not in ENGINES:
+        raise InvalidInput(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}", details={"field": "engine"})
+    count = partitions or max(1, -(-predictions.num_rows // ROWS_PER_PARTITION))
+    size = max(1, -(-predictions.num_rows // count))
+    parts = [predictions.slice(offset, size).drop_columns(["patient_key"])
+             for offset in range(0, predictions.num_rows, size)]
+    if engine == "local":
+        return [partial_aggregates(part, window_us) for part in parts]
+    if not scheduler:
+        raise InvalidInput("the dask engine needs the cluster's scheduler address", details={"field": "scheduler"})
+    distributed = import_extra("distributed")
+    with distributed.Client(scheduler, set_as_default=False) as client:
+        futures = [client.submit(partial_aggregates, part, window_us, pure=False) for part in parts]
+        return list(client.gather(futures))
+
+
+def aggregate_predictions(predictions: pa.Table, window_us: int, feature_names: dict[int, list[str]], *,
+                          engine: str = "local", scheduler: str | None = None, partitions: int | None = None
+                          ) -> WindowAggregates:
+    """The window aggregates of ``predictions`` (``PREDICTION_COLUMNS``): partial aggregates per
+    partition, in this process or on a Dask cluster (``engine="dask"``, ``scheduler``), summed. The
+    sums are exact, so both engines give the same aggregates."""
+    result = WindowAggregates(feature_names)
+    if predictions.num_rows == 0:
+        return result
+    tables = combine(_partials(predictions, window_us, engine, scheduler, partitions))
+    modes: dict[Key, list[str]] = defaultdict(list)
+    for version, site, start, mode, n, flagged in zip(*(tables["volume"][c].to_pylist() for c in (
+            "version", "site", "w", "mode", "n", "flagged")), strict=True):
+        key = (int(version), str(site), int(start))
+        result.volume[key] = result.volume.get(key, 0) + int(n)
+        result.flagged[key] = result.flagged.get(key, 0) + int(flagged)
+        modes[key].append(str(mode))
+    result.modes = {key: sorted(value) for key, value in modes.items()}
+    latencies = {key: Distribution.from_counts(values, counts) for key, values, counts in _groups(
+        tables["latency"], "latency_ms")}
+    for key in result.volume:
+        latency = latencies.get(key)
+        if latency is None or latency.n == 0:
+            result.latency[key] = (0, None, None, None)
+        else:  # numpy's (and DuckDB's quantile_cont) linear interpolation, on the value counts
+            p50, p95, p99 = (float(v) for v in latency.quantiles([0.5, 0.95, 0.99]))
+            result.latency[key] = (latency.n, p50, p95, p99)
+    for key, values, counts in _groups(tables["scores"], "score"):
+        result.scores[key] = Distribution.from_counts(values, counts)
+    _feature_distributions(tables["values"], result)
     return result
 
 

@@ -99,13 +99,19 @@ def run_monitoring(
     since: datetime | None = None,
     until: datetime | None = None,
     now: datetime | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Compute every metric for each complete window of each model (or ``model``) and store them.
+    The aggregation runs in this process or on the Dask cluster at ``scheduler`` (``engine="dask"``);
+    both give the same results.
 
     Needs ``monitoring:run``. Raises NotFound for an unknown model, InvalidInput for a bad range.
     Returns a summary: run id, windows computed, results written, and the flagged results.
     """
     authorize(database, actor, Permission.MONITORING_RUN, object_type="monitoring", object_id=model or "all")
+    if engine not in agg.ENGINES or (engine == "dask" and not scheduler):
+        raise InvalidInput("--engine is local, or dask with --scheduler", details={"field": "engine"})
     now = as_utc(now or utcnow())
     until = min(as_utc(until), now) if until is not None else now
     run_id = f"mon_{uuid.uuid4().hex}"
@@ -117,7 +123,7 @@ def run_monitoring(
     for name in names:
         summary["models"].append(_run_model(database, actor, name, lake_root=lake_root, store=store, site=site,
                                             window=window, since=since, until=until, now=now, run_id=run_id,
-                                            flagged=summary["flagged"]))
+                                            flagged=summary["flagged"], engine=engine, scheduler=scheduler))
     summary["windows"] = sum(m["windows"] for m in summary["models"])
     summary["results"] = sum(m["results"] for m in summary["models"])
     return summary
@@ -130,7 +136,7 @@ def _window_text(window: timedelta) -> str:
 
 def _run_model(database: Database, actor: Principal, name: str, *, lake_root: str, store: ArtifactStore,
                site: str | None, window: timedelta, since: datetime | None, until: datetime, now: datetime,
-               run_id: str, flagged: list[dict[str, Any]]) -> dict[str, Any]:
+               run_id: str, flagged: list[dict[str, Any]], engine: str, scheduler: str | None) -> dict[str, Any]:
     window_us = int(window.total_seconds()) * 1_000_000
     with database.session() as session:  # references are computed and stored once per version
         model_row = session.scalar(select(ModelRow).where(ModelRow.name == name))
@@ -154,7 +160,7 @@ def _run_model(database: Database, actor: Principal, name: str, *, lake_root: st
         names = {v.number: _feature_names(v) for v in versions}
         labelled = agg.labelled_predictions(session, predictions, window_us, context.thresholds)
         feedback = agg.feedback_counts(session, predictions, window_us)
-    aggregates = agg.aggregate_predictions(predictions, window_us, names)
+    aggregates = agg.aggregate_predictions(predictions, window_us, names, engine=engine, scheduler=scheduler)
     sites = sorted({key[1] for key in aggregates.volume} | ({site} if site else set()))
     quality = agg.aggregate_quality(lake_root, sites, start, end, window_us)
     written = windows = 0
