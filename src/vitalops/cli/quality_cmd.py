@@ -26,7 +26,9 @@ def render_quality_report(report: dict[str, Any]) -> None:
                 "impossible dates": site["impossible_dates"],
                 "unknown patients": site["unknown_patients"],
                 "unmapped codes": sum(c["facts"] for c in site["unmapped_codes"]),
-                "latest known": site["freshness"].get("latest_known_at"),
+                "codes absent": site["codes_absent"],
+                "birth years": _years(site["birth_years"]),
+                "latest known": site["freshness"].get("latest_known_day"),
             }
         )
     columns = [
@@ -39,9 +41,15 @@ def render_quality_report(report: dict[str, Any]) -> None:
         "impossible dates",
         "unknown patients",
         "unmapped codes",
+        "codes absent",
+        "birth years",
         "latest known",
     ]
     console.print(rows_table(rows, columns, title=f"Data quality ({scope}; duplicates: {report['duplicates']})"))
+    console.print(
+        f"Dates of birth are shown as years; no figure rests on fewer than {report['minimum_patients']} patients "
+        "(such figures are left blank)."
+    )
     rules = [
         {"site": site["site"], "rule": rule, "records": count}
         for site in report["sites"]
@@ -63,6 +71,12 @@ def render_quality_report(report: dict[str, Any]) -> None:
                 title="Values outside plausible ranges",
             )
         )
+
+
+def _years(birth_years: dict[str, Any]) -> str | None:
+    if not birth_years or birth_years.get("first_year") is None:
+        return None
+    return f"{birth_years['first_year']} - {birth_years['last_year']}"
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ Each defect copies a real record of the site and breaks it the way EHR interface
 | ``missing_value`` | an Observation with neither a value nor a dataAbsentReason | quarantined |
 | ``no_timezone`` | an effective time without a time zone | quarantined |
 | ``implausible_value`` | a heart rate of 720 /min (a keying error) | lands, counted as out of range |
-| ``local_code`` | a Condition coded only in the site's local code system | lands with no concept, counted as unmapped |
+| ``local_code`` | a Condition coded only in a local code system | lands without its code, counted (``code.absent``) |
 
 Defective records get ids of their own (``<id>-defect-<n>``), so they never collide with the
 clean records. Same seed, same defects.
