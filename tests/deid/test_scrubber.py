@@ -170,21 +170,19 @@ def test_direct_identifiers_and_free_text_are_removed(tmp_path: Path) -> None:
     patient = output["Patient"][0]
     assert set(patient) == {"resourceType", "id", "meta", "gender", "birthDate", "address", "maritalStatus"}
     assert patient["meta"] == {
-        "lastUpdated": shift_date("2024-03-02T08:00:00Z", date_shift_days(KEY, "pat-001"))
+        "lastUpdated": shift_date("2024-03-02T08:00:00Z", date_shift_days(KEY, "pat-001"))[:10]  # day precision
     }
     assert patient["address"] == [
         {"state": "MA", "postalCode": "021", "country": "US"},
         {"state": "NH", "postalCode": "000"},
     ]
-    assert patient["maritalStatus"] == {"coding": [PATIENT["maritalStatus"]["coding"][0]]}
-    observation = output["Observation"][0]
-    # terminology display kept, a local system's display dropped
-    assert observation["code"] == {
-        "coding": [
-            {"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"},
-            {"system": "http://hospital.example.org/local", "code": "BP"},
-        ]
+    # displays are dropped, even a terminology's
+    assert patient["maritalStatus"] == {
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M"}]
     }
+    observation = output["Observation"][0]
+    # the local coding is dropped whole: its code is not in a known system's syntax
+    assert observation["code"] == {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]}
     assert observation["component"][0]["valueQuantity"]["unit"] == "mm[Hg]"
     assert "unit" not in observation["component"][1]["valueQuantity"]
     assert report["actions"]["drop"] > 0 and report["actions"]["zip3"] == 2
@@ -205,7 +203,7 @@ def test_references_are_rewritten_with_the_same_pseudonyms_as_ids(tmp_path: Path
 
 
 def test_dates_shift_consistently_per_patient_and_never_by_zero(tmp_path: Path) -> None:
-    output, _, _ = _run(tmp_path, [PATIENT, ENCOUNTER, OBSERVATION])
+    output, _, _ = _run(tmp_path, [PATIENT, ENCOUNTER, OBSERVATION], dates="shift-time")
     offset = date_shift_days(KEY, "pat-001")
     assert offset != 0 and -365 <= offset <= 365
     encounter = output["Encounter"][0]
@@ -223,12 +221,27 @@ def test_dates_shift_consistently_per_patient_and_never_by_zero(tmp_path: Path) 
     assert 0 not in offsets and min(offsets) >= -365 and max(offsets) <= 365 and len(offsets) > 600
 
 
+def test_shift_keeps_dates_at_day_precision_by_default(tmp_path: Path) -> None:
+    output, report, raw = _run(tmp_path, [PATIENT, ENCOUNTER, OBSERVATION])
+    offset = date_shift_days(KEY, "pat-001")
+    observation = output["Observation"][0]
+    assert observation["effectiveDateTime"] == shift_date("2024-03-02", offset)
+    assert output["Encounter"][0]["period"] == {"start": shift_date("2024-03-01", offset),
+                                                "end": shift_date("2024-03-04", offset)}
+    assert b"T" not in b"".join(orjson.dumps(d).replace(b'"resourceType"', b"") for d in (observation["issued"],))
+    for time_of_day in (b"10:15", b"16:40", b"06:00", b"06:20", b"08:00"):
+        assert time_of_day not in raw
+    assert report["dates"] == "shift" and report["safe_harbor_dates"] is False
+    assert report["dates_note"].startswith("not Safe Harbor")
+
+
 def test_year_mode_truncates_every_date(tmp_path: Path) -> None:
     output, report, _ = _run(tmp_path, [PATIENT, ENCOUNTER, OBSERVATION], dates="year")
     assert output["Patient"][0]["birthDate"] == "1961"
     assert output["Encounter"][0]["period"] == {"start": "2024", "end": "2024"}
     assert output["Observation"][0]["effectiveDateTime"] == "2024"
-    assert report["dates"] == "year"
+    assert report["dates"] == "year" and report["safe_harbor_dates"] is True
+    assert report["dates_note"].startswith("HIPAA Safe Harbor")
 
 
 def test_patients_aged_90_or_more_are_grouped(tmp_path: Path) -> None:
@@ -361,7 +374,8 @@ def test_us_core_race_and_ethnicity_codings_and_the_site_tag_are_kept_and_nothin
     }
     outputs, _, raw = _run(tmp_path, [patient])
     kept = outputs["Patient"][0]
-    assert kept["extension"] == [{"url": race, "extension": [{"url": "ombCategory", "valueCoding": omb}]}]
+    coded = {"system": omb["system"], "code": omb["code"]}  # the display is dropped, as every display is
+    assert kept["extension"] == [{"url": race, "extension": [{"url": "ombCategory", "valueCoding": coded}]}]
     assert kept["meta"]["tag"] == [{"system": "https://vitalops.dev/fhir/site", "code": "north"}]
     for leaked in (b"Elm Street", b"Smithfield", b"MRN-4471"):
         assert leaked not in raw

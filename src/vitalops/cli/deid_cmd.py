@@ -1,4 +1,5 @@
-"""``vitalops deid IN OUT``: write a de-identified copy of a FHIR export (HIPAA Safe Harbor)."""
+"""``vitalops deid IN OUT [--dates year|shift|shift-time]``: write a de-identified copy of a FHIR
+export. Only ``--dates year`` meets HIPAA Safe Harbor; the shift modes do not."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def _render(result: dict[str, Any]) -> None:
             title="De-identification",
         )
     )
+    console.print(f"Dates: {result['dates_note']}.", highlight=False)
     rows = [{"action": action, "count": count} for action, count in result["actions"].items()]
     console.print(rows_table(rows, ["action", "count"], title="Actions"))
     if result["skipped_by_reason"]:
@@ -40,15 +42,20 @@ def register(app: typer.Typer) -> None:
     def deid(
         in_path: Annotated[Path, typer.Argument(metavar="IN", help="NDJSON/Bundle file or folder to read.")],
         out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="New or empty folder for the output.")],
-        dates: Annotated[str, typer.Option("--dates", help="shift: per-patient offset; year: keep the year.")] = (
-            "shift"
-        ),
+        dates: Annotated[str, typer.Option("--dates", help=(
+            "year: the year only, HIPAA Safe Harbor (ages over 89 grouped at 90). shift (default): every "
+            "date of a patient moved by one offset, day precision; shift-time: the same keeping the time "
+            "of day. The shift modes are NOT Safe Harbor (expert determination or a limited data set)."
+        ))] = "shift",
         rules: Annotated[Path | None, typer.Option("--rules", help="Scrub rules TOML (default: Safe Harbor).")] = (
             None
         ),
         as_json: JsonOption = False,
     ) -> None:
-        """De-identify FHIR resources into OUT, one NDJSON file per type, and print the counts of each action."""
+        """De-identify FHIR resources into OUT, one NDJSON file per type, and print the counts of each action.
+
+        Meets HIPAA Safe Harbor only with --dates year; the default --dates shift does not.
+        """
         from vitalops.deid import run_deidentification
         from vitalops.deid.scrubber import DATE_MODES
 

@@ -1,4 +1,5 @@
-"""De-identification by HIPAA Safe Harbor, with scrub rules as data that block by default.
+"""De-identification with scrub rules as data that block by default: HIPAA Safe Harbor with
+``dates="year"``; the date-shift modes are not Safe Harbor (see README.md).
 
 Public API: ``deidentify_path``, ``DeidReport``, ``load_rules``, ``Scrubber``. See README.md in
 this folder for the decisions (date offsets, ages over 89, display strings, ZIP codes).

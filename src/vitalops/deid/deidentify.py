@@ -23,6 +23,7 @@ from vitalops.deid.rules import load_rules
 from vitalops.deid.scrubber import Scrubber
 from vitalops.errors import InvalidInput
 from vitalops.fhir.readers import iter_resources
+from vitalops.sites import list_sites
 
 
 def deidentify_path(
@@ -33,11 +34,14 @@ def deidentify_path(
     dates: str = "shift",
     rules: Path | None = None,
     as_of: date | None = None,
+    site_tags: frozenset[str] | None = None,
 ) -> DeidReport:
     """De-identify every resource under ``in_path`` into ``out_dir/<Type>.ndjson`` by the scrub rules.
 
-    ``dates`` is ``shift`` (per-patient offset) or ``year`` (truncate). ``as_of`` is the day ages
-    are reckoned on for the over-89 grouping (today by default). Unreadable input, unlisted
+    ``dates`` is ``year`` (the year only: HIPAA Safe Harbor), ``shift`` (per-patient offset, day
+    precision; not Safe Harbor) or ``shift-time`` (the same with the time of day; not Safe Harbor).
+    ``as_of`` is the day ages are reckoned on for the over-89 grouping (today by default);
+    ``site_tags`` the registered sites' tag values, the only site tag codes kept. Unreadable input, unlisted
     resource types and resources with unknown modifier extensions are left out and counted.
     Raises InvalidInput when ``in_path`` is missing, ``out_dir`` is not empty, or the rules are bad.
     """
@@ -47,7 +51,8 @@ def deidentify_path(
         raise InvalidInput(f"output folder {out_dir.name} must be new or empty")
     scrub_rules = load_rules(rules)
     report = DeidReport(dates=dates, rules=scrub_rules.source)
-    scrubber = Scrubber(scrub_rules, key=key, dates=dates, as_of=as_of or utcnow().date(), report=report)
+    scrubber = Scrubber(scrub_rules, key=key, dates=dates, as_of=as_of or utcnow().date(), report=report,
+                        site_tags=site_tags)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, IO[bytes]] = {}
     try:
@@ -88,11 +93,14 @@ def run_deidentification(
     """
     run_id = new_id("deid")
     authorize(database, principal, Permission.DATA_DEID, object_type="deid_run", object_id=run_id)
-    report = deidentify_path(in_path, out_dir, key=key, dates=dates, rules=rules)
+    with database.session() as session:
+        site_tags = frozenset(tag for site in list_sites(session) for tag in site.tag_values)
+    report = deidentify_path(in_path, out_dir, key=key, dates=dates, rules=rules, site_tags=site_tags)
     summary = report.to_dict()
     payload = {
         name: summary[name]
-        for name in ("read", "written", "skipped", "skipped_by_reason", "written_by_type", "actions", "dates", "rules")
+        for name in ("read", "written", "skipped", "skipped_by_reason", "written_by_type", "actions", "dates",
+                     "safe_harbor_dates", "rules")
     }
     with database.session() as session:
         append(

@@ -6,6 +6,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The one ``--dates`` mode that meets HIPAA Safe Harbor, and what each mode is (shown in output).
+SAFE_HARBOR_DATES = "year"
+DATE_MODE_NOTES = {
+    "year": "HIPAA Safe Harbor: dates keep their year only; ages over 89 are grouped at 90",
+    "shift": "not Safe Harbor: dates moved by a per-patient offset, at day precision (for expert "
+             "determination or a limited data set)",
+    "shift-time": "not Safe Harbor: dates moved by a per-patient offset, time of day kept (for expert "
+                  "determination or a limited data set)",
+}
+
 
 @dataclass
 class DeidReport:
@@ -39,6 +49,8 @@ class DeidReport:
             "skipped_by_reason": dict(sorted(self.skipped.items())),
             "written_by_type": dict(sorted(self.written_by_type.items())),
             "dates": self.dates,
+            "safe_harbor_dates": self.dates == SAFE_HARBOR_DATES,
+            "dates_note": DATE_MODE_NOTES.get(self.dates, ""),
             "rules": self.rules,
             "actions": self.action_totals(),
             "by_rule": [

@@ -7,6 +7,7 @@ decisions (date offsets, ages over 89, display strings, ZIP codes).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -14,11 +15,25 @@ from typing import Any
 
 from vitalops.deid.dates import age_in_years, earliest_birthday, shift_date, truncate_to_year
 from vitalops.deid.pseudonyms import date_shift_days, parse_reference, pseudonym
-from vitalops.deid.report import DeidReport
-from vitalops.deid.rules import ElementSpec, ScrubRules
+from vitalops.deid.report import DATE_MODE_NOTES, SAFE_HARBOR_DATES, DeidReport
+from vitalops.deid.rules import VALUE_SET_PREFIX, ElementSpec, ScrubRules
 from vitalops.errors import InvalidInput
+from vitalops.fhir.resource_types import R4_RESOURCE_TYPES
+from vitalops.terminology.code_systems import CODE_LISTS, CODE_SYNTAX, well_formed
+from vitalops.terminology.concepts import SYSTEM_ALIASES
+from vitalops.terminology.units import storable_unit
 
-DATE_MODES = ("shift", "year")
+#: ``--dates`` modes. Only ``year`` meets HIPAA Safe Harbor (45 CFR 164.514(b)(2)(i)(C): no
+#: element of a date but the year). ``shift`` (the default: every date of a patient moved by one
+#: offset, at day precision) and ``shift-time`` (the same, keeping the time of day and offset)
+#: keep real intervals and dates' shapes: a limited data set or expert-determination method, not
+#: Safe Harbor.
+DATE_MODES = ("shift", "year", "shift-time")
+assert set(DATE_MODES) == set(DATE_MODE_NOTES)
+#: The meta.tag system of the site a resource came from (``vitalops.ingest``).
+SITE_TAG_SYSTEM = "https://vitalops.dev/fhir/site"
+_SITE_CODE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_UCUM = "http://unitsofmeasure.org"
 #: UCUM age units and how many of each make a year.
 _UCUM_PER_YEAR = {"a": 1.0, "mo": 12.0, "wk": 52.1775, "d": 365.25, "h": 8766.0, "min": 525960.0}
 
@@ -46,8 +61,11 @@ class Scrubber:
     """De-identifies resources one at a time, counting every action into ``report``."""
 
     def __init__(
-        self, rules: ScrubRules, *, key: bytes, dates: str = "shift", as_of: date, report: DeidReport
+        self, rules: ScrubRules, *, key: bytes, dates: str = "shift", as_of: date, report: DeidReport,
+        site_tags: frozenset[str] | None = None,
     ) -> None:
+        """``site_tags``: the registered sites' tag values, the only site tag codes kept (without
+        it, a site tag's code is kept when it has the shape of a site code)."""
         if dates not in DATE_MODES:
             raise InvalidInput(f"dates must be one of {', '.join(DATE_MODES)}")
         if not key:
@@ -57,14 +75,23 @@ class Scrubber:
         self.dates = dates
         self.as_of = as_of
         self.report = report
+        self.site_tags = site_tags
+        self._systems = frozenset({*CODE_SYNTAX, *CODE_LISTS, *SYSTEM_ALIASES, *rules.terminology_systems,
+                                   *rules.kept_tag_systems})
         self._actions: dict[str, Callable[[Any, dict[str, Any], _Visit], Any]] = {
             "keep": self._keep,
+            "boolean": self._boolean,
+            "integer": self._integer,
+            "number": self._number,
+            "code": self._code,
+            "system": self._system,
+            "unit": self._unit,
+            "resource-type": self._resource_type,
             "date": self._date,
             "birth-date": self._birth_date,
             "zip3": self._zip3,
             "hash-id": self._hash_id,
             "reference": self._reference,
-            "coded-text": self._coded_text,
             "age": self._age,
         }
 
@@ -153,12 +180,21 @@ class Scrubber:
             if not isinstance(value, dict):
                 self.report.count(visit.resource_type, element, "drop-malformed")
                 return DROPPED
-            return self._walk(value, spec, element, visit) or DROPPED
+            walked = self._walk(value, spec, element, visit)
+            if rule == "Coding" and "code" not in walked:
+                return DROPPED  # a system without its code, or a flag, says nothing
+            return walked or DROPPED
         if isinstance(value, dict | list):
             self.report.count(visit.resource_type, element, "drop-malformed")
             return DROPPED
-        result = self._actions[rule](value, siblings, visit)
-        self.report.count(visit.resource_type, element, rule if result is not DROPPED else f"{rule}:dropped")
+        if rule.startswith(VALUE_SET_PREFIX):
+            codes = self.rules.value_sets[rule.removeprefix(VALUE_SET_PREFIX)]
+            result = value if isinstance(value, str) and value in codes else DROPPED
+            action = "value-set"
+        else:
+            result = self._actions[rule](value, siblings, visit)
+            action = rule
+        self.report.count(visit.resource_type, element, action if result is not DROPPED else f"{action}:dropped")
         return result
 
     def _modifiers_allowed(self, extensions: Any) -> bool:
@@ -169,7 +205,7 @@ class Scrubber:
 
     def _patient_shift(self, resource: dict[str, Any]) -> int | None:
         """The date offset of the patient this resource belongs to, or None when there is none."""
-        if self.dates != "shift":
+        if self.dates == SAFE_HARBOR_DATES:
             return None
         if resource.get("resourceType") == "Patient":
             patient_id = resource.get("id")
@@ -189,6 +225,34 @@ class Scrubber:
     def _keep(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
         return value
 
+    def _boolean(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        return value if isinstance(value, bool) else DROPPED
+
+    def _integer(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        return value if type(value) is int else DROPPED
+
+    def _number(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        return value if type(value) in (int, float) and value == value and abs(value) != float("inf") else DROPPED
+
+    def _code(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        system = siblings.get("system")
+        if system == SITE_TAG_SYSTEM and system in self.rules.kept_tag_systems and isinstance(value, str):
+            known = value in self.site_tags if self.site_tags is not None else bool(_SITE_CODE.fullmatch(value))
+            return value if known else DROPPED
+        return value if well_formed(system, value) else DROPPED
+
+    def _system(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        return value if isinstance(value, str) and value in self._systems else DROPPED
+
+    def _unit(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        if siblings.get("system") not in (None, _UCUM):
+            return DROPPED  # a code of another unit system: not checked here, so not kept
+        unit = storable_unit(value)
+        return DROPPED if unit is None else unit
+
+    def _resource_type(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
+        return value if isinstance(value, str) and value in R4_RESOURCE_TYPES else DROPPED
+
     def _date(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
         if not isinstance(value, str):
             return DROPPED
@@ -196,6 +260,8 @@ class Scrubber:
             moved = truncate_to_year(value)
         else:
             moved = shift_date(value, visit.shift_days)
+            if moved is not None and self.dates == "shift":
+                moved = moved[:10]  # day precision: the time of day is dropped
         return DROPPED if moved is None else moved
 
     def _birth_date(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
@@ -229,11 +295,6 @@ class Scrubber:
         if target is None:
             return DROPPED
         return f"{target[0]}/{pseudonym(self.key, target[0], target[1])}"
-
-    def _coded_text(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
-        if isinstance(value, str) and self.rules.is_terminology(siblings.get("system")):
-            return value
-        return DROPPED
 
     def _age(self, value: Any, siblings: dict[str, Any], visit: _Visit) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
