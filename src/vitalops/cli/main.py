@@ -12,6 +12,7 @@ import sys
 import typer
 
 from vitalops.cli import (
+    alerts_cmd,
     audit_cmd,
     cds_cmd,
     dataset_cmd,
@@ -65,6 +66,7 @@ COMMAND_MODULES = (
     cds_cmd,
     review_cmd,
     monitor_cmd,
+    alerts_cmd,
 )
 
 log = logging.getLogger("vitalops.cli")
