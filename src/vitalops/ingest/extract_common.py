@@ -29,6 +29,8 @@ SITE_UNREGISTERED = "site.unregistered"
 #: The quarantine rule of a bound element (a status, a gender) whose code is not in its value set.
 CODE_NOT_IN_VALUE_SET = "code.not_in_value_set"
 
+_STORABLE_CACHE_LIMIT = 100_000
+
 #: One fact before its timestamps are parsed and its id computed; see ``fact_rows.ROW_FIELDS``.
 Row = tuple[Any, ...]
 
@@ -69,7 +71,7 @@ class Context:
     #: of ``default_site`` and site tags are not read.
     sites: Mapping[str, str] | None = None
     concepts: dict[tuple[str | None, str | None], Concept | None] = field(default_factory=dict)
-    storable: dict[tuple[Any, Any], bool] = field(default_factory=dict)
+    storable: dict[tuple[str | None, str | None], bool] = field(default_factory=dict)
 
     def concept_for(self, system: str | None, code: str | None) -> Concept | None:
         key = (system, code)
@@ -80,16 +82,15 @@ class Context:
             self.concepts[key] = found
             return found
 
-    def is_storable(self, system: Any, code: Any) -> bool:
+    def is_storable(self, system: str | None, code: str | None) -> bool:
         """``Terminology.is_storable``, once per distinct coding."""
         key = (system, code)
-        try:
-            return self.storable[key]
-        except KeyError:
+        found = self.storable.get(key)
+        if found is None:
+            if len(self.storable) >= _STORABLE_CACHE_LIMIT:  # endless distinct local codes: bounded
+                self.storable.clear()
             found = self.storable[key] = self.terminology.is_storable(system, code)
-            return found
-        except TypeError:  # an unhashable system or code: a malformed resource
-            raise TypeError("coding") from None
+        return found
 
 
 def instant(value: Any, field_name: str) -> str:
