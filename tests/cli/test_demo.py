@@ -59,6 +59,11 @@ def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
     assert south and all((row.mode == "canary") == on_challenger_side(canary[2], str(row.patient_key), 20)
                          for row in south)
     assert all(example["factors"] for example in serving["examples"])
+    batch = summary["batch"]  # the census at the end of the data, one batch run through the same routing
+    assert batch["sites"] == ["east", "north", "south"] and batch["rows"] > 100
+    assert batch["by_mode"]["champion"] > 0 and batch["by_mode"]["shadow_unserved"] > 0
+    assert batch["archived"] == batch["predictions"] == batch["rows"] + batch["by_mode"].get("champion_unserved", 0) \
+        + batch["by_mode"]["shadow_unserved"]
     # The demo EHR: trusted, its key in a file only its owner reads; its replayed calls gave cards and feedback.
     client_file = Path(summary["ehr_client"]["client_file"])
     assert client_file.stat().st_mode & 0o777 == 0o600 and summary["ehr_client"]["site"] == "north"

@@ -225,6 +225,18 @@ class DemoSteps:
             render_cds_hooks(cds_hooks)
         return result, cds_hooks
 
+    def batch(self, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The census at the end of the data, scored in one batch run by the versions deployed at each site."""
+        from vitalops.batch.demo import run_batch_demo
+        from vitalops.serving.demo import MODEL
+        from vitalops.serving.service import default_context
+        runtime = default_context(self.settings).runtime
+        result = run_batch_demo(self.database, self.staff["dana"], self.settings, runtime, model=MODEL,
+                                dataset_uri=datasets["deterioration"]["out"])
+        if not self.as_json:
+            render_batch_run(result)
+        return result
+
     def monitoring(self) -> dict[str, Any]:
         """Monitoring over the replayed day's predictions: every metric for that day, and what it flags."""
         from datetime import timedelta
@@ -299,6 +311,14 @@ def render_model_plane(result: dict[str, Any]) -> None:
                       f"{blocked['deploy_beyond_shadow']}", highlight=False)
 
 
+def render_batch_run(batch: dict[str, Any]) -> None:
+    modes = ", ".join(f"{count} {mode.replace('_unserved', ' (not returned)')}" for mode, count in
+                      batch["by_mode"].items())
+    console.print(f"A batch run (vitalops score): the census at {batch['at']}, {batch['rows']} patients at "
+                  f"{len(batch['sites'])} sites, {batch['predictions']} predictions ({modes}), written to "
+                  f"{batch['out']} and logged to the archive", soft_wrap=True, highlight=False)
+
+
 def render_serving(result: dict[str, Any]) -> None:
     console.print(f"v2 at south: {result['canary']['deployed']}; v3 at north: shadow (scored, logged, never returned)")
     console.print(rows_table(result["served"], ["site", "version", "mode", "predictions"],
@@ -360,6 +380,7 @@ def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
     clinician_key = next(entry["key"] for entry in keys if entry["user"] == "casey")
     summary["serving"], summary["cds_hooks"] = steps.serving(summary["datasets"], clinician_key)
     summary["monitoring"] = steps.monitoring()
+    summary["batch"] = steps.batch(summary["datasets"])
     summary["audit"] = steps.audit()
     summary["rebuilt"] = True
     marker.write_text("ok\n", encoding="utf-8")
