@@ -14,6 +14,7 @@ from vitalops.api.middleware import ApiMetrics, RequestContextMiddleware
 from vitalops.api.openapi import install_docs
 from vitalops.api.problems import install_problem_handlers
 from vitalops.api.routes import (
+    alerts,
     audit,
     cdshooks,
     deployments,
@@ -33,7 +34,7 @@ from vitalops.db.migrate import upgrade
 
 ROUTERS = (
     health.router, audit.router, users.router, users.self_service, sites.router, models.router, deployments.router,
-    predictions.router, cdshooks.router, review.router, monitoring.router,
+    predictions.router, cdshooks.router, review.router, monitoring.router, alerts.router,
 )
 
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.denials = denials
     install_problem_handlers(app)
     review.install_review_metrics(app, database)
+    alerts.install_alert_metrics(app, database)
     for router in ROUTERS:
         app.include_router(router)
     install_docs(app)

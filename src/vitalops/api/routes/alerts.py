@@ -1,0 +1,90 @@
+"""``/v1/alerts``: alerts raised by monitoring rules, acknowledged and resolved by operators; the
+count of unresolved alerts per model, site and severity in ``/metrics``. Thin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pydantic import BaseModel
+
+from vitalops.api.deps import DatabaseDep, require
+from vitalops.api.params import INT64_MAX, NameQuery, Offset, Reason
+from vitalops.auth import Permission, Principal
+from vitalops.db import Database
+
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+Reader = Annotated[Principal, Depends(require(Permission.ALERTS_READ))]
+Manager = Annotated[Principal, Depends(require(Permission.ALERTS_MANAGE))]
+AlertId = Annotated[int, Path(ge=1, le=INT64_MAX, description="an alert id")]
+
+
+class ReasonBody(BaseModel):
+    reason: Reason
+
+
+@router.get("")
+def get_alerts(
+    database: DatabaseDep, actor: Reader, model: NameQuery = None, site: NameQuery = None,
+    state: Annotated[Literal["open", "acknowledged", "resolved"] | None, Query()] = None,
+    severity: Annotated[Literal["info", "warning", "critical"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Offset = 0,
+) -> dict[str, Any]:
+    """Alerts, newest first (no patient data: model, version, site, metric, value, threshold, window)."""
+    from vitalops.monitoring.alerts import list_alerts
+
+    alerts = list_alerts(database, actor, model=model, state=state, site=site, severity=severity, limit=limit,
+                         offset=offset)
+    return {"alerts": [alert.model_dump(mode="json") for alert in alerts]}
+
+
+@router.get("/{alert_id}")
+def get_alert(alert_id: AlertId, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+    """One alert with the outcome of each notification."""
+    from vitalops.monitoring.alerts import get_alert as read_alert
+
+    return read_alert(database, actor, alert_id)
+
+
+@router.post("/{alert_id}/ack")
+def post_ack(alert_id: AlertId, body: ReasonBody, database: DatabaseDep, actor: Manager) -> dict[str, Any]:
+    """Acknowledge an open alert with a reason (409 from any other state)."""
+    from vitalops.monitoring.alerts import acknowledge_alert
+
+    return acknowledge_alert(database, actor, alert_id, reason=body.reason).model_dump(mode="json")
+
+
+@router.post("/{alert_id}/resolve")
+def post_resolve(alert_id: AlertId, body: ReasonBody, database: DatabaseDep, actor: Manager) -> dict[str, Any]:
+    """Resolve an open or acknowledged alert with a reason (409 once resolved)."""
+    from vitalops.monitoring.alerts import resolve_alert
+
+    return resolve_alert(database, actor, alert_id, reason=body.reason).model_dump(mode="json")
+
+
+class OpenAlertsCollector(Collector):
+    """Unresolved alerts by model, site and severity, read from the database at each scrape."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from vitalops.monitoring.alerts import unresolved_counts
+
+        try:
+            with self.database.read_session() as session:
+                counts = unresolved_counts(session)
+        except Exception:  # noqa: BLE001 - a scrape must not fail because the database hiccupped
+            return
+        gauge = GaugeMetricFamily("vitalops_alerts_open", "Alerts open or acknowledged, not yet resolved",
+                                  labels=["model", "site", "severity"])
+        for (model, site, severity), count in sorted(counts.items()):
+            gauge.add_metric([model, site, severity], count)
+        yield gauge
+
+
+def install_alert_metrics(app: FastAPI, database: Database) -> None:
+    app.state.metrics.registry.register(OpenAlertsCollector(database))
