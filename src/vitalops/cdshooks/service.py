@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -137,6 +137,7 @@ class CdsHooks:
         self.policy = policy or ReviewPolicy()
         self.fetcher = fetcher or FhirFetcher()
         self._templates: dict[str, list[Template]] = {}  # by definitions version
+        self._deployed_cache: dict[str | None, tuple[tuple[int, int | None], dict[str, list[str | None]]]] = {}
         self._lock = threading.Lock()
 
     def _spec_templates(self, session: Session, definitions_version: str | None) -> list[Template]:
@@ -154,7 +155,23 @@ class CdsHooks:
         return cached
 
     def _deployed(self, session: Session, site: str | None = None) -> dict[str, list[str | None]]:
-        """Model name -> definitions versions of the versions deployed now (at ``site``, or anywhere)."""
+        """Model name -> definitions versions of the versions deployed now (at ``site``, or anywhere).
+
+        Kept per site until a deployment event is written (events are only ever appended, so the
+        count and newest id of the events say whether anything changed), so a call costs one small
+        query rather than a read of the whole deployment history."""
+        count, newest = session.execute(select(func.count(DeploymentEventRow.id),
+                                               func.max(DeploymentEventRow.id))).one()
+        marker = (int(count or 0), newest)
+        cached = self._deployed_cache.get(site)
+        if cached is not None and cached[0] == marker:
+            return cached[1]
+        deployed = self._read_deployed(session, site)
+        with self._lock:
+            self._deployed_cache[site] = (marker, deployed)
+        return deployed
+
+    def _read_deployed(self, session: Session, site: str | None) -> dict[str, list[str | None]]:
         query = select(DeploymentEventRow).order_by(DeploymentEventRow.id)
         if site is not None:
             query = query.where(DeploymentEventRow.site == site)
