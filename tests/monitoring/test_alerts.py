@@ -219,3 +219,33 @@ def test_evaluation_needs_monitoring_run_and_a_model(database):
     assert _evaluate(database)["rule_set"] is None  # no rules filed: nothing to judge
     with pytest.raises(NotFound):
         evaluate_alerts(database, OPERATOR, "no-such-model", now=NOW)
+
+
+def test_an_incident_around_an_alert_is_kept_with_the_models_record(database):
+    from vitalops.monitoring.incidents import close_incident, list_incidents, open_incident, show_incident
+
+    build_model(database)
+    set_rules(database, OPERATOR, MODEL, RULES)
+    seed(database, result("prediction_drift.score_psi", 2, "north", 2, 0.45))
+    [alert_id] = _evaluate(database)["opened"]
+    with pytest.raises(PermissionDenied):
+        open_incident(database, CLINICIAN, alert_id)
+    with pytest.raises(NotFound):
+        open_incident(database, OPERATOR, 4242)
+    incident = open_incident(database, OPERATOR, alert_id, title="canary drift at north")
+    with pytest.raises(Conflict):
+        open_incident(database, OPERATOR, alert_id)
+    timeline = show_incident(database, ALICE, incident.id)["timeline"]
+    actions = [event["action"] for event in timeline]
+    assert actions.index("deployment.deploy") < actions.index("alert.opened") < actions.index("deployment.rollback")
+    assert actions[-1] == "incident.opened"
+    with pytest.raises(InvalidInput):
+        close_incident(database, OPERATOR, incident.id, findings=" ")
+    closed = close_incident(database, OPERATOR, incident.id, findings="a unit change at north moved the scores")
+    assert (closed.state, closed.closed_by, closed.alerts) == ("closed", "otto", [alert_id])
+    with pytest.raises(Conflict):
+        close_incident(database, OPERATOR, incident.id, findings="again")
+    with database.session() as session:
+        on_model = [e.action for e in list_events(session, object_type="model", object_id=MODEL)]
+    assert on_model[:2] == ["incident.closed", "incident.opened"]
+    assert [i.id for i in list_incidents(database, ALICE, model=MODEL, state="closed")] == [incident.id]
