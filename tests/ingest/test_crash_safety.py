@@ -7,9 +7,13 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
+
+from vitalops.audit import list_events
 from vitalops.auth import SYSTEM
 from vitalops.core.settings import Settings
 from vitalops.db import Database
+from vitalops.db.tables.ingest import IngestBatchRow
 from vitalops.ingest.service import ingest_paths
 from vitalops.lake.facts import FactsStore
 
@@ -37,6 +41,14 @@ def test_killed_ingest_then_rerun_equals_one_clean_run(
     assert partial > 0
 
     rerun = ingest_paths(database, SYSTEM, synth_export)
+    with database.session() as session:
+        statuses = sorted(row.status for row in session.query(IngestBatchRow))
+        killed = session.query(IngestBatchRow).filter(IngestBatchRow.status == "interrupted").one()
+        events = [e.action for e in list_events(session, object_id=killed.id)]
+    assert statuses == ["completed", "interrupted"]  # the killed batch is no longer "running"
+    assert killed.finished_at is not None and "running_on" not in orjson.loads(killed.counts_json)
+    assert orjson.loads(killed.counts_json).get("facts", 0) <= partial  # what it had committed, at most
+    assert sorted(events) == ["ingest.batch.interrupted", "ingest.batch.started"]  # list_events: newest first
     clean_root = str(tmp_path / "clean-lake")
     clean = ingest_paths(database, SYSTEM, synth_export, lake_root=clean_root)
     assert rerun.facts == clean.facts - partial

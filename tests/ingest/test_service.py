@@ -106,3 +106,26 @@ def test_site_tags_must_name_a_registered_site(home: Settings, database: Databas
         ingest_paths(database, SYSTEM, [observations], site="nowhere")
     refused = cli("ingest", str(observations), "--site", "nowhere")
     assert refused.exit_code == 2 and "not registered" in refused.stderr + refused.stdout
+
+
+def test_reingesting_bad_records_adds_nothing_to_the_quarantine(home: Settings, database: Database) -> None:
+    from vitalops.lake.quarantine import QuarantineStore
+
+    bad = Path(__file__).parents[1] / "data" / "bad_inputs" / "observations.ndjson"
+    first = ingest_paths(database, SYSTEM, [bad], site="north")
+    assert first.quarantined > 0
+    store = QuarantineStore(home.lake_root)
+    rows = store.read().num_rows
+    assert rows == first.quarantined
+    again = ingest_paths(database, SYSTEM, [bad], site="north")
+    assert again.quarantined == first.quarantined  # the run still says what it saw
+    assert store.read().num_rows == rows  # and adds no record twice
+
+
+def test_cli_ingest_exits_1_when_every_record_is_quarantined(cli, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.ndjson"
+    broken.write_text('{"resourceType": "Observation", "status": "final"\nnot json at all\n', encoding="utf-8")
+    result = cli("ingest", str(broken), "--site", "x", "--json")
+    assert result.exit_code == 1, result.stderr
+    assert result.json()["quarantined"] == result.json()["read"] == 2
+    assert "quarantined" in result.stderr

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import typer
 
 from vitalops.cli.context import cli_principal, cli_settings, open_database
-from vitalops.cli.output import JsonOption, console, emit, key_value_table, progress_bar, rows_table
+from vitalops.cli.output import JsonOption, console, emit, err_console, key_value_table, progress_bar, rows_table
 from vitalops.core.clock import as_utc
 from vitalops.errors import InvalidInput
 
@@ -108,3 +108,8 @@ def register(app: typer.Typer) -> None:
                 progress=lambda done: progress.update(task, completed=done),
             )
         emit(report.to_dict(), as_json, render_ingest_report)
+        if report.read and report.quarantined == report.read:
+            # Nothing could be trusted: a script must not take this for a successful load.
+            err_console.print(f"every one of the {report.read} records read was quarantined; nothing was ingested "
+                              f"(see 'vitalops quality report --batch {report.batch}')")
+            raise typer.Exit(1)

@@ -92,7 +92,9 @@ def run() -> None:
     app = build_app()
     wants_json = "--json" in sys.argv
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(code) comes back as its return value
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            sys.exit(code)
     except VitalOpsError as exc:
         if wants_json:
             print_json({"error": exc.to_dict()})

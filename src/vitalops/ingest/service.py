@@ -15,6 +15,7 @@ patient data).
 from __future__ import annotations
 
 import os
+import socket
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -74,6 +75,10 @@ class IngestReport:
         return asdict(self)
 
 
+#: Where a running batch's row names its process (host and pid), so that a killed one can be told.
+RUNNING_ON = "running_on"
+
+
 def _chunk_resources() -> int:
     raw = os.environ.get(CHUNK_ENV)
     if not raw:
@@ -117,6 +122,7 @@ def ingest_paths(
         if site is not None:
             require_site(session, site)
         registered = {tag: known.code for known in list_sites(session) for tag in known.tag_values}
+    mark_interrupted(database, principal)
     batch_id = new_id("batch")
     started = utcnow()
     source = ", ".join(str(p) for p in paths)
@@ -129,7 +135,7 @@ def ingest_paths(
                 started_at=started,
                 finished_at=None,
                 status="running",
-                counts_json="{}",
+                counts_json=orjson.dumps({RUNNING_ON: _this_process()}).decode(),
                 started_by=principal.name,
             )
         )
@@ -171,6 +177,7 @@ def ingest_paths(
         skipped.update(result.skipped)
         rules.update(q.rule for q in result.quarantined)
         per_site.update(result.ingested_per_site)
+        _record_progress(database, batch_id, report, rules)
         if progress is not None:
             progress(report.read)
 
@@ -204,6 +211,53 @@ def ingest_paths(
     report.facts_version = facts_store.version
     _finish(database, principal, batch_id, report, status="completed")
     return report
+
+
+def _this_process() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _record_progress(database: Database, batch_id: str, report: IngestReport, rules: Counter[str]) -> None:
+    """What the running batch has committed so far, kept on its row (an interrupted batch shows it)."""
+    counts = {"read": report.read, "ingested": report.ingested, "facts": report.facts,
+              "quarantined": sum(rules.values()), RUNNING_ON: _this_process()}
+    with database.session() as session:
+        row = session.get(IngestBatchRow, batch_id)
+        if row is not None:
+            row.counts_json = orjson.dumps(counts, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_interrupted(database: Database, principal: Principal) -> list[str]:
+    """Mark ``interrupted`` every batch still ``running`` whose process on this host is gone (killed),
+    keeping the counts it had committed; audited. A batch running on another host is left alone.
+    Returns the batch ids marked."""
+    host = socket.gethostname()
+    marked = []
+    with database.session() as session:
+        for row in session.scalars(select(IngestBatchRow).where(IngestBatchRow.status == "running")):
+            counts = orjson.loads(row.counts_json or "{}")
+            running_on = counts.pop(RUNNING_ON, None)
+            if not isinstance(running_on, dict) or running_on.get("host") != host:
+                continue
+            if _alive(int(running_on.get("pid", 0))):
+                continue
+            row.status = "interrupted"
+            row.finished_at = utcnow()
+            row.counts_json = orjson.dumps(counts, option=orjson.OPT_SORT_KEYS).decode()
+            audit.append(session, actor=principal, action="ingest.batch.interrupted", object_type="ingest_batch",
+                         object_id=row.id, payload={k: v for k, v in counts.items() if not isinstance(v, dict)})
+            marked.append(row.id)
+    return marked
 
 
 def _finish(database: Database, principal: Principal, batch_id: str, report: IngestReport, *, status: str) -> None:

@@ -29,6 +29,12 @@ class QuarantineRecord:
     site: str | None = None
 
 
+def record_id(record: QuarantineRecord) -> str:
+    """The id of the input a record stands for: its file, line, resource and the rule it broke."""
+    parts = (record.source_file, record.line, record.resource_type, record.source_id, record.rule)
+    return sha256_hex("\x1f".join("" if part is None else str(part) for part in parts).encode())
+
+
 class QuarantineStore:
     """The ``quarantine`` Delta table under ``lake_root``."""
 
@@ -46,14 +52,19 @@ class QuarantineStore:
         default_site: str,
         quarantined_at: datetime,
     ) -> int:
-        """Write ``records`` in one commit; returns how many were written."""
-        if not records:
+        """Write the records not quarantined before in one commit; returns how many were written.
+
+        A record's id is the input it stands for (file, line, resource, rule), not the batch: the same
+        input ingested again, or a killed batch rerun, adds nothing to the quarantine.
+        """
+        ids = [record_id(record) for record in records]
+        known = self._known(ids)
+        fresh = [(rid, record) for rid, record in dict(zip(ids, records, strict=True)).items() if rid not in known]
+        if not fresh:
             return 0
         columns: dict[str, list[object]] = {name: [] for name in QUARANTINE_SCHEMA.names}
-        for record in records:
-            columns["record_id"].append(
-                sha256_hex(f"{batch_id}\x1f{record.source_file}\x1f{record.line}\x1f{record.rule}".encode())
-            )
+        for rid, record in fresh:
+            columns["record_id"].append(rid)
             columns["batch_id"].append(batch_id)
             columns["site"].append(record.site or default_site)
             columns["source_file"].append(record.source_file)
@@ -66,6 +77,13 @@ class QuarantineStore:
         table = pa.Table.from_pydict(columns, schema=QUARANTINE_SCHEMA)
         write_deltalake(self.uri, table, mode="append", partition_by=["site"])
         return int(table.num_rows)
+
+    def _known(self, ids: Sequence[str]) -> set[str]:
+        if not ids or not self.exists():
+            return set()
+        dataset = DeltaTable(self.uri).to_pyarrow_dataset()
+        found = dataset.to_table(columns=["record_id"], filter=pc.field("record_id").isin(list(set(ids))))
+        return set(found.column("record_id").to_pylist())
 
     def read(self, batch_id: str | None = None) -> pa.Table:
         """All quarantine records, or those of one batch; an empty table when there are none."""

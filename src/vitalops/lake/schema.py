@@ -76,7 +76,7 @@ def with_all_columns(facts: pa.Table) -> pa.Table:
 
 QUARANTINE_SCHEMA = pa.schema(
     [
-        pa.field("record_id", pa.string(), nullable=False),  # sha256 of file + line + reason
+        pa.field("record_id", pa.string(), nullable=False),  # sha256 of file, line, resource and rule
         pa.field("batch_id", pa.string(), nullable=False),
         pa.field("site", pa.string(), nullable=False),
         pa.field("source_file", pa.string(), nullable=False),
