@@ -45,11 +45,14 @@ def test_discovery_lists_a_patient_view_service_with_templates_from_the_features
 
 
 def test_discovery_is_an_empty_list_when_nothing_is_deployed(cds):
+    service = _discovered(cds)  # what is deployed is known, and kept, before the change
+    prefetch = prefetch_for(service["prefetch"], cds.resources, cds.patient_id)
     with cds.served.database.session() as session:
         from vitalops.db.tables.governance import DeploymentEventRow
 
         session.query(DeploymentEventRow).delete()
     assert cds.get("/cds-services").json() == {"services": []}
+    assert cds.post("/cds-services/deterioration", _request(cds, prefetch)).status_code == 404
 
 
 def test_a_call_gives_a_valid_card_of_that_patient_and_feedback_is_stored_once(cds):
