@@ -79,6 +79,9 @@ def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
     monitoring = summary["monitoring"]  # the replayed day, against each version's training reference
     assert monitoring["windows"] == 1 and monitoring["results"] > 50
     assert all(flag["site"] in {"north", "south"} for flag in monitoring["flagged"])
+    # the shadow trained on an extract without vitals sees them arrive: its missing rates are flagged
+    assert {flag["metric_id"] for flag in monitoring["flagged"] if flag["version"] == 3} >= {
+        "input_drift.missing_rate/heart_rate_last", "input_drift.missing_rate/creatinine_last"}
     assert summary["audit"]["ok"] is True and summary["audit"]["events"] > 20
     cards = summary["models"]["cards"]
     pages = {Path(card).name: Path(card).read_text() for card in cards}

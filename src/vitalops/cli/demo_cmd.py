@@ -239,18 +239,25 @@ class DemoSteps:
 
     def monitoring(self) -> dict[str, Any]:
         """Monitoring over the replayed day's predictions: every metric for that day, and what it flags."""
-        from datetime import timedelta
+        from collections import Counter
+        from datetime import UTC, datetime, timedelta
+
+        from sqlalchemy import select
 
         from vitalops.artifacts import open_store
         from vitalops.cli.monitor_cmd import render_run
-        from vitalops.monitoring.aggregates import first_prediction_at
+        from vitalops.db.tables.registry import ModelRow
+        from vitalops.db.tables.serving import PredictionRow
         from vitalops.monitoring.engine import run_monitoring
         from vitalops.serving.demo import MODEL
-        with self.database.read_session() as session:
-            first = first_prediction_at(session, self.settings.lake_root, MODEL)
-        if first is None:
+        with self.database.read_session() as session:  # the replayed day: the busiest day of the online log
+            days = Counter(at.date() for at in session.scalars(
+                select(PredictionRow.at).join(ModelRow, ModelRow.id == PredictionRow.model_id)
+                .where(ModelRow.name == MODEL)))
+        if not days:
             return {}
-        day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        busiest = min(days, key=lambda day: (-days[day], day))
+        day = datetime(busiest.year, busiest.month, busiest.day, tzinfo=UTC)
         result = run_monitoring(self.database, self.staff["omar"], lake_root=self.settings.lake_root,
                                 store=open_store(self.settings.artifacts_root), model=MODEL, since=day,
                                 until=day + timedelta(days=1))

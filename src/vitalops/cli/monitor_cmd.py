@@ -17,14 +17,28 @@ def _number(value: Any) -> Any:
 
 def render_run(summary: dict[str, Any]) -> None:
     for model in summary["models"]:
+        statuses = model["statuses"]
         console.print(f"{model['model']}: {model['windows']} windows of {summary['window']} from {model['since']} "
-                      f"to {model['until']}, {model['results']} results")
-    flagged = [{**row, "value": _number(row["value"])} for row in summary["flagged"]]
-    if flagged:
-        console.print(rows_table(flagged, ["metric_id", "site", "version", "window_start", "value"],
-                                 title=f"{len(flagged)} flagged"))
-    else:
-        console.print("nothing flagged")
+                      f"to {model['until']}: {model['results']} results, {statuses['ok']} ok, "
+                      f"{statuses['insufficient_data']} with too few rows to judge, {statuses['flagged']} flagged",
+                      highlight=False)
+    console.print(rows_table(flagged_summary(summary["flagged"]), ["metric", "site", "version", "windows", "of"],
+                             title=f"{len(summary['flagged'])} flagged") if summary["flagged"] else "nothing flagged")
+
+
+def flagged_summary(flagged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flagged results folded per metric family, site and version: which windows, which features."""
+    groups: dict[tuple[str, str, int], dict[str, set[str]]] = {}
+    for row in flagged:
+        family, _, argument = row["metric_id"].partition("/")
+        group = groups.setdefault((family, row["site"], row["version"]), {"windows": set(), "of": set()})
+        group["windows"].add(row["window_start"][:10])
+        if argument:
+            group["of"].add(argument)
+    return [{"metric": family, "site": site, "version": version, "windows": sorted(group["windows"]),
+             "of": f"{len(group['of'])}: " + ", ".join(sorted(group["of"])[:4]) + (", ..." if len(group["of"]) > 4
+                                                                                   else "") if group["of"] else ""}
+            for (family, site, version), group in sorted(groups.items())]
 
 
 def render_show(document: dict[str, Any]) -> None:

@@ -343,10 +343,15 @@ def aggregate_quality(lake_root: str, sites: list[str], start: datetime, end: da
     connection = duckdb.connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
-        columns = ["site", "concept", "value_num", "unit", "effective_at", "known_at"]
+        columns = ["site", "concept", "value_num", "unit", "effective_at"]
         columns += ["source_unit"] if result.records_source_unit else []
-        facts = dataset.to_table(columns=columns, filter=pc.field("site").isin(site_list))
-        connection.register("facts", facts)
+        in_sites = pc.field("site").isin(site_list)
+        in_range = (pc.field("effective_at") >= pa.scalar(as_utc(start), _TS)) \
+            & (pc.field("effective_at") < pa.scalar(as_utc(end), _TS))
+        connection.register("facts", dataset.to_table(columns=columns, filter=in_sites & in_range))
+        known = dataset.to_table(columns=["site", "known_at"],
+                                 filter=in_sites & (pc.field("known_at") < pa.scalar(as_utc(end), _TS)))
+        connection.register("known", known)
         bounds = [(c.name, c.plausible_low, c.plausible_high) for c in load_terminology().concepts()
                   if c.plausible_low is not None or c.plausible_high is not None]
         connection.execute("CREATE TEMP TABLE bounds (concept VARCHAR, low DOUBLE, high DOUBLE)")
@@ -372,8 +377,7 @@ def aggregate_quality(lake_root: str, sites: list[str], start: datetime, end: da
                 result.units[(str(site), int(w), str(concept))] = (int(n), int(other))
         known = f"(epoch_us(known_at) - epoch_us(known_at) % {int(window_us)})"
         for site, w, latest in connection.execute(f"""
-            SELECT site, {known} AS w, max(epoch_us(known_at)) FROM facts
-            WHERE epoch_us(known_at) < $end GROUP BY ALL ORDER BY site, w""", {"end": epoch_us(end)}).fetchall():
+            SELECT site, {known} AS w, max(epoch_us(known_at)) FROM known GROUP BY ALL ORDER BY site, w""").fetchall():
             result.latest_known.setdefault(str(site), []).append((int(w), int(latest)))
     finally:
         connection.close()

@@ -31,7 +31,7 @@ from vitalops.db import Database
 from vitalops.db.tables.registry import ModelRow, ModelVersionRow
 from vitalops.errors import InvalidInput, NotFound
 from vitalops.monitoring import aggregates as agg
-from vitalops.monitoring.metrics import MIN_CLASS_ROWS, get_metric
+from vitalops.monitoring.metrics import MIN_CLASS_ROWS, MIN_ROWS_DRIFT, get_metric
 from vitalops.monitoring.reference import Reference, ensure_reference
 from vitalops.monitoring.results import MetricResult, upsert
 from vitalops.monitoring.stats import (
@@ -164,6 +164,7 @@ def _run_model(database: Database, actor: Principal, name: str, *, lake_root: st
     sites = sorted({key[1] for key in aggregates.volume} | ({site} if site else set()))
     quality = agg.aggregate_quality(lake_root, sites, start, end, window_us)
     written = windows = 0
+    statuses = dict.fromkeys(("ok", "insufficient_data", "flagged"), 0)
     for window_start in range(start_us, end_us, window_us):
         results = _window_results(context, aggregates, labelled, feedback, quality, sites, window_start, window_us)
         with database.session() as session:
@@ -175,10 +176,12 @@ def _run_model(database: Database, actor: Principal, name: str, *, lake_root: st
                             "flagged": len(flags), **counts})
         flagged.extend({"metric_id": r.metric_id, "model": r.model, "version": r.version, "site": r.site,
                         "window_start": r.window_start.isoformat(), "value": r.value} for r in flags)
+        for result in results:
+            statuses[result.status] += 1
         written += len(results)
         windows += 1
-    return {"model": name, "windows": windows, "results": written, "since": start.isoformat(),
-            "until": end.isoformat()}
+    return {"model": name, "windows": windows, "results": written, "statuses": statuses,
+            "since": start.isoformat(), "until": end.isoformat()}
 
 
 def _moment(us: int) -> datetime:
@@ -249,13 +252,18 @@ def _prediction_metrics(add: Any, context: _Context, aggregates: agg.WindowAggre
             add(family, version, site, None, volume, "insufficient_data", {"reason": "no training reference"})
         return
     scores = aggregates.scores[key]
-    score_psi = psi(reference.scores.histogram(reference.score_edges), scores.histogram(reference.score_edges))
-    _, score_p = ks_2samp(reference.scores, scores)
-    add("prediction_drift.score_psi", version, site, score_psi, scores.n,
-        "flagged" if score_psi >= VITALOPS_PSI and score_p < VITALOPS_P else "ok",
-        {"ks_pvalue": score_p, "bins": "reference score deciles", "threshold": VITALOPS_PSI,
-         "reference_fingerprint": reference.fingerprint})
-    _estimated_metrics(add, reference, scores, version, site, context.thresholds.get(version, reference.threshold))
+    if scores.n < MIN_ROWS_DRIFT:  # too few rows for deciles: said so without computing the statistics
+        for family in ("prediction_drift.score_psi", *(f"estimated_performance.{name}" for name in _ESTIMATED)):
+            add(family, version, site, None, scores.n, "insufficient_data", {})
+    else:
+        score_psi = psi(reference.scores.histogram(reference.score_edges), scores.histogram(reference.score_edges))
+        _, score_p = ks_2samp(reference.scores, scores)
+        add("prediction_drift.score_psi", version, site, score_psi, scores.n,
+            "flagged" if score_psi >= VITALOPS_PSI and score_p < VITALOPS_P else "ok",
+            {"ks_pvalue": score_p, "bins": "reference score deciles", "threshold": VITALOPS_PSI,
+             "reference_fingerprint": reference.fingerprint})
+        _estimated_metrics(add, reference, scores, version, site,
+                           context.thresholds.get(version, reference.threshold))
     flag_rate = aggregates.flagged[key] / volume
     ratio = flag_rate / reference.flag_rate if reference.flag_rate > 0 else math.inf
     reference_flags = round(reference.flag_rate * reference.rows)
@@ -297,9 +305,10 @@ def _feature_metrics(add: Any, version: int, site: str, name: str, ref: Any, edg
     add(f"input_drift.missing_rate/{name}", version, site, rate, current.total,
         "flagged" if abs(rate - ref_rate) >= MISSING_RATE_CHANGE and missing_p < VITALOPS_P else "ok",
         {"reference_missing_rate": ref_rate, "chi2_pvalue": missing_p, "change_threshold": MISSING_RATE_CHANGE})
-    if current.n == 0 or ref.n == 0:
-        for family in ("input_drift.psi", "input_drift.evidently"):
-            add(f"{family}/{name}", version, site, None, 0, "insufficient_data", {"reason": "no values"})
+    if current.n < MIN_ROWS_DRIFT or ref.n == 0:  # too few values for deciles: not computed
+        families = ["input_drift.psi", "input_drift.evidently", *([] if categorical else ["input_drift.wasserstein"])]
+        for family in families:
+            add(f"{family}/{name}", version, site, None, current.n, "insufficient_data", {})
         return
     ours = vitalops_rule(ref, current, edges=edges)
     stats = ours.to_dict()

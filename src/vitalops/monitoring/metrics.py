@@ -15,8 +15,11 @@ from typing import Literal
 
 from vitalops.errors import InvalidInput
 
-#: Rows a window needs before a drift statistic is judged; below it: ``insufficient_data``.
+#: Rows a window needs before a distribution statistic (deciles: 10 rows a bin) is judged; below it:
+#: ``insufficient_data``.
 MIN_ROWS_DRIFT = 100
+#: Rows a window needs before a proportion (missing rate, flag rate) is compared, by a chi-square test.
+MIN_ROWS_PROPORTION = 30
 #: Labelled rows, and rows of each outcome class, a window needs for performance and calibration.
 MIN_ROWS_PERFORMANCE = 50
 MIN_CLASS_ROWS = 5
@@ -75,12 +78,12 @@ METRICS: dict[str, MetricDefinition] = {m.family: m for m in (
     _m("input_drift.missing_rate", "share of rows without a value for a feature", "fraction", "predictions",
        "rows whose logged value is null over rows; against the reference's rate (chi-square 2 x 2)",
        "the rate moved by 0.1 or more from the reference's and the chi-square p < 0.01",
-       per="feature", min_n=MIN_ROWS_DRIFT),
+       per="feature", min_n=MIN_ROWS_PROPORTION),
     _m("prediction_drift.score_psi", "population stability index of the scores", "PSI", "predictions",
        f"PSI of the scores over {_DRIFT_TEST}", "PSI >= 0.2 and the KS p < 0.01", min_n=MIN_ROWS_DRIFT),
     _m("prediction_drift.flag_rate", "share of predictions at or over the version's threshold", "fraction",
        "predictions", "decisions over predictions; against the reference's flag rate at the same threshold",
-       "ratio to the reference outside 0.8-1.25 and the chi-square 2 x 2 p < 0.01", min_n=MIN_ROWS_DRIFT),
+       "ratio to the reference outside 0.8-1.25 and the chi-square 2 x 2 p < 0.01", min_n=MIN_ROWS_PROPORTION),
     _m("ops.latency_ms.p50", "median latency of online predictions", "ms", "predictions",
        "quantile_cont over the window's logged latencies (batch rows have none)", "never (alert rules judge it)"),
     _m("ops.latency_ms.p95", "95th percentile latency of online predictions", "ms", "predictions",

@@ -26,6 +26,7 @@ from vitalops.registry.versions import create_model, create_version, get_model
 from vitalops.training.datasets import (
     ResolvedDataset,
     feature_columns,
+    freeze_dataset,
     labelled_rows,
     read_dataset,
     split_rows,
@@ -143,7 +144,9 @@ def train_on_dataset(
     version_spec = VersionCreate(
         source="trained",
         state=state,
-        dataset_uri=dataset.uri,
+        # A dataset built in memory is frozen in the artifact store, so that the version records the rows
+        # it learned from (monitoring computes its training reference from them).
+        dataset_uri=dataset.uri if dataset.uri is not None else freeze_dataset(store, dataset.table)[0],
         dataset_fingerprint=dataset.fingerprint,
         definitions_version=dataset.definitions_version,
         code_version=code_version(),
