@@ -123,15 +123,15 @@ def _unresolved(session: Session, model: str, rule: AlertRule, result: MetricRes
     ).order_by(AlertRow.id.desc()).limit(1).with_for_update()).first()
 
 
-def _record_breach(session: Session, model: str, rule_set: int, rule: AlertRule, result: MetricResult,
-                   now: datetime) -> tuple[str, AlertRow]:
+def _record_breach(session: Session, model: str, rule_set: int, rule: AlertRule,
+                   result: MetricResult) -> tuple[str, AlertRow]:
     """Open an alert or update the unresolved one; returns ('opened'|'repeated'|'unchanged', row)."""
     assert result.value is not None
     existing = _unresolved(session, model, rule, result)
     if existing is not None:
         if as_utc(result.window_start) <= existing.window_start:
             return "unchanged", existing
-        existing.value, existing.n, existing.last_seen_at = result.value, result.n, now
+        existing.value, existing.n, existing.last_seen_at = result.value, result.n, utcnow()
         existing.window_start, existing.window_end = as_utc(result.window_start), as_utc(result.window_end)
         existing.count += 1
         append(session, actor=MONITORING, action="alert.repeated", object_type="alert", object_id=str(existing.id),
@@ -142,7 +142,7 @@ def _record_breach(session: Session, model: str, rule_set: int, rule: AlertRule,
                    metric_id=result.metric_id, comparison=rule.comparison, threshold=rule.threshold,
                    window=rule.window, severity=rule.severity, action=rule.action, state="open", value=result.value,
                    n=result.n, window_start=as_utc(result.window_start), window_end=as_utc(result.window_end),
-                   count=1, opened_at=now, last_seen_at=now)
+                   count=1, opened_at=utcnow(), last_seen_at=utcnow())
     session.add(row)
     session.flush()
     append(session, actor=MONITORING, action="alert.opened", object_type="alert", object_id=str(row.id),
@@ -156,7 +156,8 @@ def _record_breach(session: Session, model: str, rule_set: int, rule: AlertRule,
 
 def evaluate_alerts(database: Database, actor: Principal, model: str, *, now: datetime | None = None,
                     notifiers: list[Notifier] | None = None, settings: Settings | None = None) -> dict[str, Any]:
-    """Judge ``model``'s rules in force against its newest results (see the module docstring).
+    """Judge ``model``'s rules in force against its newest results as of ``now`` (default: the
+    clock; it bounds which windows are complete and which are stale; see the module docstring).
 
     Needs ``monitoring:run``. NotFound for an unknown model. Returns each judgement, the alerts
     opened and repeated, and each notification's delivery. Notifiers default to the configured ones.
@@ -181,7 +182,7 @@ def evaluate_alerts(database: Database, actor: Principal, model: str, *, now: da
         if state != "breach":
             continue
         with database.session() as session:
-            outcome, row = _record_breach(session, model, rule_set.number, rule, result, now)
+            outcome, row = _record_breach(session, model, rule_set.number, rule, result)
             alert = _to_alert(row)
         if outcome == "opened":
             opened.append(alert)
@@ -197,6 +198,18 @@ def evaluate_alerts(database: Database, actor: Principal, model: str, *, now: da
             _record_deliveries(database, alert.id, "alert.opened", outcomes)
             summary["deliveries"] += [{"alert": alert.id, **d.__dict__} for d in outcomes]
     return summary
+
+
+def evaluate_after_run(database: Database, actor: Principal, run_summary: dict[str, Any], *,
+                       now: datetime | None = None) -> list[dict[str, Any]]:
+    """``evaluate_alerts`` for each model a monitoring run computed (``run_monitoring``'s summary),
+    judged as of the end of the range it computed (so a backfill judges its newest windows)."""
+    evaluations = []
+    for computed in run_summary["models"]:
+        computed_until = computed.get("until")
+        as_of = now or (datetime.fromisoformat(computed_until) if computed_until else None)
+        evaluations.append(evaluate_alerts(database, actor, computed["model"], now=as_of))
+    return evaluations
 
 
 def _record_deliveries(database: Database, alert_id: int, event: str, outcomes: list[Delivery]) -> None:

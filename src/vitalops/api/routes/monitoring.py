@@ -41,10 +41,13 @@ def get_results(
 
 @router.post("/runs", status_code=status.HTTP_201_CREATED)
 def post_run(body: RunBody, database: DatabaseDep, settings: SettingsDep, actor: PrincipalDep) -> dict[str, Any]:
-    """Compute every metric for each complete window in the range (needs ``monitoring:run``)."""
+    """Compute every metric for each complete window in the range (needs ``monitoring:run``), then
+    judge each computed model's alert rules (``alerts``: each model's evaluation)."""
     from vitalops.artifacts import open_store
+    from vitalops.monitoring.alerts import evaluate_after_run
     from vitalops.monitoring.engine import parse_window, run_monitoring
 
-    return run_monitoring(database, actor, lake_root=settings.lake_root, store=open_store(settings.artifacts_root),
-                          model=body.model, site=body.site, window=parse_window(body.window), since=body.since,
-                          until=body.until)
+    summary = run_monitoring(database, actor, lake_root=settings.lake_root, store=open_store(settings.artifacts_root),
+                             model=body.model, site=body.site, window=parse_window(body.window), since=body.since,
+                             until=body.until)
+    return {**summary, "alerts": evaluate_after_run(database, actor, summary)}
