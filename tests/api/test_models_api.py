@@ -30,6 +30,9 @@ def test_models_api_permissions_approvals_and_gate(client, database, settings, m
     assert denied.status_code == 403
     approved = client.post("/v1/models/deterioration/versions/1/approvals", json=approval, headers=bearer(approver_key))
     assert approved.status_code == 201 and approved.json()["state"] == "approved"
+    _register(database, open_store(settings.artifacts_root), _table(2), ["heart_rate", "lactate"], 2)
+    listed = client.get("/v1/models", headers=bearer(scientist_key)).json()["models"][0]
+    assert (listed["versions"], listed["latest"], listed["latest_state"]) == (2, 2, "validated")
 
     blocked = client.post(
         "/v1/deployments",

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from vitalops.auth import Permission, Principal, authorize
 from vitalops.db import Database
+from vitalops.db.tables.registry import ModelVersionRow
 from vitalops.errors import NotFound
 from vitalops.governance.approvals import list_approvals
 from vitalops.governance.gate import gate_status, list_checks
@@ -31,8 +34,15 @@ def read_models(database: Database, actor: Principal, *, offset: int = 0, limit:
     authorize(database, actor, Permission.MODELS_READ, object_type="model", object_id="*")
     with database.read_session() as session:
         rows = []
-        for model in list_models(session, offset=offset, limit=limit):
-            versions = list_versions(session, model.name)
+        models = list_models(session, offset=offset, limit=limit)
+        # Only the columns a listing shows: reading whole versions would parse every one's JSON.
+        numbered: dict[int, list[tuple[int, str]]] = {}
+        query = (select(ModelVersionRow.model_id, ModelVersionRow.number, ModelVersionRow.state)
+                 .where(ModelVersionRow.model_id.in_([m.id for m in models])).order_by(ModelVersionRow.number))
+        for model_id, number, state in session.execute(query):
+            numbered.setdefault(model_id, []).append((number, state))
+        for model in models:
+            versions = numbered.get(model.id, [])
             champions = sorted(
                 {
                     f"{s.site}:v{s.version}"
@@ -44,8 +54,8 @@ def read_models(database: Database, actor: Principal, *, offset: int = 0, limit:
                 {
                     **model.model_dump(mode="json"),
                     "versions": len(versions),
-                    "latest": versions[-1].number if versions else None,
-                    "latest_state": versions[-1].state if versions else None,
+                    "latest": versions[-1][0] if versions else None,
+                    "latest_state": versions[-1][1] if versions else None,
                     "champions": champions,
                 }
             )
