@@ -47,3 +47,18 @@ def test_a_monitoring_run_over_http_opens_the_alert_its_rule_names(monitored, tm
     with monitored.database.session() as session:
         assert {(s.site, s.slot, s.version) for s in list_deployments(session, MODEL)} == {
             ("north", "champion", 1), ("south", "champion", 1)}
+
+
+def test_monitor_run_on_the_command_line_judges_the_rules(monitored, tmp_path, cli):
+    monitored.score_day(tmp_path, "south", 0, 150, scale={"creatinine_last": 88.42})
+    set_rules(monitored.database, OPERATOR, MODEL, RULES)
+    args = ("monitor", "run", "--model", MODEL, "--since", DAY0.isoformat(), "--until",
+            (DAY0 + timedelta(days=1)).isoformat())
+    people = cli(*args)
+    assert people.exit_code == 0, people.stderr
+    assert "alerts of deterioration (rule set 1):" in people.stdout and "opened" in people.stdout
+    again = cli(*args, "--json")
+    [evaluation] = again.json()["alerts"]
+    assert evaluation["opened"] == [] and evaluation["repeated"] == []  # the same windows judged again
+    listed = cli("alerts", "list", "--model", MODEL, "--json").json()
+    assert any(a["metric"] == "input_drift.psi/creatinine_last" and a["site"] == "south" for a in listed)

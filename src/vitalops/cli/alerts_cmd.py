@@ -32,6 +32,15 @@ def render_alerts(alerts: list[dict[str, Any]]) -> None:
                              title=f"{len(rows)} alert{'s' if len(rows) != 1 else ''}"))
 
 
+def render_evaluations(evaluations: list[dict[str, Any]]) -> None:
+    """One line per model whose rules were judged after a monitoring run."""
+    for evaluation in evaluations:
+        if evaluation["rule_set"] is not None:
+            console.print(f"alerts of {evaluation['model']} (rule set {evaluation['rule_set']}): "
+                          f"{len(evaluation['opened'])} opened, {len(evaluation['repeated'])} repeated",
+                          highlight=False)
+
+
 def _read_file(path: Path) -> str:
     if not path.is_file():
         raise InvalidInput(f"no rules file at {path}", details={"field": "file"})

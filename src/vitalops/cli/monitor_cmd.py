@@ -81,7 +81,16 @@ def register(app: typer.Typer) -> None:
             model=model, site=site, window=length, since=None if since is None else parse_time(since, "--since"),
             until=None if until is None else parse_time(until, "--until"), engine=engine, scheduler=scheduler,
         )
-        emit(summary, as_json, render_run)
+        from vitalops.cli.alerts_cmd import render_evaluations
+        from vitalops.monitoring.alerts import evaluate_after_run
+
+        summary["alerts"] = evaluate_after_run(database, principal, summary)
+
+        def render(value: dict[str, Any]) -> None:
+            render_run(value)
+            render_evaluations(value["alerts"])
+
+        emit(summary, as_json, render)
 
     @monitor.command("show")
     def show(
