@@ -273,7 +273,8 @@ def _finite(value: float | None) -> float | None:
 
 
 def is_categorical(reference: Distribution) -> bool:
-    return reference.values.shape[0] <= CATEGORICAL_MAX_VALUES
+    """A feature with at most CATEGORICAL_MAX_VALUES distinct reference values is judged per category."""
+    return int(reference.values.shape[0]) <= CATEGORICAL_MAX_VALUES
 
 
 def evidently_rule(reference: Distribution, current: Distribution, *, edges: np.ndarray | None = None) -> Verdict:
