@@ -83,6 +83,7 @@ def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
     assert {flag["metric_id"] for flag in monitoring["flagged"] if flag["version"] == 3} >= {
         "input_drift.missing_rate/heart_rate_last", "input_drift.missing_rate/creatinine_last"}
     assert summary["audit"]["ok"] is True and summary["audit"]["events"] > 20
+    assert summary["audit"]["checkpoint_written"] is True  # verified as `audit verify` does, and checkpointed
     cards = summary["models"]["cards"]
     pages = {Path(card).name: Path(card).read_text() for card in cards}
     assert len(pages) == 6

@@ -270,10 +270,14 @@ class DemoSteps:
     def audit(self) -> dict[str, Any]:
         from vitalops.audit import verify_chain
         self.heading("8. The audit trail")
-        chain = verify_chain(self.database.engine)
+        # As `vitalops audit verify` does: against the signed checkpoints outside the database, then one more.
+        chain = verify_chain(self.database.engine, checkpoints=self.settings.audit_checkpoints_path,
+                             record_checkpoint=True)
         if not self.as_json:
-            console.print(f"{chain.events} events, hash chain intact: {chain.ok} "
-                          f"(head {chain.head_hash[:16]}...). Try: vitalops audit log")
+            console.print(f"{chain.events} events, keyed hash chain intact: {chain.ok}, checked against the signed "
+                          f"checkpoints in {self.settings.audit_checkpoints_path.name} "
+                          f"(head {chain.head_hash[:16]}...). Try: vitalops audit verify", soft_wrap=True,
+                          highlight=False)
         return chain.to_dict()
 
 
