@@ -249,3 +249,26 @@ def test_an_incident_around_an_alert_is_kept_with_the_models_record(database):
         on_model = [e.action for e in list_events(session, object_type="model", object_id=MODEL)]
     assert on_model[:2] == ["incident.closed", "incident.opened"]
     assert [i.id for i in list_incidents(database, ALICE, model=MODEL, state="closed")] == [incident.id]
+
+
+def test_concurrent_evaluations_open_one_alert(database):
+    import threading
+
+    build_model(database, canary=False)
+    set_rules(database, OPERATOR, MODEL, RULES)
+    seed(database, *(result("prediction_drift.score_psi", 1, site, 2, 0.5) for site in ("north", "south")))
+    barrier = threading.Barrier(4)
+    outcomes: list[dict] = []
+
+    def evaluate() -> None:
+        barrier.wait()
+        outcomes.append(_evaluate(database))
+
+    threads = [threading.Thread(target=evaluate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(outcomes) == 4
+    assert sorted(i for o in outcomes for i in o["opened"]) == sorted(a.id for a in list_alerts(database, OPERATOR))
+    assert {(a.site, a.count) for a in list_alerts(database, OPERATOR)} == {("north", 1), ("south", 1)}

@@ -15,12 +15,13 @@ by ``alerts:manage`` with a reason, audited in its transaction; any other move i
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from vitalops.audit import append
@@ -117,6 +118,12 @@ def _judge(rule: AlertRule, result: MetricResult) -> str:
 
 
 def _unresolved(session: Session, model: str, rule: AlertRule, result: MetricResult) -> AlertRow | None:
+    if session.get_bind().dialect.name == "postgresql":
+        # Two evaluations of the same key (two API workers) must not both open an alert: they
+        # serialize on the key for the rest of the transaction (SQLite's BEGIN IMMEDIATE already does).
+        key = f"{model}\x1f{rule.id}\x1f{result.metric_id}\x1f{result.version}\x1f{result.site}"
+        lock = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
     return session.scalars(select(AlertRow).where(
         AlertRow.model == model, AlertRow.rule_id == rule.id, AlertRow.metric_id == result.metric_id,
         AlertRow.version == result.version, AlertRow.site == result.site, AlertRow.state.in_(UNRESOLVED),
