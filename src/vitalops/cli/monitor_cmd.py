@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         from vitalops.cli.alerts_cmd import render_evaluations
         from vitalops.monitoring.alerts import evaluate_after_run
 
-        summary["alerts"] = evaluate_after_run(database, principal, summary)
+        summary["alerts"] = evaluate_after_run(database, principal, summary, settings=settings)
 
         def render(value: dict[str, Any]) -> None:
             render_run(value)

@@ -208,14 +208,14 @@ def evaluate_alerts(database: Database, actor: Principal, model: str, *, now: da
 
 
 def evaluate_after_run(database: Database, actor: Principal, run_summary: dict[str, Any], *,
-                       now: datetime | None = None) -> list[dict[str, Any]]:
+                       now: datetime | None = None, settings: Settings | None = None) -> list[dict[str, Any]]:
     """``evaluate_alerts`` for each model a monitoring run computed (``run_monitoring``'s summary),
     judged as of the end of the range it computed (so a backfill judges its newest windows)."""
     evaluations = []
     for computed in run_summary["models"]:
         computed_until = computed.get("until")
         as_of = now or (datetime.fromisoformat(computed_until) if computed_until else None)
-        evaluations.append(evaluate_alerts(database, actor, computed["model"], now=as_of))
+        evaluations.append(evaluate_alerts(database, actor, computed["model"], now=as_of, settings=settings))
     return evaluations
 
 

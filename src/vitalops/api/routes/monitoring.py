@@ -50,4 +50,4 @@ def post_run(body: RunBody, database: DatabaseDep, settings: SettingsDep, actor:
     summary = run_monitoring(database, actor, lake_root=settings.lake_root, store=open_store(settings.artifacts_root),
                              model=body.model, site=body.site, window=parse_window(body.window), since=body.since,
                              until=body.until)
-    return {**summary, "alerts": evaluate_after_run(database, actor, summary)}
+    return {**summary, "alerts": evaluate_after_run(database, actor, summary, settings=settings)}
