@@ -57,3 +57,33 @@ def test_alerts_over_http(database, api_client, make_user):
     assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
     assert "resolved" in again.json()["detail"]
     assert 'severity="critical",site="south"' not in api_client.get("/metrics").text
+
+
+def test_incidents_over_http(database, api_client, make_user):
+    build_model(database)
+    set_rules(database, OPERATOR, MODEL, RULES)
+    seed(database, result("prediction_drift.score_psi", 2, "north", 2, 0.45))
+    [alert_id] = evaluate_alerts(database, OPERATOR, MODEL, now=NOW, notifiers=[LogNotifier()])["opened"]
+    _, operator = make_user("operator", "olga")
+    _, auditor = make_user("auditor", "audrey")
+
+    assert api_client.post("/v1/incidents", json={"alert": alert_id}, headers=bearer(auditor)).status_code == 403
+    opened = api_client.post("/v1/incidents", json={"alert": alert_id, "title": "canary drift"},
+                             headers=bearer(operator))
+    assert opened.status_code == 201 and opened.json()["alerts"] == [alert_id]
+    incident = opened.json()["id"]
+    assert api_client.post("/v1/incidents", json={"alert": alert_id}, headers=bearer(operator)).status_code == 409
+    assert api_client.post("/v1/incidents", json={"alert": 0}, headers=bearer(operator)).status_code == 422
+    assert api_client.post("/v1/incidents", json={"alert": 999}, headers=bearer(operator)).status_code == 404
+    shown = api_client.get(f"/v1/incidents/{incident}", headers=bearer(auditor)).json()
+    assert {"alert.opened", "deployment.rollback", "incident.opened"} <= {e["action"] for e in shown["timeline"]}
+    assert api_client.get("/v1/incidents/0", headers=bearer(auditor)).status_code == 422
+    closed = api_client.post(f"/v1/incidents/{incident}/close", json={"findings": "a unit change at north"},
+                             headers=bearer(operator))
+    assert closed.status_code == 200 and closed.json()["state"] == "closed"
+    again = api_client.post(f"/v1/incidents/{incident}/close", json={"findings": "twice"}, headers=bearer(operator))
+    assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
+    assert api_client.post(f"/v1/incidents/{incident}/close", json={"findings": ""},
+                           headers=bearer(operator)).status_code == 422
+    listed = api_client.get("/v1/incidents", params={"model": MODEL, "state": "closed"}, headers=bearer(auditor))
+    assert [i["id"] for i in listed.json()["incidents"]] == [incident]

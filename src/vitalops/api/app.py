@@ -34,7 +34,7 @@ from vitalops.db.migrate import upgrade
 
 ROUTERS = (
     health.router, audit.router, users.router, users.self_service, sites.router, models.router, deployments.router,
-    predictions.router, cdshooks.router, review.router, monitoring.router, alerts.router,
+    predictions.router, cdshooks.router, review.router, monitoring.router, alerts.router, alerts.incidents_router,
 )
 
 

@@ -1,15 +1,16 @@
-"""``/v1/alerts``: alerts raised by monitoring rules, acknowledged and resolved by operators; the
-count of unresolved alerts per model, site and severity in ``/metrics``. Thin."""
+"""``/v1/alerts``: alerts raised by monitoring rules, acknowledged and resolved by operators;
+``/v1/incidents``: incidents around them and their reviews; the count of unresolved alerts per
+model, site and severity in ``/metrics``. Thin."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, status
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, require
 from vitalops.api.params import INT64_MAX, NameQuery, Offset, Reason
@@ -17,13 +18,24 @@ from vitalops.auth import Permission, Principal
 from vitalops.db import Database
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+incidents_router = APIRouter(prefix="/v1/incidents", tags=["alerts"])
 Reader = Annotated[Principal, Depends(require(Permission.ALERTS_READ))]
 Manager = Annotated[Principal, Depends(require(Permission.ALERTS_MANAGE))]
 AlertId = Annotated[int, Path(ge=1, le=INT64_MAX, description="an alert id")]
+IncidentId = Annotated[int, Path(ge=1, le=INT64_MAX, description="an incident id")]
 
 
 class ReasonBody(BaseModel):
     reason: Reason
+
+
+class IncidentBody(BaseModel):
+    alert: Annotated[int, Field(ge=1, le=INT64_MAX)]
+    title: Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
+
+
+class FindingsBody(BaseModel):
+    findings: Annotated[str, Field(min_length=1, max_length=20_000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
 
 
 @router.get("")
@@ -63,6 +75,43 @@ def post_resolve(alert_id: AlertId, body: ReasonBody, database: DatabaseDep, act
     from vitalops.monitoring.alerts import resolve_alert
 
     return resolve_alert(database, actor, alert_id, reason=body.reason).model_dump(mode="json")
+
+
+@incidents_router.get("")
+def get_incidents(
+    database: DatabaseDep, actor: Reader, model: NameQuery = None,
+    state: Annotated[Literal["open", "closed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Incidents, newest first."""
+    from vitalops.monitoring.incidents import list_incidents
+
+    incidents = list_incidents(database, actor, model=model, state=state, limit=limit)
+    return {"incidents": [incident.model_dump(mode="json") for incident in incidents]}
+
+
+@incidents_router.post("", status_code=status.HTTP_201_CREATED)
+def post_incident(body: IncidentBody, database: DatabaseDep, actor: Manager) -> dict[str, Any]:
+    """Open an incident around an alert (409 when the alert already has one)."""
+    from vitalops.monitoring.incidents import open_incident
+
+    return open_incident(database, actor, body.alert, title=body.title).model_dump(mode="json")
+
+
+@incidents_router.get("/{incident_id}")
+def get_incident(incident_id: IncidentId, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+    """The incident and its timeline: its alerts, what was done, and the model's audit events around it."""
+    from vitalops.monitoring.incidents import show_incident
+
+    return show_incident(database, actor, incident_id)
+
+
+@incidents_router.post("/{incident_id}/close")
+def post_close(incident_id: IncidentId, body: FindingsBody, database: DatabaseDep, actor: Manager) -> dict[str, Any]:
+    """Close an open incident with the post-incident review's findings (409 once closed)."""
+    from vitalops.monitoring.incidents import close_incident
+
+    return close_incident(database, actor, incident_id, findings=body.findings).model_dump(mode="json")
 
 
 class OpenAlertsCollector(Collector):
