@@ -87,3 +87,23 @@ def test_incidents_over_http(database, api_client, make_user):
                            headers=bearer(operator)).status_code == 422
     listed = api_client.get("/v1/incidents", params={"model": MODEL, "state": "closed"}, headers=bearer(auditor))
     assert [i["id"] for i in listed.json()["incidents"]] == [incident]
+
+
+def test_rules_over_http(database, api_client, make_user):
+    build_model(database)
+    _, operator = make_user("operator", "olga")
+    _, auditor = make_user("auditor", "audrey")
+    assert api_client.get(f"/v1/alerts/rules/{MODEL}", headers=bearer(auditor)).status_code == 404
+    assert api_client.put(f"/v1/alerts/rules/{MODEL}", json={"rules_yaml": RULES},
+                          headers=bearer(auditor)).status_code == 403
+    filed = api_client.put(f"/v1/alerts/rules/{MODEL}", json={"rules_yaml": RULES}, headers=bearer(operator))
+    assert filed.status_code == 200 and filed.json()["number"] == 1
+    shown = api_client.get(f"/v1/alerts/rules/{MODEL}", headers=bearer(auditor)).json()
+    assert shown["spec_hash"] == filed.json()["spec_hash"] and shown["spec_yaml"] == RULES
+    bad = api_client.put(f"/v1/alerts/rules/{MODEL}", json={"rules_yaml": RULES.replace("action: none",
+                                                                                       "action: promote")},
+                         headers=bearer(operator))
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    assert "creatinine-drift" in bad.json()["detail"] and "action" in bad.json()["detail"]
+    assert api_client.put("/v1/alerts/rules/nope", json={"rules_yaml": "rules: []"},
+                          headers=bearer(operator)).status_code == 404

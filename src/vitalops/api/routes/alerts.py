@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, require
-from vitalops.api.params import INT64_MAX, NameQuery, Offset, Reason
+from vitalops.api.params import INT64_MAX, NamePath, NameQuery, Offset, Reason
 from vitalops.auth import Permission, Principal
 from vitalops.db import Database
 
@@ -51,6 +51,26 @@ def get_alerts(
     alerts = list_alerts(database, actor, model=model, state=state, site=site, severity=severity, limit=limit,
                          offset=offset)
     return {"alerts": [alert.model_dump(mode="json") for alert in alerts]}
+
+
+class RulesBody(BaseModel):
+    rules_yaml: Annotated[str, Field(min_length=1, max_length=256 * 1024)]
+
+
+@router.get("/rules/{model}")
+def get_rules(model: NamePath, database: DatabaseDep, actor: Reader) -> dict[str, Any]:
+    """The alert rules in force for a model: its version, sha256, the YAML as filed and the rules."""
+    from vitalops.monitoring.alert_rules import get_rules as rules_of
+
+    return rules_of(database, actor, model).model_dump(mode="json")
+
+
+@router.put("/rules/{model}")
+def put_rules(model: NamePath, body: RulesBody, database: DatabaseDep, actor: Manager) -> dict[str, Any]:
+    """File a new version of a model's alert rules (422 naming the rule and field of a bad one)."""
+    from vitalops.monitoring.alert_rules import set_rules
+
+    return set_rules(database, actor, model, body.rules_yaml).model_dump(mode="json")
 
 
 @router.get("/{alert_id}")
