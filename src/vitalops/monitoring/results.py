@@ -14,6 +14,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vitalops.auth import Permission, Principal, authorize
@@ -56,35 +57,37 @@ def _from_row(row: MonitoringResultRow) -> MetricResult:
                         computed_at=row.computed_at)
 
 
+_NATURAL_KEY = ("metric_id", "model", "version", "site", "window_start", "window_end")
+_VALUES = ("value", "n", "status", "details_json", "computed_at", "run_id")
+#: Rows per INSERT statement (12 parameters each: well inside SQLite's limit of bound parameters).
+_UPSERT_ROWS = 500
+
+
 def upsert(session: Session, results: list[MetricResult], *, run_id: str, computed_at: datetime) -> dict[str, int]:
-    """Write ``results`` in the caller's transaction, replacing any row with the same natural key;
-    returns how many were inserted and how many replaced (values changed or not)."""
+    """Write ``results`` in the caller's transaction, replacing any row with the same natural key
+    (``INSERT ... ON CONFLICT DO UPDATE``, so two runs of the same window at once cannot both
+    insert); returns how many were new and how many replaced a row (values changed or not)."""
     if not results:
         return {"inserted": 0, "replaced": 0}
-    first = results[0]
     existing = {
-        (row.metric_id, row.model, row.version, row.site, row.window_start, row.window_end): row
-        for row in session.scalars(select(MonitoringResultRow).where(
-            MonitoringResultRow.model == first.model,
+        (row.metric_id, row.model, row.version, row.site, row.window_start, row.window_end)
+        for row in session.execute(select(*(getattr(MonitoringResultRow, c) for c in _NATURAL_KEY)).where(
+            MonitoringResultRow.model.in_({r.model for r in results}),
             MonitoringResultRow.window_start.in_({as_utc(r.window_start) for r in results}),
             MonitoringResultRow.site.in_({r.site for r in results}),
         ))
     }
-    inserted = replaced = 0
-    for result in results:
-        details = orjson.dumps(result.details, option=orjson.OPT_SORT_KEYS).decode()
-        row = existing.get(result.key())
-        if row is None:
-            session.add(MonitoringResultRow(
-                metric_id=result.metric_id, model=result.model, version=result.version, site=result.site,
-                window_start=as_utc(result.window_start), window_end=as_utc(result.window_end), value=result.value,
-                n=result.n, status=result.status, details_json=details, computed_at=computed_at, run_id=run_id))
-            inserted += 1
-            continue
-        row.value, row.n, row.status, row.details_json = result.value, result.n, result.status, details
-        row.computed_at, row.run_id = computed_at, run_id
-        replaced += 1
-    return {"inserted": inserted, "replaced": replaced}
+    rows = [{"metric_id": r.metric_id, "model": r.model, "version": r.version, "site": r.site,
+             "window_start": as_utc(r.window_start), "window_end": as_utc(r.window_end), "value": r.value, "n": r.n,
+             "status": r.status, "details_json": orjson.dumps(r.details, option=orjson.OPT_SORT_KEYS).decode(),
+             "computed_at": computed_at, "run_id": run_id} for r in results]
+    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    for chunk in range(0, len(rows), _UPSERT_ROWS):
+        statement = dialect.insert(MonitoringResultRow).values(rows[chunk:chunk + _UPSERT_ROWS])
+        session.execute(statement.on_conflict_do_update(
+            index_elements=list(_NATURAL_KEY), set_={c: statement.excluded[c] for c in _VALUES}))
+    replaced = sum(r.key() in existing for r in results)
+    return {"inserted": len(results) - replaced, "replaced": replaced}
 
 
 def read_results(
