@@ -41,6 +41,20 @@ def constant_app() -> Any:
     return app
 
 
+def serve(kind: str, port: int) -> None:
+    """Serve ``kind`` on ``port`` with one uvicorn worker: ``constant`` is ``constant_app``, anything
+    else the VitalOps API of the home in ``VITALOPS_HOME``."""
+    import uvicorn
+
+    if kind == "constant":
+        app = constant_app()
+    else:
+        from vitalops.api.app import create_app
+
+        app = create_app()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 async def drive(url: str, headers: dict[str, str], total: int, concurrency: int,
                 bodies: list[dict[str, Any]] | None = None,
                 headers_for: Callable[[], dict[str, str]] | None = None) -> tuple[float, list[float]]:

@@ -38,7 +38,7 @@ from typing import Any
 import _load
 import jwt
 import numpy as np
-from _load import constant_app
+from _load import serve
 from _results import record
 
 from vitalops.auth import SYSTEM
@@ -172,18 +172,6 @@ def seed_home(home: Path) -> EhrCredentials:
         add_client(session, SYSTEM, ehr.issuer, site="north", jwks=ehr.public_jwks())
     database.dispose()
     return ehr
-
-
-def serve(kind: str, port: int) -> None:
-    import uvicorn
-
-    if kind == "constant":
-        app = constant_app()
-    else:
-        from vitalops.api.app import create_app
-
-        app = create_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def service_call(args: argparse.Namespace) -> None:

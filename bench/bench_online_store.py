@@ -32,23 +32,11 @@ import time
 from pathlib import Path
 
 import _load
-from _load import constant_app
+from _load import serve
 from _results import record
 
 PATIENTS = 100_000
 FILLER_FACTS = 30
-
-
-def serve(kind: str, port: int) -> None:
-    import uvicorn
-
-    if kind == "constant":
-        app = constant_app()
-    else:
-        from vitalops.api.app import create_app
-
-        app = create_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def build_home(home: Path) -> None:

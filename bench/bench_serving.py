@@ -31,7 +31,7 @@ from typing import Any
 
 import _load
 import numpy as np
-from _load import constant_app
+from _load import serve
 from _results import record
 
 FEATURES = 28
@@ -107,18 +107,6 @@ def seed_home(home: Path, shadow: bool) -> str:
         _, key = redeem_enrollment(session, token)
     database.dispose()
     return key
-
-
-def serve(kind: str, port: int) -> None:
-    import uvicorn
-
-    if kind == "constant":
-        app = constant_app()
-    else:
-        from vitalops.api.app import create_app
-
-        app = create_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def measure(kind: str, home: Path, path: str, bodies: list[dict[str, Any]] | None, headers: dict[str, str],
