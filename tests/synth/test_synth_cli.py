@@ -34,6 +34,6 @@ def test_synth_unknown_scenario_exits_2_with_a_plain_message(tmp_path: Path) -> 
     )
     assert completed.returncode == 2
     message = " ".join(completed.stderr.split())  # rich wraps long lines
-    assert "valid scenarios: unit-change, population-shift, protocol-change" in message
+    assert "valid scenarios: unit-change, population-shift, protocol-change, unit-mislabel" in message
     assert "Traceback" not in completed.stderr
     assert not list(tmp_path.iterdir())

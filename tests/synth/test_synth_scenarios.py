@@ -89,3 +89,46 @@ def test_protocol_change_removes_lactate_signal_after_the_change(tmp_path: Path)
     assert correlation(after=False) > 0.25
     assert abs(correlation(after=True)) < 0.15
     assert {s["lactate_signal"] for s in stays.values() if moment(s["admitted_at"]) >= change_at} == {0.0}
+
+
+def test_unit_mislabel_sends_umol_values_under_mg_dl_at_the_first_site_and_changes_nothing_else(
+    tmp_path: Path,
+) -> None:
+    period = {"patients": 400, "sites": SITES, "seed": 21, "start": date(2026, 1, 31), "end": date(2026, 4, 1)}
+    generate_hospital(tmp_path / "base", **period)
+    summary = generate_hospital(tmp_path / "mislabel", **period, scenario="unit-mislabel")
+    generate_hospital(tmp_path / "again", **period, scenario="unit-mislabel")
+    assert summary.scenario == "unit-mislabel" and summary.change_date == "2026-03-02"
+    change_at = moment("2026-03-02T00:00:00+00:00")
+    for name in summary.files:  # same seed, same bytes; only Observation differs from the run without it
+        sent = (tmp_path / "mislabel" / name).read_bytes()
+        assert sent == (tmp_path / "again" / name).read_bytes(), name
+        if name != "Observation.ndjson":
+            assert sent == (tmp_path / "base" / name).read_bytes(), name
+    ratios: dict[tuple[str, bool], list[float]] = {}
+    unchanged: dict[tuple[str, bool], int] = {}
+    pairs = zip(
+        read_ndjson(tmp_path / "base" / "Observation.ndjson"),
+        read_ndjson(tmp_path / "mislabel" / "Observation.ndjson"),
+        strict=True,
+    )
+    for base, mislabelled in pairs:
+        site, after = site_of(base), moment(base["effectiveDateTime"]) >= change_at
+        if code_of(base) != "2160-0" or site != "north" or not after:
+            assert mislabelled == base  # other sites, other concepts, and north before the change
+            if code_of(base) == "2160-0":
+                assert base["valueQuantity"]["code"] == "mg/dL" and 0.2 < base["valueQuantity"]["value"] < 15
+                unchanged[(site, after)] = unchanged.get((site, after), 0) + 1
+            continue
+        quantity = mislabelled["valueQuantity"]
+        assert (quantity["unit"], quantity["code"]) == ("mg/dL", "mg/dL")  # the label says mg/dL
+        assert quantity["system"] == "http://unitsofmeasure.org"
+        assert quantity["value"] == round(quantity["value"]) and 20 < quantity["value"] < 1500  # umol/L numbers
+        assert abs(quantity["value"] - 88.42 * base["valueQuantity"]["value"]) <= 1.0  # both rounded
+        ratios.setdefault((site, after), []).append(quantity["value"] / base["valueQuantity"]["value"])
+        assert {k: v for k, v in mislabelled.items() if k != "valueQuantity"} == {
+            k: v for k, v in base.items() if k != "valueQuantity"
+        }
+    assert len(ratios[("north", True)]) > 50 and unchanged[("north", False)] > 50
+    assert unchanged[("south", True)] > 10 and unchanged[("east", True)] > 10
+    assert 87 < float(np.median(ratios[("north", True)])) < 90

@@ -60,6 +60,9 @@ HEMOGLOBIN = Measure("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", "g/dL
 PLATELETS = Measure("777-3", "Platelets [#/volume] in Blood by Automated count", "10*3/uL", "10*3/uL", 0)
 CREATININE = Measure("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", "mg/dL", 2)
 CREATININE_UMOL = Measure("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "umol/L", "umol/L", 0)
+#: A creatinine result in umol/L (whole numbers, as umol/L are reported) sent under the mg/dL unit: the
+#: mislabelled feed of the ``unit-mislabel`` scenario.
+CREATININE_UMOL_AS_MG_DL = Measure("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", "mg/dL", 0)
 GLUCOSE = Measure("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", "mg/dL", 0)
 LACTATE = Measure("2524-7", "Lactate [Moles/volume] in Serum or Plasma", "mmol/L", "mmol/L", 1)
 SODIUM = Measure("2951-2", "Sodium [Moles/volume] in Serum or Plasma", "mmol/L", "mmol/L", 0)

@@ -166,6 +166,8 @@ class ObservationMaker:
     def lab(self, measure: Measure, value: float, encounter_id: str, effective: int, issued: int) -> None:
         if measure is codes.CREATININE and self.scenario.creatinine_in_umol(self.site.index, effective):
             measure, value = codes.CREATININE_UMOL, value * codes.CREATININE_UMOL_PER_MG_DL
+        elif measure is codes.CREATININE and self.scenario.creatinine_mislabelled(self.site.index, effective):
+            measure, value = codes.CREATININE_UMOL_AS_MG_DL, value * codes.CREATININE_UMOL_PER_MG_DL
         self.measure(measure, value, _LAB_CATEGORY, encounter_id, effective, issued)
 
 

@@ -3,6 +3,10 @@
 ``unit-change``
     the first site starts reporting creatinine in umol/L (value x 88.42) under the same LOINC
     code from the change date: a silent upstream change that corrupts an unconverted feature.
+``unit-mislabel``
+    the first site starts sending creatinine values in umol/L (value x 88.42) while the
+    Observation still says mg/dL (UCUM ``mg/dL``) from the change date: a wrong label, which no
+    unit conversion can repair; only the values give it away.
 ``population-shift``
     from the change date admissions come from older, sicker patients (admission rates rise with
     age and comorbidity, and acute severity shifts up).
@@ -20,7 +24,7 @@ from datetime import UTC, date, datetime
 
 from vitalops.errors import InvalidInput
 
-SCENARIOS = ("unit-change", "population-shift", "protocol-change")
+SCENARIOS = ("unit-change", "population-shift", "protocol-change", "unit-mislabel")
 
 #: Severity added to admissions after a population shift, in standard deviations.
 POPULATION_SHIFT_SEVERITY = 0.5
@@ -60,6 +64,10 @@ class Scenario:
     def creatinine_in_umol(self, site_index: int, effective_at: int) -> bool:
         """Whether a creatinine result drawn at ``effective_at`` at this site is reported in umol/L."""
         return site_index == 0 and self._after("unit-change", effective_at)
+
+    def creatinine_mislabelled(self, site_index: int, effective_at: int) -> bool:
+        """Whether a creatinine result drawn at ``effective_at`` at this site is sent in umol/L labelled mg/dL."""
+        return site_index == 0 and self._after("unit-mislabel", effective_at)
 
     def population_shifted(self, admitted_at: int) -> bool:
         """Whether an admission at ``admitted_at`` comes from the shifted, older and sicker population."""
