@@ -79,6 +79,14 @@ def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
     monitoring = summary["monitoring"]  # the replayed day, against each version's training reference
     assert monitoring["windows"] == 1 and monitoring["results"] > 50
     assert all(flag["site"] in {"north", "south"} for flag in monitoring["flagged"])
+    # The demo's alert rules: south's champion flags over 30% of its patients (alarm burden), which
+    # opens a review; the canary's score drift has too few rows to judge, so nothing is rolled back.
+    alerts = monitoring["open_alerts"]
+    assert [(a["rule"], a["site"], a["version"], a["action"]) for a in alerts] == [
+        ("alarm-burden", "south", 1, "review")]
+    assert alerts[0]["value"] > 0.3 and alerts[0]["action_outcome"]
+    judged = {(j["rule"], j["state"]) for evaluation in monitoring["alerts"] for j in evaluation["judged"]}
+    assert ("canary-score-drift", "insufficient_data") in judged
     # the shadow trained on an extract without vitals sees them arrive: its missing rates are flagged
     assert {flag["metric_id"] for flag in monitoring["flagged"] if flag["version"] == 3} >= {
         "input_drift.missing_rate/heart_rate_last", "input_drift.missing_rate/creatinine_last"}

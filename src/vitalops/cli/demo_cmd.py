@@ -42,6 +42,8 @@ DEMO_SITES = ("north", "south", "east")
 DEMO_PATIENTS = 1000
 DEMO_SEED = 7
 DEMO_MARKER = "demo.done"
+#: The alert rules the demo files for deterioration.
+DEMO_RULES = Path(__file__).resolve().parents[1] / "monitoring" / "demo_rules.yaml"
 
 
 def ensure_demo_sites(database: Database) -> None:
@@ -248,6 +250,8 @@ class DemoSteps:
         from vitalops.cli.monitor_cmd import render_run
         from vitalops.db.tables.registry import ModelRow
         from vitalops.db.tables.serving import PredictionRow
+        from vitalops.monitoring.alert_rules import set_rules
+        from vitalops.monitoring.alerts import evaluate_after_run, list_alerts
         from vitalops.monitoring.engine import run_monitoring
         from vitalops.serving.demo import MODEL
         with self.database.read_session() as session:  # the replayed day: the busiest day of the online log
@@ -258,13 +262,18 @@ class DemoSteps:
             return {}
         busiest = min(days, key=lambda day: (-days[day], day))
         day = datetime(busiest.year, busiest.month, busiest.day, tzinfo=UTC)
+        rules = set_rules(self.database, self.staff["omar"], MODEL, DEMO_RULES.read_text(encoding="utf-8"))
         result = run_monitoring(self.database, self.staff["omar"], lake_root=self.settings.lake_root,
                                 store=open_store(self.settings.artifacts_root), model=MODEL, since=day,
                                 until=day + timedelta(days=1))
+        result["alerts"] = evaluate_after_run(self.database, self.staff["omar"], result, settings=self.settings)
+        alerts = list_alerts(self.database, self.staff["omar"], model=MODEL)
+        result["open_alerts"] = [alert.model_dump(mode="json") for alert in alerts]
         if not self.as_json:
             console.print(f"Monitoring of the replayed day against each version's training reference "
                           f"(try: vitalops monitor show --model {MODEL}):", highlight=False)
             render_run(result)
+            render_demo_alerts(result["alerts"], alerts, rules.number)
         return result
 
     def audit(self) -> dict[str, Any]:
@@ -328,6 +337,19 @@ def render_batch_run(batch: dict[str, Any]) -> None:
     console.print(f"A batch run (vitalops score): the census at {batch['at']}, {batch['rows']} patients at "
                   f"{len(batch['sites'])} sites, {batch['predictions']} predictions ({modes}), written to "
                   f"{batch['out']} and logged to the archive", soft_wrap=True, highlight=False)
+
+
+def render_demo_alerts(evaluations: list[dict[str, Any]], alerts: list[Any], rule_set: int) -> None:
+    judged = [j for evaluation in evaluations for j in evaluation["judged"]]
+    short = sorted({j["rule"] for j in judged if j["state"] == "insufficient_data"})
+    console.print(f"Alert rules (rule set {rule_set}, filed by omar from {DEMO_RULES.name}): {len(judged)} results "
+                  f"judged; too few rows to judge for {', '.join(short) or 'none'}", highlight=False)
+    rows = [{"alert": a.id, "rule": a.rule, "site": a.site, "version": a.version, "value": f"{a.value:.3g}",
+             "threshold": f"{a.comparison} {a.threshold:g}", "severity": a.severity, "action": a.action,
+             "outcome": a.action_outcome or ""} for a in alerts]
+    console.print(rows_table(rows, ["alert", "rule", "site", "version", "value", "threshold", "severity", "action",
+                                    "outcome"], title=f"{len(alerts)} open alerts (vitalops alerts list)")
+                  if alerts else "no alert opened")
 
 
 def render_serving(result: dict[str, Any]) -> None:
