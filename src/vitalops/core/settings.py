@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,9 @@ SECRET_NAMES = ("pseudonym_key", "session_secret", "audit_key")
 AUDIT_CHECKPOINTS_FILE = "audit-checkpoints.jsonl"
 
 Environment = Literal["development", "test", "production"]
+_CADENCE_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+#: Scheduled monitoring no more often than this outside tests (a run reads the whole window's log).
+MIN_MONITOR_CADENCE = timedelta(minutes=1)
 
 
 class Settings(BaseSettings):
@@ -89,12 +93,33 @@ class Settings(BaseSettings):
     #: Attempts per notification, and the first retry's delay (doubled at each retry, capped at 30 s).
     alert_notify_attempts: int = Field(default=3, ge=1, le=10)
     alert_notify_backoff_seconds: float = Field(default=0.5, ge=0, le=30)
+    #: The API server's monitoring cadence (``15m``, ``1h``, ``1d``; docs/monitoring.md): unset, no
+    #: scheduled runs. Below a minute only with environment ``test``.
+    monitor_every: str | None = Field(default=None, pattern=r"^[0-9]{1,6}(ms|s|m|h|d)$")
+    #: The window length scheduled runs compute (as ``vitalops monitor run --window``).
+    monitor_window: str = Field(default="1d", pattern=r"^[0-9]{1,3}[hd]$")
 
     @model_validator(mode="after")
     def _refuse_unsigned_webhook(self) -> Settings:
         if self.alert_webhook_url and not (self.alert_webhook_secret and self.alert_webhook_secret.get_secret_value()):
             raise ConfigError("VITALOPS_ALERT_WEBHOOK_URL needs VITALOPS_ALERT_WEBHOOK_SECRET to sign each alert")
         return self
+
+    @model_validator(mode="after")
+    def _refuse_fast_cadence(self) -> Settings:
+        cadence = self.monitor_cadence
+        if cadence is not None and (cadence.total_seconds() <= 0
+                                    or (cadence < MIN_MONITOR_CADENCE and self.environment != "test")):
+            raise ConfigError("VITALOPS_MONITOR_EVERY must be at least 1m (shorter only with environment=test)")
+        return self
+
+    @property
+    def monitor_cadence(self) -> timedelta | None:
+        """``monitor_every`` as a duration (None: no scheduled monitoring)."""
+        if self.monitor_every is None:
+            return None
+        number, unit = self.monitor_every.rstrip("msdh"), self.monitor_every.lstrip("0123456789")
+        return timedelta(**{_CADENCE_UNITS[unit]: int(number)})
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
