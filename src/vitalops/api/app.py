@@ -47,12 +47,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     denials = DenialWindows()
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # After the server configured its own logging: its tracebacks would print exception text.
         redact_server_logs(json_lines=settings.log_json)
         upgrade(database)
         flusher = asyncio.create_task(_flush_denials_periodically(denials, database))
+        await monitoring.start_monitoring(app, settings, database)
         yield
+        await monitoring.stop_monitoring(app)
         flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_problem_handlers(app)
     review.install_review_metrics(app, database)
     alerts.install_alert_metrics(app, database)
+    monitoring.install_monitoring(app, settings, database)
     for router in ROUTERS:
         app.include_router(router)
     install_docs(app)

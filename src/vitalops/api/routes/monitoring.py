@@ -1,16 +1,22 @@
-"""``/v1/monitoring``: the stored time series of metric results, and runs of the engine. Thin."""
+"""``/v1/monitoring``: the stored time series of metric results, runs of the engine, and the state of
+the scheduler; the latest value of each metric in ``/metrics``. Thin."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, PrincipalDep, SettingsDep, require
 from vitalops.api.params import Moment, MomentQuery, Name, NameQuery
 from vitalops.auth import Permission, Principal
+from vitalops.core.settings import Settings
+from vitalops.db import Database
 
+log = logging.getLogger("vitalops.api.monitoring")
 router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"])
 Reader = Annotated[Principal, Depends(require(Permission.MONITORING_READ))]
 #: Metric ids: a family and an optional feature or concept after a slash.
@@ -39,8 +45,21 @@ def get_results(
     return {"model": model, "results": [r.model_dump(mode="json") for r in results]}
 
 
+@router.get("/scheduler")
+def get_scheduler(database: DatabaseDep, settings: SettingsDep, _: Reader) -> dict[str, Any]:
+    """Whether this server runs monitoring on a cadence, and the last scheduled run of any worker."""
+    from vitalops.core.clock import utcnow
+    from vitalops.monitoring.scheduler import read_schedule, scheduler_state
+
+    with database.read_session() as session:
+        row = read_schedule(session)
+        state = scheduler_state(settings, row, cadence=settings.monitor_cadence, now=utcnow())
+    return state.model_dump(mode="json")
+
+
 @router.post("/runs", status_code=status.HTTP_201_CREATED)
-def post_run(body: RunBody, database: DatabaseDep, settings: SettingsDep, actor: PrincipalDep) -> dict[str, Any]:
+def post_run(body: RunBody, request: Request, database: DatabaseDep, settings: SettingsDep,
+             actor: PrincipalDep) -> dict[str, Any]:
     """Compute every metric for each complete window in the range (needs ``monitoring:run``), then
     judge each computed model's alert rules (``alerts``: each model's evaluation)."""
     from vitalops.artifacts import open_store
@@ -50,4 +69,41 @@ def post_run(body: RunBody, database: DatabaseDep, settings: SettingsDep, actor:
     summary = run_monitoring(database, actor, lake_root=settings.lake_root, store=open_store(settings.artifacts_root),
                              model=body.model, site=body.site, window=parse_window(body.window), since=body.since,
                              until=body.until)
-    return {**summary, "alerts": evaluate_after_run(database, actor, summary, settings=settings)}
+    evaluations = evaluate_after_run(database, actor, summary, settings=settings)
+    _refresh_gauges(request.app, [computed["model"] for computed in summary["models"]])
+    return {**summary, "alerts": evaluations}
+
+
+def _refresh_gauges(app: FastAPI, models: list[str] | None) -> None:
+    try:
+        app.state.monitoring_gauges.refresh(models)
+    except Exception as exc:  # noqa: BLE001 - the run is committed; the gauges catch up at the next one
+        log.error("monitoring gauges not refreshed", extra={"error_type": type(exc).__name__})
+
+
+def install_monitoring(app: FastAPI, settings: Settings, database: Database) -> None:
+    """Register the gauges of the latest metric values; the scheduler starts with the lifespan."""
+    from vitalops.monitoring.gauges import MonitoringGauges
+
+    app.state.monitoring_gauges = MonitoringGauges(database)
+    app.state.metrics.registry.register(app.state.monitoring_gauges)
+    app.state.monitoring_scheduler = None
+
+
+async def start_monitoring(app: FastAPI, settings: Settings, database: Database) -> None:
+    """Load the gauges from the stored results, and start the scheduler when a cadence is set."""
+    await asyncio.to_thread(_refresh_gauges, app, None)
+    if settings.monitor_cadence is not None:
+        from vitalops.monitoring.scheduler import MonitoringScheduler
+
+        scheduler = MonitoringScheduler(database, settings, after_run=lambda models: _refresh_gauges(app, models))
+        scheduler.start()
+        app.state.monitoring_scheduler = scheduler
+
+
+async def stop_monitoring(app: FastAPI) -> None:
+    """Stop the scheduler between models and wait for it."""
+    scheduler = app.state.monitoring_scheduler
+    if scheduler is not None:
+        await asyncio.to_thread(scheduler.stop)
+        app.state.monitoring_scheduler = None
