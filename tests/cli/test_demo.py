@@ -79,14 +79,19 @@ def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
     monitoring = summary["monitoring"]  # the replayed day, against each version's training reference
     assert monitoring["windows"] == 1 and monitoring["results"] > 50
     assert all(flag["site"] in {"north", "south"} for flag in monitoring["flagged"])
-    # The demo's alert rules: south's champion flags over 30% of its patients (alarm burden), which
-    # opens a review; the canary's score drift has too few rows to judge, so nothing is rolled back.
+    # The demo's alert rules, judged on the replayed day. Which site and version flag over 15% of
+    # their patients depends on the installation's pseudonym key (it seeds who lands where), so
+    # what is asserted is the rule: every breach with enough rows is one open alert, and nothing
+    # else is; the canary's score drift has too few rows to judge, so nothing is rolled back.
+    judged = [j for evaluation in monitoring["alerts"] for j in evaluation["judged"]]
+    breaches = sorted((j["rule"], j["site"], j["version"]) for j in judged if j["state"] == "breach")
     alerts = monitoring["open_alerts"]
-    assert [(a["rule"], a["site"], a["version"], a["action"]) for a in alerts] == [
-        ("alarm-burden", "south", 1, "review")]
-    assert alerts[0]["value"] > 0.3 and alerts[0]["action_outcome"]
-    judged = {(j["rule"], j["state"]) for evaluation in monitoring["alerts"] for j in evaluation["judged"]}
-    assert ("canary-score-drift", "insufficient_data") in judged
+    assert sorted((a["rule"], a["site"], a["version"]) for a in alerts) == breaches
+    assert all(a["value"] > a["threshold"] and a["n"] >= 30 and a["action_outcome"] for a in alerts)
+    assert all(j["state"] == "insufficient_data" for j in judged if j["n"] < j["min_n"])
+    assert {j["state"] for j in judged if j["rule"] == "canary-score-drift"} == {"insufficient_data"}
+    with database.session() as session:
+        assert site_deployments(session, "deterioration", "south").challenger is not None  # still a canary
     # the shadow trained on an extract without vitals sees them arrive: its missing rates are flagged
     assert {flag["metric_id"] for flag in monitoring["flagged"] if flag["version"] == 3} >= {
         "input_drift.missing_rate/heart_rate_last", "input_drift.missing_rate/creatinine_last"}

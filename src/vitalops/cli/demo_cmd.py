@@ -9,6 +9,7 @@ failing candidate blocked); verify the audit trail; serve. Each capability adds 
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -241,7 +242,6 @@ class DemoSteps:
 
     def monitoring(self) -> dict[str, Any]:
         """Monitoring over the replayed day's predictions: every metric for that day, and what it flags."""
-        from collections import Counter
         from datetime import UTC, datetime, timedelta
 
         from sqlalchemy import select
@@ -341,9 +341,11 @@ def render_batch_run(batch: dict[str, Any]) -> None:
 
 def render_demo_alerts(evaluations: list[dict[str, Any]], alerts: list[Any], rule_set: int) -> None:
     judged = [j for evaluation in evaluations for j in evaluation["judged"]]
-    short = sorted({j["rule"] for j in judged if j["state"] == "insufficient_data"})
+    short = Counter(j["rule"] for j in judged if j["state"] == "insufficient_data")
     console.print(f"Alert rules (rule set {rule_set}, filed by omar from {DEMO_RULES.name}): {len(judged)} results "
-                  f"judged; too few rows to judge for {', '.join(short) or 'none'}", highlight=False)
+                  "judged; too few rows to judge: "
+                  + (", ".join(f"{rule} at {count}" for rule, count in sorted(short.items())) or "none"),
+                  highlight=False)
     rows = [{"alert": a.id, "rule": a.rule, "site": a.site, "version": a.version, "value": f"{a.value:.3g}",
              "threshold": f"{a.comparison} {a.threshold:g}", "severity": a.severity, "action": a.action,
              "outcome": a.action_outcome or ""} for a in alerts]
