@@ -193,6 +193,7 @@ class MonitoringScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._seen_finished: datetime | None = None
+        self._tried_tick: int | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="vitalops-monitoring-scheduler", daemon=True)
@@ -226,9 +227,18 @@ class MonitoringScheduler:
                 self.after_run(None)
 
     def run_due(self, now: datetime) -> bool:
-        """Run the tick ``now`` falls in if this worker claims it; True when it ran."""
-        if not claim_tick(self.database, self.holder, tick_of(now, self.cadence), now=now, lease=self.lease):
+        """Run the tick ``now`` falls in if this worker claims it; True when it ran. A tick is tried
+        once per worker (the claim takes the write lock), unless another worker's lease held it."""
+        tick = tick_of(now, self.cadence)
+        if tick == self._tried_tick:
             return False
+        if not claim_tick(self.database, self.holder, tick, now=now, lease=self.lease):
+            with self.database.read_session() as session:
+                row = read_schedule(session)
+                if row is not None and row.tick >= tick:
+                    self._tried_tick = tick  # claimed by another worker: done with this tick
+            return False
+        self._tried_tick = tick
         self.run_once(now)
         return True
 
