@@ -3,7 +3,12 @@ the metric that should catch it, at the site where it happens, and not elsewhere
 
 The hospital is small (two sites, a 60-day period, the change on its midpoint ``DAY0``) but holds
 enough inpatients that each site has the 20 creatinine results a day a data-quality rate needs. What
-is ingested is the feed of the days monitored: the export's Observations effective in them."""
+is ingested is the feed of the days monitored: the export's Observations effective in them.
+
+Input drift needs predictions whose features come from those facts: the fixture's model scores each
+patient by key every few hours of the change day. Its reference is the fixture's training set, not
+this hospital, so the other site's creatinine drifts against it too (less); the tests assert only
+what that reference can show."""
 
 from __future__ import annotations
 
@@ -11,14 +16,17 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import pyarrow.compute as pc
 import pytest
 
-from tests.monitoring.conftest import DAY0, MODEL, OPERATOR, SITES, Monitored
+from tests.monitoring.conftest import CLINICIAN, DAY0, MODEL, OPERATOR, SITES, Monitored
 from vitalops.artifacts import open_store
 from vitalops.auth import SYSTEM
 from vitalops.ingest.service import ingest_paths
+from vitalops.lake.facts import FactsStore
 from vitalops.monitoring.engine import OUT_OF_RANGE_MAX, run_monitoring
 from vitalops.monitoring.results import MetricResult, read_results
+from vitalops.serving import PredictionRequest, predict
 from vitalops.synth import generate_hospital
 
 #: Patients over the two sites: about 25 creatinine results a day at each.
@@ -26,6 +34,9 @@ PATIENTS = 4000
 #: The period's midpoint, where every scenario starts, is ``DAY0`` (2026-03-02).
 START, END = date(2026, 1, 31), date(2026, 4, 1)
 CREATININE_RATE = "quality.out_of_range_rate/creatinine"
+CREATININE_DRIFT = "input_drift.psi/creatinine_last"
+#: Hours between the predictions made for each patient from the lake (enough rows for input drift).
+SCORED_EVERY_HOURS = 3
 #: The windows monitored: the day before the change and the day it starts.
 SINCE, UNTIL = DAY0 - timedelta(days=1), DAY0 + timedelta(days=1)
 
@@ -44,10 +55,29 @@ def _feed(export: Path, out: Path) -> Path:
 ONE_BACKEND = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
 
-def _monitor(monitored: Monitored, tmp_path: Path, scenario: str) -> dict[tuple[str, str], MetricResult]:
-    """Generate the hospital with ``scenario``, ingest it, log a few predictions at each site (monitoring
-    watches the sites a model serves), run monitoring over the day before and the day of the change;
-    return the creatinine out-of-range results by (site, window start date)."""
+def _predict_from_lake(monitored: Monitored) -> None:
+    """Score every patient with a creatinine result on the change day, every few hours of that day,
+    by patient key: the features come from the patient's ingested facts."""
+    facts = (
+        FactsStore(monitored.lake_root)
+        .dataset()
+        .to_table(columns=["patient_key", "site", "effective_at"], filter=pc.field("concept") == "creatinine")
+    )
+    for site in SITES:
+        keys = {f["patient_key"] for f in facts.to_pylist() if f["site"] == site and f["effective_at"] >= DAY0}
+        for key in sorted(keys):
+            for hour in range(1, 24, SCORED_EVERY_HOURS):
+                request = PredictionRequest(site=site, patient_key=key, at=DAY0 + timedelta(hours=hour))
+                predict(monitored.database, monitored.context, CLINICIAN, MODEL, request)
+
+
+def _monitor(
+    monitored: Monitored, tmp_path: Path, scenario: str, *, from_lake: bool = False
+) -> dict[tuple[str, str, str], MetricResult]:
+    """Generate the hospital with ``scenario``, ingest it, log predictions at each site (monitoring
+    watches the sites a model serves: from the lake when ``from_lake``, else a few rows of the
+    fixture's), run monitoring over the day before and the day of the change; return the creatinine
+    results by (metric id, site, window start date)."""
     out = tmp_path / "hospital"
     summary = generate_hospital(
         out, patients=PATIENTS, sites=list(SITES), seed=17, scenario=scenario, start=START, end=END
@@ -55,8 +85,11 @@ def _monitor(monitored: Monitored, tmp_path: Path, scenario: str) -> dict[tuple[
     assert summary.change_date == DAY0.date().isoformat()
     report = ingest_paths(monitored.database, SYSTEM, [_feed(out, tmp_path / "feed.ndjson")])
     assert report.read > 0 and report.quarantined == 0 and set(report.per_site) == set(SITES)
-    for site in SITES:
-        monitored.score_day(tmp_path, site, 0, 5)
+    if from_lake:
+        _predict_from_lake(monitored)
+    else:
+        for site in SITES:
+            monitored.score_day(tmp_path, site, 0, 5)
     run_monitoring(
         monitored.database,
         OPERATOR,
@@ -69,27 +102,36 @@ def _monitor(monitored: Monitored, tmp_path: Path, scenario: str) -> dict[tuple[
     )
     with monitored.database.session() as session:
         return {
-            (r.site, r.window_start.date().isoformat()): r
-            for r in read_results(session, model=MODEL, metric_id=CREATININE_RATE)
+            (metric, r.site, r.window_start.date().isoformat()): r
+            for metric in (CREATININE_RATE, CREATININE_DRIFT)
+            for r in read_results(session, model=MODEL, metric_id=metric)
         }
 
 
 @ONE_BACKEND
-def test_unit_mislabel_flags_creatinine_out_of_range_at_that_site_on_the_day_it_starts(monitored, tmp_path):
-    rates = _monitor(monitored, tmp_path, "unit-mislabel")
+def test_unit_mislabel_flags_creatinine_at_that_site_on_the_day_it_starts(monitored, tmp_path):
+    results = _monitor(monitored, tmp_path, "unit-mislabel", from_lake=True)
     before, change = (DAY0 - timedelta(days=1)).date().isoformat(), DAY0.date().isoformat()
     mislabelled, other = SITES
+    rates = {key[1:]: r for key, r in results.items() if key[0] == CREATININE_RATE}
     for site in SITES:
         assert rates[(site, before)].status == "ok" and rates[(site, before)].value == 0.0
     assert rates[(mislabelled, change)].status == "flagged"
     assert rates[(mislabelled, change)].value > 0.9 and rates[(mislabelled, change)].n >= 20
     assert rates[(other, change)].status == "ok" and rates[(other, change)].value < OUT_OF_RANGE_MAX
     assert rates[(other, change)].n >= 20
+    # Input drift flags the mislabelled site too. The other site's creatinine drifts as well, less:
+    # the fixture model's reference is not drawn from this hospital, and a few patients scored every
+    # few hours repeat their values, so only the mislabelled site's far larger shift is asserted.
+    drift = {key[1:]: r for key, r in results.items() if key[0] == CREATININE_DRIFT}
+    assert drift[(mislabelled, change)].status == "flagged" and drift[(mislabelled, change)].n >= 100
+    assert drift[(mislabelled, change)].value > 2 * drift[(other, change)].value
 
 
 @ONE_BACKEND
 def test_unit_change_labelled_correctly_is_converted_and_leaves_the_out_of_range_rate_alone(monitored, tmp_path):
-    rates = _monitor(monitored, tmp_path, "unit-change")
+    results = _monitor(monitored, tmp_path, "unit-change")
+    rates = {key[1:]: r for key, r in results.items() if key[0] == CREATININE_RATE}
     change = DAY0.date().isoformat()
     with (tmp_path / "feed.ndjson").open("rb") as lines:
         sent = [orjson.loads(line) for line in lines]
