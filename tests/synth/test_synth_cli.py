@@ -37,3 +37,14 @@ def test_synth_unknown_scenario_exits_2_with_a_plain_message(tmp_path: Path) -> 
     assert "valid scenarios: unit-change, population-shift, protocol-change, unit-mislabel" in message
     assert "Traceback" not in completed.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_synth_takes_the_unit_mislabel_scenario_and_reports_its_change_date(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        build_app(),
+        ["synth", str(tmp_path / "out"), "--patients", "4", "--sites", "a,b", "--scenario", "unit-mislabel"]
+        + ["--start", "2026-01-31", "--end", "2026-04-01", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    assert report["scenario"] == "unit-mislabel" and report["change_date"] == "2026-03-02"
