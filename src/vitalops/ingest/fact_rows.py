@@ -4,12 +4,18 @@
 ``fact_id`` is sha256 over the site, source type, pseudonymous source id, source version, ordinal
 in the resource and the fact's content (everything but ``known_at``, ``issued_at`` and
 ``batch_id``), so the same resource ingested twice, by any batch, at any time, gives the same ids.
+
+A few rows (a CDS Hooks prefetch) are assembled as Python lists instead (``build_fact_rows``):
+a column block's Arrow calls cost more than the rows themselves there. Both read dates with the
+same Arrow cast and hash ids with ``fact_ids``; ``tests/ingest/test_small_batches.py`` holds them
+to the same facts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -180,3 +186,86 @@ def build_fact_table(columns: dict[str, pa.Array], batch_id: str) -> BuiltFacts:
     if keep_first is None:
         return BuiltFacts(table, set(), 0)
     return BuiltFacts(table.filter(keep_first), set(), count - pc.sum(keep_first).as_py())
+
+
+#: The most fact rows ``build_fact_rows`` assembles as Python lists (a CDS Hooks prefetch has a
+#: few hundred); above it Arrow's fixed cost per column block is small beside its speed per row.
+ROW_BUILD_LIMIT = 5_000
+#: A facts table as Python lists, one per FACTS_SCHEMA name, times in epoch microseconds.
+FactColumns = dict[str, list[Any]]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY_US = 86_400_000_000
+_FLOOR_US = (PARTITION_FLOOR - _EPOCH) // timedelta(microseconds=1)
+_CARRIED = tuple(name for name in ROW_FIELDS if name not in (*_TIME_FIELDS, "ordinal", "resource_index"))
+
+
+def build_fact_rows(rows: list[Row], batch_id: str) -> FactColumns | None:
+    """The facts ``build_fact_table`` makes of ``rows``, as Python lists, which is cheaper than a
+    table for a few rows; ``fact_columns_table`` makes them one. Dates are read and fact ids
+    hashed by the same Arrow cast and ``fact_ids`` as there. None when the rows need what only
+    ``build_fact_table`` does (a date Arrow cannot read, a fact repeated in the input, a value_num
+    that is not a float), or there are none: build those with it."""
+    if not rows:
+        return None
+    fields = dict(zip(ROW_FIELDS, zip(*rows, strict=True), strict=True))
+    if any(type(value) is not float for value in fields["value_num"] if value is not None):
+        return None
+    texts: set[str | None] = set().union(*(fields[name] for name in _TIME_FIELDS))
+    texts.discard(None)
+    distinct = list(texts)
+    try:
+        micros = pa.array(distinct, pa.string()).cast(TIMESTAMP).cast(pa.int64()).to_pylist()
+    except (pa.ArrowException, TypeError):
+        return None
+    moment: dict[str | None, int | None] = dict(zip(distinct, micros, strict=True))
+    moment[None] = None
+    times = {name: [moment[text] for text in fields[name]] for name in _TIME_FIELDS}
+    if None in times["effective_at"]:
+        return None
+    effective: list[int] = times["effective_at"]  # type: ignore[assignment]
+    ids = fact_ids({name: pa.array(fields[name], COLUMN_TYPES[name]) for name in _ID_NAMES}).to_pylist()
+    if len(set(ids)) != len(ids):
+        return None
+    labels: dict[int, str] = {}
+    months = [_month_label(kind, at, labels) for kind, at in zip(fields["kind"], effective, strict=True)]
+    if None in months:
+        return None
+    columns: FactColumns = {name: list(fields[name]) for name in _CARRIED}
+    columns |= {
+        "fact_id": ids,
+        "month": months,
+        "effective_at": effective,
+        "effective_end": times["effective_end"],
+        "known_at": _raised_to(effective, times["known_at"]),
+        "issued_at": _raised_to(effective, times["issued_at"]),
+        "batch_id": [batch_id] * len(rows),
+    }
+    return {name: columns[name] for name in FACTS_SCHEMA.names}
+
+
+def _raised_to(effective: list[int], times: list[int | None]) -> list[int | None]:
+    """``times`` raised to ``effective`` where earlier, as ``build_fact_table`` raises known and
+    issued times (nulls stay null)."""
+    return [at if time is not None and time < at else time for at, time in zip(effective, times, strict=True)]
+
+
+def _month_label(kind: str, effective_us: int, labels: dict[int, str]) -> str | None:
+    """``_months`` of one fact (None past year 9999, which only ``_months`` formats)."""
+    if kind in HISTORY_KINDS:
+        return HISTORY
+    if effective_us < _FLOOR_US:
+        return BEFORE_FLOOR
+    day_us = effective_us - effective_us % _DAY_US
+    label = labels.get(day_us)
+    if label is None:
+        try:
+            day = _EPOCH + timedelta(microseconds=day_us)
+        except OverflowError:
+            return None
+        label = labels[day_us] = f"{day.year:04d}-{day.month:02d}"
+    return label
+
+
+def fact_columns_table(columns: FactColumns) -> pa.Table:
+    """The facts table (``FACTS_SCHEMA``) of ``build_fact_rows``' columns."""
+    return pa.Table.from_arrays([pa.array(columns[f.name], f.type) for f in FACTS_SCHEMA], schema=FACTS_SCHEMA)

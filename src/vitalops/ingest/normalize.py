@@ -42,7 +42,16 @@ from vitalops.ingest.extract_resources import (
     patient_facts,
     procedure_facts,
 )
-from vitalops.ingest.fact_rows import COLUMN_TYPES, ROW_FIELDS, build_fact_table, rows_to_columns
+from vitalops.ingest.fact_rows import (
+    COLUMN_TYPES,
+    ROW_BUILD_LIMIT,
+    ROW_FIELDS,
+    FactColumns,
+    build_fact_rows,
+    build_fact_table,
+    fact_columns_table,
+    rows_to_columns,
+)
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.lake.quarantine import QuarantineRecord
 
@@ -65,9 +74,10 @@ _TEXT_POSITIONS = tuple(i for i, name in enumerate(ROW_FIELDS) if COLUMN_TYPES[n
 
 @dataclass
 class NormalizeResult:
-    """The facts of a set of resources, and what happened to the rest."""
+    """The facts of a set of resources, and what happened to the rest. A few resources' facts
+    are assembled as Python lists (``fact_columns``, times in epoch microseconds), and made a
+    table only when ``facts`` is read."""
 
-    facts: pa.Table
     quarantined: list[QuarantineRecord]
     skipped: dict[str, int]
     read: int = 0
@@ -75,6 +85,28 @@ class NormalizeResult:
     duplicates: int = 0  # facts dropped because the same fact came twice in the input
     ingested_per_site: dict[str, int] = field(default_factory=dict)
     added: int = 0  # facts the lake did not hold yet, set once the chunk is committed
+    fact_columns: FactColumns | None = None
+    table: pa.Table | None = field(default=None, repr=False)
+
+    @property
+    def facts(self) -> pa.Table:
+        """The facts table (``FACTS_SCHEMA``)."""
+        if self.table is None:
+            assert self.fact_columns is not None
+            self.table = fact_columns_table(self.fact_columns)
+        return self.table
+
+    @property
+    def facts_for_kernel(self) -> pa.Table | FactColumns:
+        """The Python columns when the facts were assembled row by row, else the table: what
+        ``vitalops.features.online.vector_from_facts`` reads without converting them."""
+        return self.fact_columns if self.fact_columns is not None else self.facts
+
+    def patient_keys(self) -> list[str]:
+        """The distinct patient keys of the facts, in order of first appearance."""
+        if self.fact_columns is not None:
+            return list(dict.fromkeys(self.fact_columns["patient_key"]))
+        return pc.unique(self.facts.column("patient_key")).to_pylist()  # type: ignore[no-any-return]
 
 
 def resources_to_facts(
@@ -256,8 +288,20 @@ class ChunkNormalization:
         raise KeyError(index)  # pragma: no cover - every fact row comes from a recorded resource
 
     def result(self, batch_id: str) -> NormalizeResult:
-        """The facts table of the chunk and its counts; a resource with a date Arrow cannot read is
-        quarantined whole."""
+        """The facts of the chunk and its counts; a resource with a date Arrow cannot read is
+        quarantined whole. A chunk of a few rows and no column blocks is assembled row by row
+        (``build_fact_rows``) unless it needs the column block's handling."""
+        if not self.blocks and len(self.rows) <= ROW_BUILD_LIMIT:
+            columns = build_fact_rows(self.rows, batch_id)
+            if columns is not None:
+                return NormalizeResult(
+                    quarantined=self.quarantined,
+                    skipped=dict(self.skipped),
+                    read=self.read,
+                    ingested=sum(self.per_site.values()),
+                    ingested_per_site={name: count for name, count in self.per_site.items() if count},
+                    fact_columns=columns,
+                )
         built = build_fact_table(self._columns(), batch_id)
         per_site = self.per_site
         quarantined = self.quarantined
@@ -270,7 +314,7 @@ class ChunkNormalization:
                 )
             )
         return NormalizeResult(
-            facts=built.table,
+            table=built.table,
             quarantined=quarantined,
             skipped=dict(self.skipped),
             read=self.read,
