@@ -12,6 +12,7 @@ first. Pass ``encounter_key`` to name it instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,13 @@ from vitalops.errors import InvalidInput
 from vitalops.features.definitions import DatasetSpec
 from vitalops.features.facts_view import ENGINE_COLUMNS
 from vitalops.features.partitions import open_facts
-from vitalops.features.vector_kernel import compile_spec, current_encounter, facts_from_table, vector_at
+from vitalops.features.vector_kernel import (
+    compile_spec,
+    current_encounter,
+    facts_from_columns,
+    facts_from_table,
+    vector_at,
+)
 from vitalops.ingest.normalize import resources_to_facts
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.terminology import Terminology
@@ -38,12 +45,19 @@ def _epoch_us(moment: datetime) -> int:
 
 
 def vector_from_facts(
-    facts: pa.Table, spec: DatasetSpec, patient_key: str, *, at: datetime, encounter_key: str | None = None
+    facts: pa.Table | Mapping[str, Sequence[Any]],
+    spec: DatasetSpec,
+    patient_key: str,
+    *,
+    at: datetime,
+    encounter_key: str | None = None,
 ) -> FeatureVector:
     """The feature vector of ``patient_key`` at ``at`` from ``facts`` (all of that patient's facts,
-    or at least all known by ``at``); imputation applied as declared."""
+    or at least all known by ``at``): a FACTS_SCHEMA table, or its Python columns as a
+    ``NormalizeResult`` holds a prefetch's (``facts_for_kernel``); imputation applied as declared."""
     at_us = _epoch_us(at)
-    patient_facts = [fact for fact in facts_from_table(facts) if fact.patient_key == patient_key]
+    every = facts_from_table(facts) if isinstance(facts, pa.Table) else facts_from_columns(facts)
+    patient_facts = [fact for fact in every if fact.patient_key == patient_key]
     encounter = encounter_key or current_encounter(patient_facts, at_us)
     _, vector = vector_at(patient_facts, compile_spec(spec), at_us, encounter)
     return vector
@@ -85,7 +99,7 @@ def features_from_resources(
     result = resources_to_facts(
         resources, site=site, pseudonymizer=pseudonymizer, terminology=terminology, known_at_default=as_utc(at)
     )
-    patients = pc.unique(result.facts.column("patient_key")).to_pylist()
+    patients = result.patient_keys()
     if len(patients) != 1:
         raise InvalidInput(f"the resources describe {len(patients)} patients; exactly one is needed")
-    return vector_from_facts(result.facts, spec, patients[0], at=at, encounter_key=encounter_key)
+    return vector_from_facts(result.facts_for_kernel, spec, patients[0], at=at, encounter_key=encounter_key)

@@ -18,7 +18,7 @@ random patients and times. The rules, as in ``engine`` and ``facts_view``:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,12 @@ def facts_from_table(facts: pa.Table) -> list[Fact]:
         if name in _TIMES:
             column = column.cast(pa.int64())
         columns[name] = column.to_pylist()
+    return facts_from_columns(columns)
+
+
+def facts_from_columns(columns: Mapping[str, Sequence[Any]]) -> list[Fact]:
+    """``facts_from_table`` of facts held as Python lists (at least ENGINE_COLUMNS, times in epoch
+    microseconds), as ``vitalops.ingest.fact_rows.build_fact_rows`` assembles a prefetch's."""
     own: dict[VersionKey, VersionTimes] = {}
     keys = list(zip(columns["source_type"], columns["source_id"], columns["source_version"], strict=True))
     for key, known, issued in zip(keys, columns["known_at"], columns["issued_at"], strict=True):

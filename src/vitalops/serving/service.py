@@ -41,6 +41,7 @@ from vitalops.features.online import vector_from_facts
 from vitalops.features.online_store import OnlineStore, open_online_store
 from vitalops.features.partitions import open_facts
 from vitalops.fhir.publish import RiskAssessmentPublisher
+from vitalops.ingest.fact_rows import FactColumns
 from vitalops.ingest.normalize import resources_to_facts
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.registry.input_ranges import InputRanges
@@ -207,24 +208,24 @@ class _Inputs:
         self.kind = request.kind()
         self.at = at
         self.patient_key = request.patient_key
-        self._facts: pa.Table | None = None
+        self._facts: pa.Table | FactColumns | None = None
         if self.kind == "patient":
             assert request.patient_key is not None
-            self._facts = context.facts.facts_for(request.patient_key)
-            if self._facts.num_rows == 0:
+            self._facts = stored = context.facts.facts_for(request.patient_key)
+            if stored.num_rows == 0:
                 raise NotFound("no facts are known for that patient key", details={"field": "patient_key"})
         elif self.kind == "fhir":
             assert request.resources is not None
             result = resources_to_facts(request.resources, site=request.site, pseudonymizer=context.pseudonymizer,
                                         terminology=context.terminology, known_at_default=at)
-            patients = pc.unique(result.facts.column("patient_key")).to_pylist()
+            patients = result.patient_keys()
             if len(patients) != 1:
                 raise InvalidInput(f"the resources describe {len(patients)} patients; exactly one is needed",
                                    details={"field": "resources"})
             if request.patient_key is not None and patients[0] != request.patient_key:
                 raise InvalidInput("the resources are of another patient than the one named",
                                    details={"field": "resources"})
-            self.patient_key, self._facts = str(patients[0]), result.facts
+            self.patient_key, self._facts = str(patients[0]), result.facts_for_kernel
 
     def vector(self, version: LoadedVersion) -> np.ndarray:
         if self.kind == "features":
