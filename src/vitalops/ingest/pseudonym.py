@@ -4,8 +4,9 @@ A key is HMAC-SHA256 (hex) of ``"<ResourceType>/<id>"`` under the installation's
 (``get_settings().pseudonym_key``), so the same source id always maps to the same key and the raw
 id never reaches the lake. The HMAC inner and outer hash states are computed once, which makes a
 key about five times cheaper than ``hmac.new`` per call; patient keys are cached because every
-resource of a patient asks for the same one. Bulk ingest keys a column of ids at once
-(``resource_key_column``).
+resource of a patient asks for the same one, and a bounded number of resource keys because the
+prefetches of repeated CDS Hooks calls for a patient carry mostly the same resources. Bulk ingest
+keys a column of ids at once (``resource_key_column``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from vitalops.ingest import native
 
 _BLOCK = 64  # SHA-256 block size in bytes (RFC 2104)
 _PATIENT_CACHE_LIMIT = 1_000_000
+_RESOURCE_CACHE_LIMIT = 100_000  # about 25 MB of keys
 
 
 class Pseudonymizer:
@@ -35,6 +37,7 @@ class Pseudonymizer:
         self._outer = hashlib.sha256(self._opad)
         self._patients: dict[str, str] = {}
         self._encounters: dict[str, str] = {}
+        self._resources: dict[str, str] = {}
 
     def _hmac(self, message: str) -> str:
         inner = self._inner.copy()
@@ -44,8 +47,15 @@ class Pseudonymizer:
         return outer.hexdigest()
 
     def resource_key(self, resource_type: str, resource_id: str) -> str:
-        """The pseudonym of ``<resource_type>/<resource_id>``."""
-        return self._hmac(f"{resource_type}/{resource_id}")
+        """The pseudonym of ``<resource_type>/<resource_id>`` (cached, a bounded number: the
+        CDS Hooks prefetches of a patient carry mostly the resources of the one before)."""
+        message = f"{resource_type}/{resource_id}"
+        key = self._resources.get(message)
+        if key is None:
+            if len(self._resources) >= _RESOURCE_CACHE_LIMIT:
+                self._resources.clear()
+            key = self._resources[message] = self._hmac(message)
+        return key
 
     def resource_key_column(self, resource_type: str, resource_ids: pa.Array) -> pa.Array:
         """``resource_key(resource_type, id)`` of each id of a string array (no nulls), a column at
