@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, require
-from vitalops.api.params import INT64_MAX, NamePath, NameQuery, Offset, Reason
+from vitalops.api.params import INT32_MAX, NamePath, NameQuery, Offset, Reason
 from vitalops.auth import Permission, Principal
 from vitalops.db import Database
 
@@ -21,8 +21,8 @@ router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 incidents_router = APIRouter(prefix="/v1/incidents", tags=["alerts"])
 Reader = Annotated[Principal, Depends(require(Permission.ALERTS_READ))]
 Manager = Annotated[Principal, Depends(require(Permission.ALERTS_MANAGE))]
-AlertId = Annotated[int, Path(ge=1, le=INT64_MAX, description="an alert id")]
-IncidentId = Annotated[int, Path(ge=1, le=INT64_MAX, description="an incident id")]
+AlertId = Annotated[int, Path(ge=1, le=INT32_MAX, description="an alert id")]  # an INTEGER key
+IncidentId = Annotated[int, Path(ge=1, le=INT32_MAX, description="an incident id")]  # an INTEGER key
 
 
 class ReasonBody(BaseModel):
@@ -30,7 +30,7 @@ class ReasonBody(BaseModel):
 
 
 class IncidentBody(BaseModel):
-    alert: Annotated[int, Field(ge=1, le=INT64_MAX)]
+    alert: Annotated[int, Field(ge=1, le=INT32_MAX)]
     title: Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
 
 
