@@ -82,8 +82,9 @@ class InputRanges:
                 width = abs(low) or 1.0
             if value < low - tolerance * width or value > high + tolerance * width:
                 raise InvalidInput(
-                    f"'{name}' lies outside the range {what} was trained on ({low:g} to {high:g}) by more than "
-                    f"its change-control plan allows ({tolerance:g} of the range's width)",
+                    # Neither the value nor the range's ends: each end is one training patient's value.
+                    f"'{name}' lies outside the range {what} was trained on by more than its change-control "
+                    f"plan allows ({tolerance:g} of the range's width)",
                     details={"field": f"features.{name}", "reason": "outside_training_range"},
                 )
         return outside
