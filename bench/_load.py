@@ -7,6 +7,7 @@ that kind (a constant-response FastAPI app, ``constant_app``, is the usual basel
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import socket
@@ -39,6 +40,20 @@ def constant_app() -> Any:
         return {"status": "ok"}
 
     return app
+
+
+def arguments(parser: argparse.ArgumentParser) -> argparse.Namespace | None:
+    """``parser`` with the driver's options (``--requests``, ``--concurrency``, and ``--serve``/``--port``
+    that ``measure`` starts servers with), parsed; None after serving when this process is a server."""
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--serve")
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return None
+    return args
 
 
 def serve(kind: str, port: int) -> None:

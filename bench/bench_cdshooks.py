@@ -38,7 +38,6 @@ from typing import Any
 import _load
 import jwt
 import numpy as np
-from _load import serve
 from _results import record
 
 from vitalops.auth import SYSTEM
@@ -256,14 +255,9 @@ def jwt_verification(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=2000)
-    parser.add_argument("--serve")
-    parser.add_argument("--port", type=int)
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.serve, args.port)
+    args = _load.arguments(parser)
+    if args is None:
         return
     service_call(args)
     jwt_verification(args)

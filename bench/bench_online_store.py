@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import _load
-from _load import serve
 from _results import record
 
 PATIENTS = 100_000
@@ -105,14 +104,9 @@ def clinician_key(home: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--lookups", type=int, default=2000)
-    parser.add_argument("--serve")
-    parser.add_argument("--port", type=int)
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.serve, args.port)
+    args = _load.arguments(parser)
+    if args is None:
         return
     from vitalops.features.online_backends import RedisOnlineStore, SQLiteOnlineStore
 

@@ -31,7 +31,6 @@ from typing import Any
 
 import _load
 import numpy as np
-from _load import serve
 from _results import record
 
 FEATURES = 28
@@ -119,14 +118,9 @@ def measure(kind: str, home: Path, path: str, bodies: list[dict[str, Any]] | Non
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--sequential", type=int, default=400)
-    parser.add_argument("--serve")
-    parser.add_argument("--port", type=int)
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.serve, args.port)
+    args = _load.arguments(parser)
+    if args is None:
         return
     matrix = ward_matrix(200, 7)
     feature_names = names()
