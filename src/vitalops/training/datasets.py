@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from vitalops.artifacts import ArtifactStore
 from vitalops.core.ids import sha256_hex
 from vitalops.errors import InvalidInput
+from vitalops.features.definitions import DatasetSpec
 from vitalops.features.training_set import read_training_set
 from vitalops.lake.schema import DATASET_ATTRIBUTE_COLUMNS, DATASET_KEY_COLUMNS, DATASET_LABEL_COLUMNS
 
@@ -30,6 +31,8 @@ class ResolvedDataset:
     fingerprint: str
     definitions_version: str
     uri: str | None
+    #: The feature definitions the rows were built from, when built here (registered with the version).
+    definitions: DatasetSpec | None = None
 
 
 @dataclass(frozen=True)

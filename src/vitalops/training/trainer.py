@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any, Literal
+
+from sqlalchemy.orm import Session
 
 from vitalops.artifacts import ModelBundle, open_store, save_model
 from vitalops.artifacts.bundle import load_predictor
@@ -18,6 +21,7 @@ from vitalops.auth import Permission, Principal, authorize
 from vitalops.core.settings import get_settings
 from vitalops.db import Database
 from vitalops.errors import Conflict, InvalidInput, NotFound
+from vitalops.features.definition_sets import register_definitions
 from vitalops.features.definitions import load_spec
 from vitalops.features.training_set import build_training_set
 from vitalops.registry.input_ranges import observed_ranges
@@ -25,6 +29,7 @@ from vitalops.registry.schemas import ModelCreate, ModelVersion, Signature, Vers
 from vitalops.registry.versions import create_model, create_version, get_model
 from vitalops.training.datasets import (
     ResolvedDataset,
+    Rows,
     feature_columns,
     freeze_dataset,
     labelled_rows,
@@ -82,6 +87,7 @@ def resolve_dataset(spec: TrainingSpec, lake_root: str) -> ResolvedDataset:
         training_set.fingerprint.content_sha256,
         str(definitions.version),
         None,
+        definitions=training_set.spec,
     )
 
 
@@ -97,16 +103,43 @@ def ensure_model(session: Any, actor: Principal, identity: ModelCreate) -> None:
             raise Conflict(f"model '{identity.name}': {field} is locked and differs from the spec's")
 
 
-def train_on_dataset(
-    database: Database,
-    actor: Principal,
+@dataclass(frozen=True)
+class FittedCandidate:
+    """A fitted, validated model not yet registered: what ``register_candidate`` records."""
+
+    version_spec: VersionCreate
+    evaluation: Evaluation
+    bundle: ModelBundle
+
+    @property
+    def failures(self) -> list[str]:
+        return self.evaluation.failures
+
+
+def recorded_spec(spec: TrainingSpec) -> dict[str, Any]:
+    """The training spec as a version's lineage keeps it (``training_spec``), so that it can be re-run."""
+    return spec.model_dump(mode="json")
+
+
+def latest_index_time(rows: Rows) -> str | None:
+    """The latest index time of ``rows`` (ISO 8601, UTC), or None when there are none."""
+    if len(rows) == 0:
+        return None
+    latest = rows.index_times.max().astype("datetime64[us]").item()
+    return latest.replace(tzinfo=UTC).isoformat()
+
+
+def fit_candidate(
     spec: TrainingSpec,
     dataset: ResolvedDataset,
     *,
     progress: Progress | None = None,
-) -> TrainingResult:
-    """Fit, validate and register on an already-resolved dataset (see ``train_from_spec``)."""
-    authorize(database, actor, Permission.MODELS_TRAIN, object_type="model", object_id=spec.model.name)
+    lineage: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> FittedCandidate:
+    """Fit ``spec``'s estimator on ``dataset`` and validate it, writing the artifact (content-addressed)
+    but registering nothing. ``lineage`` adds entries to what the version records; ``reason`` prefixes
+    its first transition's reason. Raises InvalidInput for unknown excluded features or one-class data."""
     note = progress or (lambda _message: None)
     unknown = sorted(set(spec.dataset.exclude_features) - set(dataset.feature_names))
     if unknown:
@@ -141,6 +174,9 @@ def train_on_dataset(
         minimums=spec.minimums,
     )
     state: Literal["draft", "validated"] = "draft" if evaluation.failures else "validated"
+    outcome = (
+        "missed minimums: " + "; ".join(evaluation.failures) if evaluation.failures else "met its validation minimums"
+    )
     version_spec = VersionCreate(
         source="trained",
         state=state,
@@ -169,18 +205,41 @@ def train_on_dataset(
             "external_rows": len(external),
             "model_sha256": bundle.model_sha256,
             "input_ranges": observed_ranges(training.features, feature_names),
+            # What a retraining re-runs: the spec itself, and how far the rows it split reached.
+            "training_spec": recorded_spec(spec),
+            "latest_index_time": latest_index_time(rows),
+            **(lineage or {}),
         },
-        reason="trained; "
-        + (
-            "missed minimums: " + "; ".join(evaluation.failures)
-            if evaluation.failures
-            else "met its validation minimums"
-        ),
+        reason=(f"{reason}; " if reason else "trained; ") + outcome,
     )
+    return FittedCandidate(version_spec, evaluation, bundle)
+
+
+def register_candidate(
+    session: Session, actor: Principal, spec: TrainingSpec, candidate: FittedCandidate, dataset: ResolvedDataset
+) -> ModelVersion:
+    """Register ``candidate`` in the caller's transaction (the model on first use, the definitions it
+    was built from when known); audited by the registry."""
+    ensure_model(session, actor, spec.model)
+    if dataset.definitions is not None:
+        register_definitions(session, dataset.definitions)
+    return create_version(session, actor, spec.model.name, candidate.version_spec)
+
+
+def train_on_dataset(
+    database: Database,
+    actor: Principal,
+    spec: TrainingSpec,
+    dataset: ResolvedDataset,
+    *,
+    progress: Progress | None = None,
+) -> TrainingResult:
+    """Fit, validate and register on an already-resolved dataset (see ``train_from_spec``)."""
+    authorize(database, actor, Permission.MODELS_TRAIN, object_type="model", object_id=spec.model.name)
+    candidate = fit_candidate(spec, dataset, progress=progress)
     with database.session() as session:
-        ensure_model(session, actor, spec.model)
-        version = create_version(session, actor, spec.model.name, version_spec)
-    return TrainingResult(version, evaluation.failures, evaluation, bundle)
+        version = register_candidate(session, actor, spec, candidate, dataset)
+    return TrainingResult(version, candidate.failures, candidate.evaluation, candidate.bundle)
 
 
 def train_from_spec(
