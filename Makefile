@@ -24,8 +24,12 @@ $(DEV_STAMP): pyproject.toml hatch_build.py $(NATIVE_SOURCES) | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/vitalops demo
 
+# One worker per core, each test file on one worker (its module fixtures are built once);
+# PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= auto
+
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Every bench records its figures in bench/results.json beside the accepted (committed) ones; the
 # summary at the end flags any that fell by more than 20% (bench/_results.py).
