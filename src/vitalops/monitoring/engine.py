@@ -31,9 +31,17 @@ from vitalops.db import Database
 from vitalops.db.tables.registry import ModelRow, ModelVersionRow
 from vitalops.errors import InvalidInput, NotFound
 from vitalops.monitoring import aggregates as agg
+from vitalops.monitoring.fairness import FairnessCounts, fairness_counts, fairness_metrics, subgroup_plan
 from vitalops.monitoring.metrics import MIN_CLASS_ROWS, MIN_ROWS_DRIFT, get_metric
+from vitalops.monitoring.operations import (
+    OperationsCounts,
+    operations_counts,
+    operations_metrics,
+    review_queue_metrics,
+)
 from vitalops.monitoring.reference import Reference, ensure_reference
 from vitalops.monitoring.results import MetricResult, upsert
+from vitalops.monitoring.site_variance import site_outliers
 from vitalops.monitoring.stats import (
     VITALOPS_P,
     VITALOPS_PSI,
@@ -160,13 +168,17 @@ def _run_model(database: Database, actor: Principal, name: str, *, lake_root: st
         names = {v.number: _feature_names(v) for v in versions}
         labelled = agg.labelled_predictions(session, predictions, window_us, context.thresholds)
         feedback = agg.feedback_counts(session, predictions, window_us)
+        plans = {v.number: plan for v in versions if (plan := subgroup_plan(v.report_json)) is not None}
+        fairness = fairness_counts(session, lake_root, predictions, window_us, plans, context.thresholds)
+        operations = operations_counts(session, name, predictions, window_us, start, end)
     aggregates = agg.aggregate_predictions(predictions, window_us, names, engine=engine, scheduler=scheduler)
     sites = sorted({key[1] for key in aggregates.volume} | ({site} if site else set()))
     quality = agg.aggregate_quality(lake_root, sites, start, end, window_us)
     written = windows = 0
     statuses = dict.fromkeys(("ok", "insufficient_data", "flagged"), 0)
     for window_start in range(start_us, end_us, window_us):
-        results = _window_results(context, aggregates, labelled, feedback, quality, sites, window_start, window_us)
+        results = _window_results(context, aggregates, labelled, feedback, quality, sites, window_start, window_us,
+                                  fairness, operations)
         with database.session() as session:
             counts = upsert(session, results, run_id=run_id, computed_at=utcnow())
             flags = [r for r in results if r.status == "flagged"]
@@ -208,7 +220,8 @@ def _horizon(session: Session, version: ModelVersionRow) -> timedelta | None:
 
 def _window_results(context: _Context, aggregates: agg.WindowAggregates, labelled: dict[agg.Key, agg.Labelled],
                     feedback: dict[agg.Key, tuple[int, int]], quality: agg.QualityAggregates, sites: list[str],
-                    window_start: int, window_us: int) -> list[MetricResult]:
+                    window_start: int, window_us: int, fairness: FairnessCounts | None = None,
+                    operations: OperationsCounts | None = None) -> list[MetricResult]:
     begin, end = _moment(window_start), _moment(window_start + window_us)
     results: list[MetricResult] = []
 
@@ -232,8 +245,15 @@ def _window_results(context: _Context, aggregates: agg.WindowAggregates, labelle
         items, overrides = feedback.get(key, (0, 0))
         add("workflow.override_rate", version, site, overrides / items if items else None, items, "ok",
             {"feedback": items, "overridden": overrides})
+        if fairness is not None:
+            fairness_metrics(add, fairness, key, labels_matured=_labels_matured(context, version, end))
+        if operations is not None:
+            operations_metrics(add, operations, key)
     for site in sites:
         _quality_metrics(add, quality, site, window_start, end)
+        if operations is not None:
+            review_queue_metrics(add, operations, site, window_start + window_us)
+    site_outliers(add, list(results))
     return results
 
 
@@ -337,7 +357,7 @@ def _performance_metrics(add: Any, context: _Context, rows: agg.Labelled | None,
 
     version, site, _ = key
     horizon = context.horizons.get(version)
-    if horizon is None or window_end + horizon > context.now:
+    if horizon is None or not _labels_matured(context, version, window_end):
         return  # labels not mature (or the horizon is unknown): nothing is written yet
     families = _PERFORMANCE
     n = 0 if rows is None else int(rows.outcomes.shape[0])
@@ -365,6 +385,12 @@ def _performance_metrics(add: Any, context: _Context, rows: agg.Labelled | None,
         add(family, version, site, interval.estimate, n, status,
             {**base, "low": interval.low, "high": interval.high,
              "resampled": f"{patients} patients with replacement, {BOOTSTRAP_RESAMPLES} resamples"})
+
+
+def _labels_matured(context: _Context, version: int, window_end: datetime) -> bool:
+    """Whether the window's label horizon has passed (False when the horizon is unknown)."""
+    horizon = context.horizons.get(version)
+    return horizon is not None and window_end + horizon <= context.now
 
 
 def _quality_metrics(add: Any, quality: agg.QualityAggregates, site: str, window_start: int, end: datetime) -> None:

@@ -25,10 +25,20 @@ MIN_ROWS_PERFORMANCE = 50
 MIN_CLASS_ROWS = 5
 #: Facts per concept a window needs for data-quality rates.
 MIN_FACTS_QUALITY = 20
+#: Events (for sensitivity) or flagged labelled predictions (for PPV) a subgroup, and its reference
+#: group, need before their ratio is judged.
+MIN_SUBGROUP_EVENTS = 20
+#: Sites with a value a window needs before one of them is judged against the others.
+MIN_SITES_OUTLIER = 3
+#: Patient-days a window needs before alerts per 100 patient-days is shown.
+MIN_PATIENT_DAYS = 10
 
-Per = Literal["feature", "concept"]
-Source = Literal["predictions", "outcomes", "feedback", "facts"]
-_ARGUMENT = re.compile(r"^[A-Za-z0-9_.\-]{1,120}$")
+#: ``subgroup``: ``<attribute>.<group>`` (``age_band.80+``); ``metric``: another family's full id.
+Per = Literal["feature", "concept", "subgroup", "metric"]
+Source = Literal["predictions", "outcomes", "feedback", "facts", "review", "results"]
+_ARGUMENT = re.compile(r"^[A-Za-z0-9_.+\-]{1,120}$")
+#: The family whose argument is another metric's id (``sites.outlier/input_drift.psi/age``).
+SITES_OUTLIER = "sites.outlier"
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,41 @@ def _m(*args: object, **kwargs: object) -> MetricDefinition:
     return MetricDefinition(*args, **kwargs)  # type: ignore[arg-type]
 
 
+_FAIRNESS_TEST = ("groups of the version's validation report (sex, age band, race, ethnicity; its reference group and "
+                  "small-group minimum), joined from the lake's demographic facts by patient key; the report's "
+                  "small-cell suppression per site, window and attribute; chi-square 2 x 2 against the reference")
+_FAIRNESS = tuple(_m(family, title, "ratio to the reference group", source, f"{what}; {_FAIRNESS_TEST}",
+                     "outside 0.8-1.25 (the model card's bounds) and the chi-square p < 0.01", per="subgroup",
+                     min_n=min_n)
+                  for family, title, source, what, min_n in (
+    ("fairness.flag_rate_ratio", "a subgroup's flag rate over the reference group's", "predictions",
+     "logged decisions over predictions of the group, over the reference group's", MIN_ROWS_PROPORTION),
+    ("fairness.sensitivity_ratio", "a subgroup's sensitivity over the reference group's, once labels matured",
+     "outcomes", "events scored at or over the threshold over events, windows whose label horizon has passed",
+     MIN_SUBGROUP_EVENTS),
+    ("fairness.ppv_ratio", "a subgroup's PPV over the reference group's, once labels matured", "outcomes",
+     "events among labelled predictions at or over the threshold, windows whose label horizon has passed",
+     MIN_SUBGROUP_EVENTS)))
+_OPERATIONS = (
+    _m("ops.alerts_per_100_patient_days", "flagged predictions per 100 patient-days", "alerts per 100 patient-days",
+       "predictions", "flagged predictions of the version at the site (online and batch; for a shadow, those it would "
+       "have shown) x 100 over patient-days: distinct (patient, UTC day) pairs among the version's predictions, "
+       "each weighted by the window's share of a day when the window is shorter", "never (alert rules judge it)",
+       min_n=MIN_PATIENT_DAYS),
+    _m("workflow.card_to_action_minutes.p50", "median minutes from a card to the clinician's first action",
+       "minutes", "feedback", "per card, its first CDS Hooks feedback time minus its prediction's time; "
+       "quantile (linear) over the cards of the window's predictions", "never (alert rules judge it)",
+       min_n=MIN_FACTS_QUALITY),
+    _m("workflow.card_to_action_minutes.p90", "90th percentile minutes from a card to the clinician's first action",
+       "minutes", "feedback", "as the median, 0.9 quantile (linear)", "never (alert rules judge it)",
+       min_n=MIN_FACTS_QUALITY),
+    _m("workflow.review_queue_size", "review items pending at the window's end", "items", "review",
+       "items of the model at the site created before the window's end and not decided by then",
+       "never (alert rules judge it)", min_n=0, version_specific=False),
+    _m("workflow.review_queue_age_hours", "hours the oldest pending review item had waited at the window's end",
+       "hours", "review", "window end minus the creation of the oldest item pending then; details hold the median",
+       "never (alert rules judge it)", min_n=1, version_specific=False),
+)
 _DRIFT_TEST = ("deciles of the version's training reference (inner edges np.quantile, linear; outer bins open), "
                "shares floored at 1e-4")
 METRICS: dict[str, MetricDefinition] = {m.family: m for m in (
@@ -136,6 +181,14 @@ METRICS: dict[str, MetricDefinition] = {m.family: m for m in (
     _m("performance.ppv", "positive predictive value at the version's threshold", "fraction", "outcomes",
        "positives among flagged predictions; 95% interval over resampled patients",
        "never (alert rules judge it)", min_n=MIN_ROWS_PERFORMANCE),
+    *_FAIRNESS, *_OPERATIONS,
+    _m(SITES_OUTLIER, "how far a site's value of a metric lies from the other sites' in the same window",
+       "robust SDs of the other sites", "results",
+       "(site value - median of the other sites) / max(1.4826 MAD of the other sites, 0.1 |median|, and for a "
+       "fraction sqrt(m(1 - m)/n) of the site's own n), the other sites' values being those with a value in "
+       "the window for the same metric id and version; n is the number of such sites",
+       "|robust z| > 3.5 (Iglewicz and Hoaglin's cut-off): this site is the outlier", per="metric",
+       min_n=MIN_SITES_OUTLIER),
 )}
 
 
@@ -149,6 +202,12 @@ def get_metric(metric_id: str) -> MetricDefinition:
     if definition is None:
         raise InvalidInput(f"unknown metric '{metric_id[:200]}'; the known families are "
                            + ", ".join(sorted(METRICS)), details={"field": "metric"})
+    if slash and definition.per == "metric":
+        if argument.partition("/")[0] == SITES_OUTLIER:
+            raise InvalidInput(f"metric '{family}' judges another family's metric, not its own",
+                               details={"field": "metric"})
+        get_metric(argument)
+        return definition
     if slash and (definition.per is None or not _ARGUMENT.match(argument)):
         raise InvalidInput(f"metric '{family}' " + (f"needs a {definition.per} name of letters, digits, '_', '.' "
                                                      "or '-' after the slash" if definition.per
