@@ -29,6 +29,7 @@ def test_vital_lands_in_canonical_unit_with_pseudonymous_keys(terminology: Termi
     result = normalize([observation("o1", code="8310-5", value=98.6, unit="[degF]")], terminology)
     (fact,) = result.facts.to_pylist()
     assert fact["concept"] == "body_temperature" and fact["unit"] == "Cel" and fact["kind"] == "vital"
+    assert fact["source_unit"] == "[degF]"  # the unit it was sent in, kept beside the converted value
     assert fact["value_num"] == pytest.approx(37.0)
     assert fact["effective_at"] == datetime(2024, 5, 1, 8, tzinfo=UTC)  # the +02:00 offset is honoured
     # Stored: when this version was made available (lastUpdated) and its issued time; a first

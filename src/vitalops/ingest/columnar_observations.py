@@ -128,10 +128,11 @@ _LOOKUP_TYPES = (
     ("unit", pa.string()),
     ("scale", pa.float64()),
     ("offset", pa.float64()),
+    ("source_unit", pa.string()),
 )
-#: (system, code, concept name, numeric kind or None, unit, scale or None, offset or None) of a
-#: value coded and united so.
-_Resolved = tuple[Any, Any, Any, Any, Any, Any, Any]
+#: (system, code, concept name, numeric kind or None, unit, scale or None, offset or None, source
+#: unit) of a value coded and united so.
+_Resolved = tuple[Any, Any, Any, Any, Any, Any, Any, Any]
 #: What ``_values`` reads of every component (``_Component``): the C scanner returns these
 #: columns in this order too.
 _COMPONENT_COLUMNS: list[native.Request] = [
@@ -294,6 +295,7 @@ class ColumnarObservations:
             "ordinal": values.ordinal.filter(keep),
             "resource_index": pa.array(indexes).take(at),
             "issued_at": per_value(block.issued),
+            "source_unit": lookup["source_unit"],
         }
 
     def _keys(self, references: pa.Array) -> pa.Array:
@@ -358,14 +360,15 @@ class ColumnarObservations:
         else:
             as_json = {"coding": [{"system": c.system, "code": c.code} for c in code_field.coding or ()]}
             system, code, concept = pick_coding(as_json, self.ctx)
+        source_unit = storable_unit(raw_unit)  # as ``extract_observation._quantity`` keeps it
         if concept is None:
-            return system, code, None, None, storable_unit(raw_unit), None, None
+            return system, code, None, None, source_unit, None, None, source_unit
         try:
             scale, offset = canonical_affine(concept, raw_unit)
         except UnitError:
             return _NOT_TAKEN
         kind = concept.kind if concept.kind in NUMERIC_KINDS else None
-        return system, code, concept.name, kind, concept.canonical_unit, scale, offset
+        return system, code, concept.name, kind, concept.canonical_unit, scale, offset, source_unit
 
 
 @dataclass(frozen=True)

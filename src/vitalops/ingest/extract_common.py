@@ -276,7 +276,7 @@ def append_retraction(resource: dict[str, Any], resource_type: str, status: str,
         site, patient_key(resource, ctx), "retraction", None, None, None, None, None, None, status,
         encounter_key(resource, ctx), known, None, known, resource_type,
         ctx.pseudonyms.resource_key(resource_type, resource_id(resource, resource_type)),
-        source_version(resource), 0, index, None,
+        source_version(resource), 0, index, None, None,
     ))
     return site
 
@@ -291,5 +291,5 @@ def event_row(
     return (
         site, patient, kind, concept.name if concept else None, system, code, None, None, None, status,
         encounter_key(resource, ctx), start, end, known_at(resource, ctx), resource_type, source_id,
-        source_version(resource), 0, index, None,
+        source_version(resource), 0, index, None, None,
     )

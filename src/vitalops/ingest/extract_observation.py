@@ -61,42 +61,45 @@ def _category_kind(resource: dict[str, Any]) -> str:
     return "observation"
 
 
-def _quantity(quantity: Any, concept: Any, where: str) -> tuple[float, str | None]:
-    """(value, unit) of a Quantity, in the concept's canonical unit when the code is mapped."""
+def _quantity(quantity: Any, concept: Any, where: str) -> tuple[float, str | None, str | None]:
+    """(value, unit, source unit) of a Quantity: value and unit in the concept's canonical unit when
+    the code is mapped; the source unit is the unit as sent (``code``, else ``unit``) in its UCUM
+    spelling, or None when that is free text (``storable_unit``)."""
     if not isinstance(quantity, dict):
         raise Rejected("value.invalid", f"{where} is not a Quantity")
     value = quantity.get("value")
     if type(value) is not float and type(value) is not int:
         raise Rejected("value.not_numeric", f"{where}.value is missing or not a number")
     raw_unit = quantity.get("code") or quantity.get("unit")
+    source_unit = storable_unit(raw_unit)
     if concept is None:
-        return float(value), storable_unit(raw_unit)
+        return float(value), source_unit, source_unit
     try:
-        return to_canonical(concept, value, raw_unit), concept.canonical_unit
+        return to_canonical(concept, value, raw_unit), concept.canonical_unit, source_unit
     except UnitError as exc:
         raise Rejected(exc.rule, f"{where}.unit: {exc.message}") from None
 
 
-_Value = tuple[float | None, str | None, str | None]
+_Value = tuple[float | None, str | None, str | None, str | None]
 
 
 def _value(holder: dict[str, Any], concept: Any, where: str, ctx: Context) -> _Value | None:
-    """(value_num, value_code, unit) of a value[x], or None when the element has no value."""
+    """(value_num, value_code, unit, source unit) of a value[x], or None when the element has no value."""
     quantity = holder.get("valueQuantity")
     if quantity is not None:
-        number, unit = _quantity(quantity, concept, f"{where}valueQuantity")
-        return number, None, unit
+        number, unit, source_unit = _quantity(quantity, concept, f"{where}valueQuantity")
+        return number, None, unit, source_unit
     coded = holder.get("valueCodeableConcept")
     if coded is not None:
         _, code, _ = pick_coding(coded, ctx)
         if code is not None:
-            return None, code, None
+            return None, code, None, None
         raise Skipped("coded value without a known code")
     if "valueBoolean" in holder:
-        return None, "true" if holder["valueBoolean"] else "false", None
+        return None, "true" if holder["valueBoolean"] else "false", None, None
     if "valueInteger" in holder:
-        number, unit = _quantity({"value": holder["valueInteger"]}, concept, f"{where}valueInteger")
-        return number, None, unit
+        number, unit, source_unit = _quantity({"value": holder["valueInteger"]}, concept, f"{where}valueInteger")
+        return number, None, unit, source_unit
     for name in holder:
         if name.startswith("value") and name[5:6].isupper():
             element = name if name in VALUE_TYPES else "value[x]"
@@ -146,7 +149,7 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
         found = _value(holder, concept, where, ctx)
         if found is None:
             return False
-        number, coded, unit = found
+        number, coded, unit, source_unit = found
         kind = concept.kind if concept is not None and concept.kind in NUMERIC_KINDS else category_kind
         rows.append(
             (
@@ -170,6 +173,7 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
                 ordinal,
                 index,
                 issued,
+                source_unit,
             )
         )
         return True

@@ -84,6 +84,7 @@ def patient_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list
                 ordinal,
                 index,
                 None,
+                None,
             )
         )
         ordinal += 1
@@ -165,6 +166,7 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
                 version,
                 ordinal,
                 index,
+                None,
                 None,
             )
         )

@@ -4,10 +4,12 @@ monitoring agree on every column.
 Facts are bitemporal: ``effective_at`` is when it happened; ``known_at`` when this version of the
 source resource was made available (its ``meta.lastUpdated``, else the ingest time) and
 ``issued_at`` the resource's ``issued`` (Observations), both raised to ``effective_at`` when
-earlier. When the platform could have known a fact follows from these over all versions of its
-resource (``vitalops.lake.versions``: a first version at ``issued``, else ``known_at``; a later one
-at its own ``known_at``, never before the version it follows). Facts are append-only; a newer
-version supersedes the older version's facts from the newer version's known time on.
+earlier. ``value_num`` is in ``unit``, the concept's canonical unit; ``source_unit`` is the unit
+the value was sent in, before conversion (data quality reads it: ``quality.unit_mix``).
+When the platform could have known a fact follows from these over all versions of its resource
+(``vitalops.lake.versions``: a first version at ``issued``, else ``known_at``; a later one
+at its own ``known_at``, never before the version it follows).
+Facts are append-only; a newer version supersedes the older version's facts from the newer version's known time on.
 """
 
 from __future__ import annotations
@@ -54,8 +56,11 @@ FACTS_SCHEMA = pa.schema(
         pa.field("source_id", pa.string(), nullable=False),  # HMAC pseudonym of the resource id
         pa.field("source_version", pa.string(), nullable=False),
         pa.field("batch_id", pa.string(), nullable=False),
-        # Last, and nullable, so that lakes written before it existed stay readable (as null).
+        # Last, and nullable, so that lakes written before them existed stay readable (as null).
         pa.field("issued_at", TIMESTAMP),
+        # The unit the value arrived in (a Quantity's code, else its unit), in its UCUM spelling;
+        # null for a coded value, a unit that is free text or an annotation, and older lakes.
+        pa.field("source_unit", pa.string()),
     ]
 )
 FACTS_PARTITIONS = ["site", "month"]
@@ -66,7 +71,7 @@ _NULLABLE_FACT_COLUMNS = tuple((column.name, column) for column in FACTS_SCHEMA 
 
 def with_all_columns(facts: pa.Table) -> pa.Table:
     """``facts`` with a null column for each nullable FACTS_SCHEMA column it lacks (a table in the
-    form from before ``issued_at`` existed)."""
+    form from before ``issued_at`` or ``source_unit`` existed)."""
     names = set(facts.column_names)
     for name, column in _NULLABLE_FACT_COLUMNS:
         if name not in names:
