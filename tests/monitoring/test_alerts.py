@@ -195,7 +195,7 @@ def test_lifecycle_moves_are_audited_and_illegal_ones_conflict(database):
         list_alerts(database, OPERATOR, state="closed")
 
 
-def test_review_opens_a_governance_task_and_retrain_is_recorded(database):
+def test_review_opens_a_governance_task_and_retrain_without_a_plan_is_refused(database):
     build_model(database)
     set_rules(database, OPERATOR, MODEL, RULES.replace("action: rollback", "action: review").replace(
         "action: none", "action: retrain"))
@@ -204,11 +204,14 @@ def test_review_opens_a_governance_task_and_retrain_is_recorded(database):
     _evaluate(database)
     alerts = {a.rule: a for a in list_alerts(database, OPERATOR, model=MODEL)}
     assert alerts["score-drift"].action_outcome == "review_opened" and alerts["score-drift"].incident is not None
-    assert alerts["creatinine-drift"].action_outcome == "retrain_requested"
+    # The model has no change-control plan: the request is recorded, refused, and put to governance.
+    assert alerts["creatinine-drift"].action_outcome == "retrain_refused"
+    assert alerts["creatinine-drift"].incident is not None
     with database.session() as session:
         actions = {e.action for e in list_events(session, object_type="model", object_id=MODEL)}
         slots = {(s.site, s.slot): s.version for s in list_deployments(session, MODEL)}
-    assert {"governance.review_requested", "model.retrain_requested", "incident.opened"} <= actions
+    assert {"governance.review_requested", "model.retrain_requested", "retraining.refused",
+            "incident.opened"} <= actions
     assert slots[("north", "challenger")] == 2 and slots[("north", "champion")] == 1  # nothing moved
 
 

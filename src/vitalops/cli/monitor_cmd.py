@@ -1,5 +1,6 @@
 """``vitalops monitor run`` and ``vitalops monitor show``: compute every metric for each complete
-window, and read the latest value and flag of each."""
+window, and read the latest value and flag of each; ``vitalops monitor retrain`` carries out the
+retraining requests alerts recorded, and ``vitalops monitor retraining`` lists them."""
 
 from __future__ import annotations
 
@@ -47,6 +48,15 @@ def render_show(document: dict[str, Any]) -> None:
              "n": r["n"], "status": r["status"]} for r in document["results"]]
     console.print(rows_table(rows, ["metric", "version", "site", "window", "value", "n", "status"],
                              title=f"Latest monitoring results of {document['model']}"))
+
+
+def render_requests(requests: list[dict[str, Any]], title: str) -> None:
+    rows = [{"id": r["id"], "model": r["model"], "from": r["base_version"], "site": r["site"], "state": r["state"],
+             "candidate": r["candidate_version"], "check": r["check_status"],
+             "until or why": (r["shadow_until"] or "")[:10] or ", ".join(r["failed_criteria"]) or r["reason"] or ""}
+            for r in requests]
+    console.print(rows_table(rows, ["id", "model", "from", "site", "state", "candidate", "check", "until or why"],
+                             title=title) if rows else f"{title}: none")
 
 
 def register(app: typer.Typer) -> None:
@@ -108,3 +118,34 @@ def register(app: typer.Typer) -> None:
         principal = cli_principal(database, settings)
         results = query_results(database, principal, model=model, metric_id=metric, site=site, latest=True)
         emit({"model": model, "results": [r.model_dump(mode="json") for r in results]}, as_json, render_show)
+
+    @monitor.command("retrain")
+    def retrain(
+        model: Annotated[str | None, typer.Option("--model", help="One model (default: every model).")] = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Carry out the pending retraining requests: train on fresh data, gate, deploy a pass as a shadow."""
+        from vitalops.monitoring.retraining import run_retraining, summary
+
+        settings = cli_settings()
+        database = open_database(settings)
+        principal = cli_principal(database, settings)
+        ran = summary(run_retraining(database, principal, model=model, settings=settings))
+        emit(ran, as_json, lambda value: render_requests(value["requests"], f"{value['ran']} retraining requests run"))
+
+    @monitor.command("retraining")
+    def retraining(
+        model: Annotated[str | None, typer.Option("--model", help="One model.")] = None,
+        state: Annotated[str | None, typer.Option("--state", help="pending, running, shadow, passed, gate_failed, "
+                                                  "refused or failed.")] = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """The retraining requests, newest first, with each candidate, its check and its outcome."""
+        from vitalops.monitoring.retraining_requests import list_retraining_requests
+
+        settings = cli_settings()
+        database = open_database(settings)
+        principal = cli_principal(database, settings)
+        requests = list_retraining_requests(database, principal, model=model, state=state)
+        emit({"requests": [r.model_dump(mode="json") for r in requests]}, as_json,
+             lambda value: render_requests(value["requests"], "Retraining requests"))

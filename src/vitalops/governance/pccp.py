@@ -96,6 +96,20 @@ class InputBounds(BaseModel):
     range_tolerance: float = Field(default=DEFAULT_TOLERANCE, ge=0.0, le=10.0)
 
 
+#: Days a retrained candidate that passed its check runs as a shadow challenger before people judge
+#: it, when the plan does not say: two weeks cover both weekday and weekend patterns twice.
+DEFAULT_SHADOW_DAYS = 14
+
+
+class RetrainingBounds(BaseModel):
+    """What an alert-triggered retraining does with a candidate that passed its check: it runs as a
+    shadow challenger at the alert's site for ``shadow_days`` (``vitalops.monitoring.retraining``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shadow_days: int = Field(default=DEFAULT_SHADOW_DAYS, ge=1, le=365)
+
+
 class PccpSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -110,6 +124,7 @@ class PccpSpec(BaseModel):
     subgroups: RatioBounds = Field(default_factory=RatioBounds)
     sites: RatioBounds = Field(default_factory=lambda: RatioBounds(attributes=[]))
     inputs: InputBounds = Field(default_factory=InputBounds)
+    retraining: RetrainingBounds = Field(default_factory=RetrainingBounds)
     n_resamples: int = Field(default=200, ge=20, le=10_000)
     seed: int = 0
 

@@ -6,8 +6,11 @@
   becomes critical for people to decide. A shadow serves no care and is left alone. When a later
   change at the site would be undone instead, nothing is rolled back and the alert becomes critical.
 - ``review``: opens a governance task (an incident of kind ``review``) for the model, audited.
-- ``retrain``: records that retraining is requested (audited); the retraining pipeline that would
-  run the training spec and gate the candidate is not built.
+- ``retrain``: records a retraining request (``monitoring.retraining_requests``): outcome
+  ``retrain_requested``, or ``retrain_pending`` when one of the model's requests is pending or
+  running already, or ``retrain_refused`` (with a governance review incident) when the plan in force
+  does not allow ``retrain`` or the version cannot be re-run. The training, the candidate's PCCP
+  check and its shadow deployment run later (``monitoring.retraining``), never in this transaction.
 
 Each outcome is audited on the alert with the evidence (rule, metric, value, comparison,
 threshold, window). Nothing here promotes a version: deployments only ever move back.
@@ -23,6 +26,7 @@ from vitalops.audit import append
 from vitalops.auth import Principal, Role
 from vitalops.db.tables.alerts import AlertRow
 from vitalops.monitoring.incidents import open_incident_for
+from vitalops.monitoring.retraining_requests import request_retraining
 from vitalops.registry.deployments import apply_rollback, list_deployments, undoable_change
 
 #: The platform's monitoring acting on its own: an operator, so it may roll back and nothing more.
@@ -55,9 +59,7 @@ def take_action(session: Session, alert: AlertRow) -> str:
                object_id=alert.model, payload={**evidence(alert), "incident": incident})
         outcome, details["incident"] = "review_opened", incident
     else:
-        append(session, actor=MONITORING, action="model.retrain_requested", object_type="model",
-               object_id=alert.model, payload=evidence(alert))
-        outcome = "retrain_requested"
+        outcome, details["retraining_request"] = request_retraining(session, MONITORING, alert, evidence(alert))
     alert.action_outcome = outcome
     append(session, actor=MONITORING, action="alert.action", object_type="alert", object_id=str(alert.id),
            payload={**evidence(alert), "action": alert.action, "outcome": outcome, **details})

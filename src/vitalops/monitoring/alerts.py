@@ -197,14 +197,28 @@ def evaluate_alerts(database: Database, actor: Principal, model: str, *, now: da
         elif outcome == "repeated":
             summary["repeated"].append(alert.id)
     if opened:
-        settings = settings or get_settings()
-        chosen = notifiers if notifiers is not None else notifiers_from_settings(settings)
-        for alert in opened:
-            outcomes = deliver(chosen, message(alert, "alert.opened"), attempts=settings.alert_notify_attempts,
-                               backoff_seconds=settings.alert_notify_backoff_seconds)
-            _record_deliveries(database, alert.id, "alert.opened", outcomes)
-            summary["deliveries"] += [{"alert": alert.id, **d.__dict__} for d in outcomes]
+        summary["deliveries"] = notify_opened(database, opened, notifiers=notifiers, settings=settings)
     return summary
+
+
+def notify_opened(database: Database, opened: list[Alert], *, notifiers: list[Notifier] | None = None,
+                  settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Notify each newly opened alert through ``notifiers`` (default: the configured ones), after its
+    transaction committed; each outcome is recorded and audited. Returns the deliveries."""
+    settings = settings or get_settings()
+    chosen = notifiers if notifiers is not None else notifiers_from_settings(settings)
+    deliveries: list[dict[str, Any]] = []
+    for alert in opened:
+        outcomes = deliver(chosen, message(alert, "alert.opened"), attempts=settings.alert_notify_attempts,
+                           backoff_seconds=settings.alert_notify_backoff_seconds)
+        _record_deliveries(database, alert.id, "alert.opened", outcomes)
+        deliveries += [{"alert": alert.id, **d.__dict__} for d in outcomes]
+    return deliveries
+
+
+def to_alert(row: AlertRow) -> Alert:
+    """The caller's view of an alert row (for modules that open alerts of their own)."""
+    return _to_alert(row)
 
 
 def evaluate_after_run(database: Database, actor: Principal, run_summary: dict[str, Any], *,

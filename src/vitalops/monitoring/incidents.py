@@ -58,20 +58,29 @@ def _text(value: str, field: str) -> str:
     return value
 
 
-def open_incident_for(session: Session, actor: str | Principal, alert: AlertRow, *, kind: str, title: str) -> int:
-    """Open an incident around ``alert`` in the caller's transaction (audited); returns its id."""
+def open_model_incident(session: Session, actor: str | Principal, model: str, *, kind: str, title: str,
+                        payload: dict[str, Any]) -> int:
+    """Open an incident of ``model`` in the caller's transaction, audited on the incident and on the
+    model with ``payload`` (no patient data); returns its id."""
     name = actor if isinstance(actor, str) else actor.name
-    row = IncidentRow(model=alert.model, state="open", kind=kind, title=title, opened_at=utcnow(), opened_by=name)
+    row = IncidentRow(model=model, state="open", kind=kind, title=title, opened_at=utcnow(), opened_by=name)
     session.add(row)
     session.flush()
-    alert.incident_id = row.id
-    payload = {"incident": row.id, "kind": kind, "alert": alert.id, "version": alert.version, "site": alert.site,
-               "rule": alert.rule_id, "metric": alert.metric_id}
+    payload = {"incident": row.id, "kind": kind, **payload}
     append(session, actor=actor, action="incident.opened", object_type="incident", object_id=str(row.id),
            payload=payload)
-    append(session, actor=actor, action="incident.opened", object_type="model", object_id=alert.model,
+    append(session, actor=actor, action="incident.opened", object_type="model", object_id=model,
            payload=payload)
     return row.id
+
+
+def open_incident_for(session: Session, actor: str | Principal, alert: AlertRow, *, kind: str, title: str) -> int:
+    """Open an incident around ``alert`` in the caller's transaction (audited); returns its id."""
+    incident = open_model_incident(session, actor, alert.model, kind=kind, title=title, payload={
+        "alert": alert.id, "version": alert.version, "site": alert.site, "rule": alert.rule_id,
+        "metric": alert.metric_id})
+    alert.incident_id = incident
+    return incident
 
 
 def open_incident(database: Database, actor: Principal, alert_id: int, *, title: str | None = None) -> Incident:

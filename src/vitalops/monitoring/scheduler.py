@@ -14,7 +14,9 @@ engine) for each model with a live deployment, over its pending windows: from th
 newest window it has results for (or its first prediction), and from any earlier window computed
 before its labels matured (performance is only written then). The engine is idempotent, so a run
 that died midway is resumed by the next. Then the alert rules are judged as ``vitalops monitor run``
-does (``evaluate_after_run``). A model whose run raises is logged by exception type only (its text
+does (``evaluate_after_run``), and the retraining requests those alerts recorded are carried out
+(``monitoring.retraining``; each has its own lease, so a CLI run at the same time takes none twice).
+A model whose run raises is logged by exception type only (its text
 may hold a patient's values) and counted; the other models and the next tick go on.
 """
 
@@ -263,6 +265,8 @@ class MonitoringScheduler:
                     log.error("scheduled monitoring run failed",
                               extra={"model": name, "error_type": type(exc).__name__})
                 _renew(self.database, self.holder, utcnow() + self.lease)
+            if not self._stop.is_set():
+                failures += self._run_retraining(now)
         finally:
             self.runs["failed" if failures else "ok"] += 1
             self._seen_finished = _finish(self.database, self.holder, models=len(models), failures=failures)
@@ -290,6 +294,22 @@ class MonitoringScheduler:
         log.info("scheduled monitoring run", extra={"model": name, "windows": summary["windows"],
                                                      "results": summary["results"]})
         return True
+
+    def _run_retraining(self, now: datetime) -> int:
+        """Carry out the retraining requests the alerts recorded (each failure is recorded on its
+        request); 1 when the run itself could not start, else 0."""
+        from vitalops.monitoring.actions import MONITORING
+        from vitalops.monitoring.retraining import run_retraining
+
+        try:
+            ran = run_retraining(self.database, MONITORING, settings=self.settings, now=now)
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            log.error("scheduled retraining failed", extra={"error_type": type(exc).__name__})
+            return 1
+        if ran:
+            log.info("scheduled retraining", extra={"requests": [r.id for r in ran],
+                                                    "states": [r.state for r in ran]})
+        return 0
 
     def state(self) -> SchedulerState:
         with self.database.read_session() as session:

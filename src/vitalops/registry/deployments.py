@@ -55,6 +55,8 @@ class SlotState(BaseModel):
     mode: str | None
     percent: int | None
     since: datetime | None
+    #: The end of the period the deployment was declared for, if any (informational: nothing acts on it).
+    ends_at: datetime | None = None
 
 
 class DeploymentEvent(BaseModel):
@@ -70,6 +72,7 @@ class DeploymentEvent(BaseModel):
     actor: str
     reason: str
     at: datetime
+    ends_at: datetime | None = None
 
 
 def _numbers(session: Session, ids: set[int | None]) -> dict[int | None, int | None]:
@@ -106,6 +109,7 @@ def list_deployment_events(
             actor=r.actor,
             reason=r.reason,
             at=r.at,
+            ends_at=r.ends_at,
         )
         for r in rows
     ]
@@ -126,6 +130,7 @@ def list_deployments(
             mode=e.mode if e.version else None,
             percent=e.percent if e.version else None,
             since=e.at,
+            ends_at=e.ends_at if e.version else None,
         )
         for (s, slot), e in sorted(latest.items())
     ]
@@ -163,6 +168,7 @@ def _record(
     action: str,
     actor: Principal,
     reason: str,
+    ends_at: datetime | None = None,
 ) -> None:
     previous = _current_version_id(session, model_id, site, slot)
     numbers = _numbers(session, {version_id, previous})
@@ -179,6 +185,7 @@ def _record(
             actor=actor.name,
             reason=reason,
             at=utcnow(),
+            ends_at=ends_at,
         )
     )
     session.flush()
@@ -196,15 +203,17 @@ def _record(
             "mode": mode,
             "percent": percent,
             "reason": reason,
+            **({"ends_at": ends_at} if ends_at is not None else {}),
         },
     )
 
 
 def apply_deployment(
-    session: Session, *, actor: Principal, name: str, number: int, site: str, mode: DeploymentMode, reason: str
+    session: Session, *, actor: Principal, name: str, number: int, site: str, mode: DeploymentMode, reason: str,
+    ends_at: datetime | None = None,
 ) -> None:
     """Write the events of a deployment (checks are the caller's). A version promoted to champion
-    leaves the challenger slot when it was there."""
+    leaves the challenger slot when it was there. ``ends_at`` records the end of a declared period."""
     model = model_row(session, name)
     version = version_row(session, name, number)
     if mode.slot == "champion" and _current_version_id(session, model.id, site, "challenger") == version.id:
@@ -233,6 +242,7 @@ def apply_deployment(
         action="deploy",
         actor=actor,
         reason=reason,
+        ends_at=ends_at,
     )
 
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
 from pydantic import BaseModel, Field
 
 from vitalops.api.deps import DatabaseDep, PrincipalDep, SettingsDep, require
@@ -55,6 +55,30 @@ def get_scheduler(database: DatabaseDep, settings: SettingsDep, _: Reader) -> di
         row = read_schedule(session)
         state = scheduler_state(settings, row, cadence=settings.monitor_cadence, now=utcnow())
     return state.model_dump(mode="json")
+
+
+@router.get("/retraining")
+def get_retraining(
+    database: DatabaseDep, actor: Reader, model: NameQuery = None,
+    state: Annotated[str | None, Query(max_length=16, pattern=r"^[a-z_]+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Retraining requests, newest first: each one's stable id, base version, site, state, candidate,
+    PCCP check and outcome (the shadow period's end, or the failed criteria)."""
+    from vitalops.monitoring.retraining_requests import list_retraining_requests
+
+    requests = list_retraining_requests(database, actor, model=model, state=state, limit=limit)
+    return {"requests": [r.model_dump(mode="json") for r in requests]}
+
+
+@router.get("/retraining/{request_id}")
+def get_retraining_request(
+    request_id: Annotated[int, Path(ge=1, le=2_147_483_647)], database: DatabaseDep, actor: Reader,
+) -> dict[str, Any]:
+    """One retraining request."""
+    from vitalops.monitoring.retraining_requests import get_retraining_request as get_request
+
+    return get_request(database, actor, request_id).model_dump(mode="json")
 
 
 @router.post("/runs", status_code=status.HTTP_201_CREATED)

@@ -9,6 +9,7 @@ from vitalops.db.tables import (  # noqa: F401 - registers the tables
     ingest,
     monitoring,
     registry,
+    retraining,
     scheduling,
     serving,
 )

@@ -114,3 +114,6 @@ class DeploymentEventRow(Base):
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UtcDateTime())
+    #: The end of the period the deployment was declared for (a retrained shadow's), if any: after it
+    #: nothing happens by itself; people decide.
+    ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
