@@ -129,7 +129,7 @@ def test_the_dask_engine_gives_the_local_table_row_for_row(served, tmp_path):
 
     served.deploy(2, "canary:30", "north")
     local = _score(served, tmp_path / "local", partitions=3)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
         dask = _score(served, tmp_path / "dask", partitions=3, engine="dask", scheduler=cluster.scheduler_address)
     assert local["run_id"] == dask["run_id"]  # the same rows scored by the same deployments
     left = DeltaTable(str(tmp_path / "local")).to_pyarrow_table()

@@ -23,7 +23,7 @@ def deterioration(hospital_lake):
 @pytest.fixture(scope="module")
 def dask_scheduler() -> Iterator[str]:
     # A generous start-up timeout: on a loaded 2-core machine a worker process can take a while.
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
                       timeout=120) as cluster:
         yield cluster.scheduler_address
 

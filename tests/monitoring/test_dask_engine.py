@@ -33,7 +33,7 @@ def test_the_dask_engine_stores_the_local_engines_results_row_for_row(monitored,
     with monitored.database.session() as session:
         session.execute(MonitoringResultRow.__table__.delete())
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         run_monitoring(monitored.database, OPERATOR, engine="dask", scheduler=cluster.scheduler_address, **options)
     on_dask = _results(monitored)
     assert len(local) > 100
