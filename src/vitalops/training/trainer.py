@@ -126,7 +126,7 @@ def latest_index_time(rows: Rows) -> str | None:
     if len(rows) == 0:
         return None
     latest = rows.index_times.max().astype("datetime64[us]").item()
-    return latest.replace(tzinfo=UTC).isoformat()
+    return str(latest.replace(tzinfo=UTC).isoformat())
 
 
 def fit_candidate(
