@@ -35,6 +35,7 @@ PATIENTS = 4000
 START, END = date(2026, 1, 31), date(2026, 4, 1)
 CREATININE_RATE = "quality.out_of_range_rate/creatinine"
 CREATININE_DRIFT = "input_drift.psi/creatinine_last"
+CREATININE_UNITS = "quality.unit_mix/creatinine"
 #: Hours between the predictions made for each patient from the lake (enough rows for input drift).
 SCORED_EVERY_HOURS = 3
 #: The windows monitored: the day before the change and the day it starts.
@@ -103,7 +104,7 @@ def _monitor(
     with monitored.database.session() as session:
         return {
             (metric, r.site, r.window_start.date().isoformat()): r
-            for metric in (CREATININE_RATE, CREATININE_DRIFT)
+            for metric in (CREATININE_RATE, CREATININE_DRIFT, CREATININE_UNITS)
             for r in read_results(session, model=MODEL, metric_id=metric)
         }
 
@@ -126,6 +127,9 @@ def test_unit_mislabel_flags_creatinine_at_that_site_on_the_day_it_starts(monito
     drift = {key[1:]: r for key, r in results.items() if key[0] == CREATININE_DRIFT}
     assert drift[(mislabelled, change)].status == "flagged" and drift[(mislabelled, change)].n >= 100
     assert drift[(mislabelled, change)].value > 2 * drift[(other, change)].value
+    # The label says mg/dL, the canonical unit: the unit mix cannot see a wrong label.
+    units = {key[1:]: r for key, r in results.items() if key[0] == CREATININE_UNITS}
+    assert units[(mislabelled, change)].value == 0.0 and units[(mislabelled, change)].n >= 20
 
 
 @ONE_BACKEND
@@ -140,3 +144,10 @@ def test_unit_change_labelled_correctly_is_converted_and_leaves_the_out_of_range
     for site in SITES:
         assert rates[(site, change)].status == "ok" and rates[(site, change)].value == 0.0
         assert rates[(site, change)].n >= 20
+    # The unit mix shows the change: north's creatinine now arrives in umol/L, south's still in mg/dL.
+    units = {key[1:]: r for key, r in results.items() if key[0] == CREATININE_UNITS}
+    before = (DAY0 - timedelta(days=1)).date().isoformat()
+    north, south = SITES
+    assert units[(north, before)].value == 0.0 and units[(south, before)].value == 0.0
+    assert units[(north, change)].value == 1.0 and units[(north, change)].n >= 20
+    assert units[(south, change)].value == 0.0

@@ -381,8 +381,11 @@ def aggregate_quality(lake_root: str, sites: list[str], start: datetime, end: da
         if result.records_source_unit:
             for site, w, concept, n, other in connection.execute(f"""
                 SELECT site, {bucket} AS w, concept, count(*),
-                       count(*) FILTER (WHERE source_unit IS DISTINCT FROM unit)
+                       count(*) FILTER (WHERE source_unit <> unit)
                 FROM facts WHERE unit IS NOT NULL AND concept IS NOT NULL
+                  -- a fact without a recorded source unit (a lake from before it was recorded, a
+                  -- free-text unit) is counted as neither canonical nor other
+                  AND source_unit IS NOT NULL
                   AND epoch_us(effective_at) >= $start AND epoch_us(effective_at) < $end
                 GROUP BY ALL""", window).fetchall():
                 result.units[(str(site), int(w), str(concept))] = (int(n), int(other))
