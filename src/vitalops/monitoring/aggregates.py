@@ -276,12 +276,9 @@ class Labelled:
     patient_keys: np.ndarray
 
 
-def labelled_predictions(session: Session, predictions: pa.Table, window_us: int, thresholds: dict[int, float]
-                         ) -> dict[Key, Labelled]:
-    """Per (version, site, window): the scores and observed outcomes of predictions that have one
-    (``/v1/outcomes``; when sources disagree, the most recently recorded)."""
-    if predictions.num_rows == 0:
-        return {}
+def posted_outcomes(session: Session, predictions: pa.Table) -> dict[str, tuple[datetime, int]]:
+    """Per prediction id: (recorded at, outcome) of the outcomes recorded through ``/v1/outcomes``
+    for ``predictions`` (when sources disagree, the most recently recorded)."""
     ids = predictions["prediction_id"].to_pylist()
     outcomes: dict[str, tuple[datetime, int]] = {}
     for chunk in range(0, len(ids), 5000):
@@ -291,10 +288,31 @@ def labelled_predictions(session: Session, predictions: pa.Table, window_us: int
             known = outcomes.get(prediction_id)
             if known is None or as_utc(recorded_at) > known[0]:
                 outcomes[prediction_id] = (as_utc(recorded_at), int(outcome))
+    return outcomes
+
+
+def merge_outcomes(*sources: dict[str, tuple[datetime, int]]) -> dict[str, tuple[datetime, int]]:
+    """One outcome per prediction from several sources: where they disagree, the most recently known."""
+    merged: dict[str, tuple[datetime, int]] = {}
+    for source in sources:
+        for prediction_id, (known_at, outcome) in source.items():
+            held = merged.get(prediction_id)
+            if held is None or known_at > held[0]:
+                merged[prediction_id] = (known_at, outcome)
+    return merged
+
+
+def labelled_predictions(predictions: pa.Table, window_us: int, thresholds: dict[int, float],
+                         outcomes: dict[str, tuple[datetime, int]]) -> dict[Key, Labelled]:
+    """Per (version, site, window): the scores and observed outcomes of the predictions that have
+    one in ``outcomes`` (``posted_outcomes`` merged with the lake's labels)."""
+    if predictions.num_rows == 0 or not outcomes:
+        return {}
     grouped: dict[Key, list[tuple[float, int, str]]] = defaultdict(list)
     at = pc.cast(predictions["at"], pa.int64()).to_numpy(zero_copy_only=False)
-    columns = zip(ids, predictions["version"].to_pylist(), predictions["site"].to_pylist(),
-                  predictions["score"].to_pylist(), predictions["patient_key"].to_pylist(), at, strict=True)
+    columns = zip(predictions["prediction_id"].to_pylist(), predictions["version"].to_pylist(),
+                  predictions["site"].to_pylist(), predictions["score"].to_pylist(),
+                  predictions["patient_key"].to_pylist(), at, strict=True)
     for prediction_id, version, site, score, patient_key, moment in columns:
         if prediction_id in outcomes:
             key = (int(version), str(site), int(moment) // window_us * window_us)

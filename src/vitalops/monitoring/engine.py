@@ -30,8 +30,10 @@ from vitalops.core.clock import as_utc, utcnow
 from vitalops.db import Database
 from vitalops.db.tables.registry import ModelRow, ModelVersionRow
 from vitalops.errors import InvalidInput, NotFound
+from vitalops.features.definitions import DatasetSpec
 from vitalops.monitoring import aggregates as agg
 from vitalops.monitoring.fairness import FairnessCounts, fairness_counts, fairness_metrics, subgroup_plan
+from vitalops.monitoring.lake_labels import lake_outcomes
 from vitalops.monitoring.metrics import MIN_CLASS_ROWS, MIN_ROWS_DRIFT, get_metric
 from vitalops.monitoring.operations import (
     OperationsCounts,
@@ -158,18 +160,21 @@ def _run_model(database: Database, actor: Principal, name: str, *, lake_root: st
                                details={"field": "since"})
         start, end = _moment(start_us), _moment(end_us)
         versions = list(session.scalars(select(ModelVersionRow).where(ModelVersionRow.model_id == model_row.id)))
+        specs = {v.number: spec for v in versions if (spec := _definitions(session, v)) is not None}
         context = _Context(name, lake_root, {}, {v.number: v.threshold for v in versions},
-                           {v.number: _horizon(session, v) for v in versions}, now)
+                           {v.number: _horizon(specs.get(v.number)) for v in versions}, now)
         predictions = agg.prediction_rows(session, lake_root, name, start, end, site)
         present = set(predictions["version"].to_pylist())
         for version in versions:
             if version.number in present:
                 context.references[version.number] = ensure_reference(session, store, version.id)
         names = {v.number: _feature_names(v) for v in versions}
-        labelled = agg.labelled_predictions(session, predictions, window_us, context.thresholds)
+        outcomes = agg.merge_outcomes(agg.posted_outcomes(session, predictions),
+                                      lake_outcomes(lake_root, specs, predictions, now=now))
+        labelled = agg.labelled_predictions(predictions, window_us, context.thresholds, outcomes)
         feedback = agg.feedback_counts(session, predictions, window_us)
         plans = {v.number: plan for v in versions if (plan := subgroup_plan(v.report_json)) is not None}
-        fairness = fairness_counts(session, lake_root, predictions, window_us, plans, context.thresholds)
+        fairness = fairness_counts(lake_root, predictions, window_us, plans, context.thresholds, outcomes)
         operations = operations_counts(session, name, predictions, window_us, start, end)
     aggregates = agg.aggregate_predictions(predictions, window_us, names, engine=engine, scheduler=scheduler)
     sites = sorted({key[1] for key in aggregates.volume} | ({site} if site else set()))
@@ -206,16 +211,21 @@ def _feature_names(version: ModelVersionRow) -> list[str]:
     return list(Signature.model_validate_json(version.signature_json).feature_names)
 
 
-def _horizon(session: Session, version: ModelVersionRow) -> timedelta | None:
-    """The label horizon of the version's definitions (None when they are not registered here)."""
+def _definitions(session: Session, version: ModelVersionRow) -> DatasetSpec | None:
+    """The version's registered definitions (None when they are not registered here)."""
     from vitalops.features.definition_sets import get_definitions
-    from vitalops.features.definitions import duration_us
 
     try:
-        spec = get_definitions(session, version.definitions_version)
+        return get_definitions(session, version.definitions_version)
     except NotFound:
         return None
-    return timedelta(microseconds=duration_us(spec.label.horizon))
+
+
+def _horizon(spec: DatasetSpec | None) -> timedelta | None:
+    """The label horizon of the version's definitions (None when they are unknown)."""
+    from vitalops.features.definitions import duration_us
+
+    return None if spec is None else timedelta(microseconds=duration_us(spec.label.horizon))
 
 
 def _window_results(context: _Context, aggregates: agg.WindowAggregates, labelled: dict[agg.Key, agg.Labelled],

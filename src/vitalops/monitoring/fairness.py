@@ -25,13 +25,13 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy.orm import Session
 
 from vitalops.monitoring import aggregates as agg
 from vitalops.monitoring.metrics import MIN_ROWS_PROPORTION, MIN_SUBGROUP_EVENTS
@@ -131,10 +131,10 @@ def subgroup_labels(lake_root: str, predictions: pa.Table, attributes: set[str])
     return labels
 
 
-def fairness_counts(session: Session, lake_root: str, predictions: pa.Table, window_us: int,
-                    plans: dict[int, SubgroupPlan], thresholds: dict[int, float]) -> FairnessCounts:
-    """The group counts of every version with a plan; labels joined as ``labelled_predictions``
-    joins them (so the outcomes are the ones performance uses)."""
+def fairness_counts(lake_root: str, predictions: pa.Table, window_us: int, plans: dict[int, SubgroupPlan],
+                    thresholds: dict[int, float], outcomes: dict[str, tuple[datetime, int]]) -> FairnessCounts:
+    """The group counts of every version with a plan; labels joined through ``labelled_predictions``
+    from ``outcomes`` (the ones performance uses)."""
     result = FairnessCounts(plans)
     if predictions.num_rows == 0 or not plans:
         return result
@@ -158,8 +158,8 @@ def fairness_counts(session: Session, lake_root: str, predictions: pa.Table, win
             counts.flagged += bool(flagged)
         for group in sorted(set(label[wanted].tolist())):
             members = pa.array(wanted & (label == group))
-            for key, rows in agg.labelled_predictions(session, predictions.filter(members), window_us,
-                                                      thresholds).items():
+            for key, rows in agg.labelled_predictions(predictions.filter(members), window_us, thresholds,
+                                                      outcomes).items():
                 counts = groups[key][attribute].setdefault(group, GroupCounts())
                 flagged_rows = rows.scores >= rows.decisions_threshold
                 counts.labelled += int(rows.outcomes.shape[0])
