@@ -37,6 +37,7 @@ from vitalops.monitoring.lake_labels import lake_outcomes
 from vitalops.monitoring.metrics import MIN_CLASS_ROWS, MIN_ROWS_DRIFT, get_metric
 from vitalops.monitoring.operations import (
     OperationsCounts,
+    error_rate_metrics,
     operations_counts,
     operations_metrics,
     review_queue_metrics,
@@ -175,7 +176,7 @@ def _run_model(database: Database, actor: Principal, name: str, *, lake_root: st
         feedback = agg.feedback_counts(session, predictions, window_us)
         plans = {v.number: plan for v in versions if (plan := subgroup_plan(v.report_json)) is not None}
         fairness = fairness_counts(lake_root, predictions, window_us, plans, context.thresholds, outcomes)
-        operations = operations_counts(session, name, predictions, window_us, start, end)
+        operations = operations_counts(session, name, predictions, window_us, start, end, site=site)
     aggregates = agg.aggregate_predictions(predictions, window_us, names, engine=engine, scheduler=scheduler)
     sites = sorted({key[1] for key in aggregates.volume} | ({site} if site else set()))
     quality = agg.aggregate_quality(lake_root, sites, start, end, window_us)
@@ -259,6 +260,8 @@ def _window_results(context: _Context, aggregates: agg.WindowAggregates, labelle
             fairness_metrics(add, fairness, key, labels_matured=_labels_matured(context, version, end))
         if operations is not None:
             operations_metrics(add, operations, key)
+    if operations is not None:
+        error_rate_metrics(add, operations, window_start)
     for site in sites:
         _quality_metrics(add, quality, site, window_start, end)
         if operations is not None:

@@ -88,6 +88,15 @@ _OPERATIONS = (
        "have shown) x 100 over patient-days: distinct (patient, UTC day) pairs among the version's predictions, "
        "each weighted by the window's share of a day when the window is shorter", "never (alert rules judge it)",
        min_n=MIN_PATIENT_DAYS),
+    _m("ops.error_rate", "share of prediction requests the service failed (answered 5xx)", "fraction",
+       "predictions", "failures answered 5xx over requests: the online predictions logged plus the failures "
+       "counted once the request reached the model (per hour, code and site); per version those while it "
+       "scored, version 0 the model at the site including failures before a version was chosen",
+       ">= 0.01 and the one-sided exact binomial test against 0.01 p < 0.01", min_n=MIN_ROWS_PROPORTION),
+    _m("ops.input_error_rate", "share of prediction requests refused as the request's fault (answered 4xx)",
+       "fraction", "predictions", "failures answered 4xx (a missing or out-of-tolerance input, an unknown "
+       "patient, no champion at the site) over requests, as ops.error_rate", "never (alert rules judge it)",
+       min_n=MIN_ROWS_PROPORTION),
     _m("workflow.card_to_action_minutes.p50", "median minutes from a card to the clinician's first action",
        "minutes", "feedback", "per card, its first CDS Hooks feedback time minus its prediction's time; "
        "quantile (linear) over the cards of the window's predictions", "never (alert rules judge it)",

@@ -92,8 +92,8 @@ class Runtime:
         self._lock = threading.Lock()
 
     def version(self, session: Session, version_id: int) -> LoadedVersion:
-        """The loaded version; the artifact is read and verified the first time only. IntegrityError
-        when it fails verification (it is then never served), NotFound when it is missing."""
+        """The loaded version; the artifact is read and verified the first time only. ServiceUnavailable
+        when it fails verification (it is then never served) or is missing from the store."""
         loaded = self._loaded.get(version_id)
         if loaded is not None:
             return loaded
@@ -113,6 +113,11 @@ class Runtime:
             raise ServiceUnavailable(
                 f"{version.model} v{version.number} is not served: its artifact fails verification",
                 details={"reason": "artifact_integrity", "artifact_sha256": version.artifact_sha256},
+            ) from None
+        except NotFound:  # the version is registered and deployed: a missing artifact is ours, not the caller's
+            raise ServiceUnavailable(
+                f"{version.model} v{version.number} is not served: its artifact is not in the store",
+                details={"reason": "artifact_missing", "artifact_sha256": version.artifact_sha256},
             ) from None
         row = session.get_one(ModelVersionRow, version_id)
         try:

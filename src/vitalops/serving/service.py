@@ -47,6 +47,7 @@ from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.registry.input_ranges import InputRanges
 from vitalops.registry.schemas import Signature
 from vitalops.serving.explain import Explanation
+from vitalops.serving.failures import Attempt, record_failure
 from vitalops.serving.log_writer import LogWriter
 from vitalops.serving.publishing import publisher_from_settings
 from vitalops.serving.routing import Assignment, RoutingCache, route
@@ -243,21 +244,37 @@ def predict(
 
     Raises PermissionDenied without ``predict``, InvalidInput for an unregistered site or a malformed
     request (naming the field), NotFound for an unknown patient key, Conflict when no champion is
-    deployed at the site, IntegrityError when the artifact fails verification.
+    deployed at the site, ServiceUnavailable when the artifact fails verification. A failure once the
+    model is known is counted (``serving.failures``) before it is raised.
     """
     started = time.perf_counter()
     # An EHR scores through CDS Hooks (its JWT verified by ``cdshooks``), under its own permission.
     permission = Permission.CDS_HOOKS_CALL if actor.kind == "ehr" else Permission.PREDICT
     authorize(database, actor, permission, object_type="model", object_id=name)
     at = as_utc(request.at) if request.at is not None else utcnow()
+    attempt = Attempt(site=request.site, at=at)
+    try:
+        return _predict(database, context, actor, name, request, at, started, attempt)
+    except Exception as error:
+        record_failure(lambda job: _write_log(database, context, job), attempt, error)
+        raise
+
+
+def _predict(database: Database, context: ServingContext, actor: Principal, name: str, request: PredictionRequest,
+             at: datetime, started: float, attempt: Attempt) -> PredictionOutcome:
     with database.read_session() as session:  # routing and loading read only: no write lock
         context.routing.require_site(session, request.site)
         deployments = context.routing.deployments(session, name, request.site)
+        attempt.model_id = deployments.model_id
         tolerance = context.routing.range_tolerance(session, name)
         inputs = _Inputs(request, context, at)
         assignments = route(deployments, inputs.patient_key, name=name, site=request.site)
-        versions = {a.version_id: context.runtime.version(session, a.version_id) for a in assignments}
+        versions = {}
+        for assignment in assignments:  # a version whose artifact cannot load is the one that failed
+            attempt.version = assignment.version
+            versions[assignment.version_id] = context.runtime.version(session, assignment.version_id)
     served = next(a for a in assignments if a.served)
+    attempt.version = served.version
     version = versions[served.version_id]
     row = inputs.vector(version)
     out_of_range = _check_ranges(version, row, tolerance)
@@ -305,6 +322,14 @@ def _shadow_work(
     version: LoadedVersion, inputs: _Inputs, request: PredictionRequest, at: datetime, tolerance: float,
 ) -> Callable[[], None]:
     def work() -> None:
+        attempt = Attempt(site=request.site, at=at, served=False, model_id=model_id, version=version.number)
+        try:
+            score()
+        except Exception as error:
+            record_failure(lambda job: _write_log(database, context, job), attempt, error)
+            raise
+
+    def score() -> None:
         started = time.perf_counter()
         row = inputs.vector(version)
         out_of_range = _check_ranges(version, row, tolerance)

@@ -1,4 +1,5 @@
-"""Tables of serving: registered definition sets, the prediction log and observed outcomes."""
+"""Tables of serving: registered definition sets, the prediction log, observed outcomes, and the counts of
+prediction requests that failed."""
 
 from __future__ import annotations
 
@@ -68,3 +69,29 @@ class OutcomeRow(Base):
     observed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     recorded_by: Mapped[str] = mapped_column(String(128))
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ServingErrorCountRow(Base):
+    """How many prediction requests of a model at a site failed in one UTC hour, by error code.
+
+    One row per (model, version, site, hour, served, code), incremented in place, so the table grows
+    with hours, not requests. ``version`` is 0 when the request failed before a version was chosen
+    (an unknown patient key, no champion at the site); ``served`` is False for a shadow's scoring,
+    which fails only itself. ``code`` is the error's stable code (``invalid_input``,
+    ``service_unavailable``, ``internal_error`` for an unexpected exception) and ``http_status`` the
+    status the caller was answered with. No patient key, value or message is kept.
+    """
+
+    __tablename__ = "serving_error_counts"
+    __table_args__ = (UniqueConstraint("model_id", "version", "site", "hour_start", "served", "code",
+                                       name="uq_serving_error_counts_model_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str] = mapped_column(String(64))
+    hour_start: Mapped[datetime] = mapped_column(UtcDateTime())
+    served: Mapped[bool] = mapped_column(Boolean)
+    code: Mapped[str] = mapped_column(String(32))
+    http_status: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
