@@ -52,3 +52,18 @@ def encounter(eid: str, *, version: str, updated: str, start: str, end: str | No
         resource["hospitalization"] = {"dischargeDisposition": {"coding": [
             {"system": "http://terminology.hl7.org/CodeSystem/discharge-disposition", "code": disposition}]}}
     return resource
+
+
+def condition(cid: str, *, pid: str = "p1", onset: str | None = None, recorded: str | None = None,
+              code: str = "44054006", **extra: Any) -> dict[str, Any]:
+    """A Condition (SNOMED CT type 2 diabetes by default) with an onset and/or a recorded date."""
+    resource: dict[str, Any] = {
+        "resourceType": "Condition", "id": cid, "meta": meta("2024-06-01T00:00:00Z"),
+        "subject": {"reference": f"Patient/{pid}"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": code}]}, **extra,
+    }
+    if onset is not None:
+        resource["onsetDateTime"] = onset
+    if recorded is not None:
+        resource["recordedDate"] = recorded
+    return resource

@@ -97,6 +97,7 @@ def test_fact_ids_equal_the_first_definition(implementation: str) -> None:
             i,
             "2024-01-01T00:00:00Z" if i % 2 else None,
             ("umol/L", None, "mg/dL")[i % 3],
+            "recorded" if i % 5 == 0 else None,
         )
         for i, value in enumerate(values)
     ]
@@ -104,14 +105,14 @@ def test_fact_ids_equal_the_first_definition(implementation: str) -> None:
     ids = fact_ids(columns).to_pylist()
     first_definition = [
         hashlib.sha256(
-            "\x1f".join(str(row[i]) for i in range(len(ROW_FIELDS)) if i not in (13, 18, 19, 20)).encode()
+            "\x1f".join(str(row[i]) for i in range(len(ROW_FIELDS)) if i not in (13, 18, 19, 20, 21)).encode()
         ).hexdigest()
         for row in rows
     ]
-    # issued_at and source_unit, added later, are left out like known_at: the ids of facts already
-    # in lakes hold.
+    # issued_at, source_unit and effective_basis, added later, are left out like known_at: the ids
+    # of facts already in lakes hold.
     assert ROW_FIELDS[13] == "known_at" and ROW_FIELDS[18] == "resource_index" and ROW_FIELDS[19] == "issued_at"
-    assert ROW_FIELDS[20:] == ("source_unit",)
+    assert ROW_FIELDS[20:] == ("source_unit", "effective_basis")
     assert ids == first_definition
     # A slice of a column block (arrays that start inside their buffers) gives the same ids.
     sliced = {name: column.slice(1_001, 3_000) for name, column in columns.items()}
@@ -157,6 +158,7 @@ def test_a_date_arrow_cannot_read_leaves_only_its_resource_out() -> None:
             i,
             None,
             "/min",
+            None,
         )
         for i, effective in enumerate(
             ["2024-10-27T04:54:00-07:00", "2024-10-27T04:54:000-07:00", "2024-10-27T05:00:00Z", "not a date"] * 50

@@ -29,7 +29,11 @@ BAD_INPUTS = Path(__file__).resolve().parents[1] / "data" / "bad_inputs"
 INGEST_TIME = datetime(2025, 3, 1, 12, tzinfo=UTC)
 # The fact id as first defined: sha256 of "%s"-formatted id fields joined by \x1f.
 _ID_FIELDS = operator.itemgetter(
-    *(i for i, n in enumerate(ROW_FIELDS) if n not in ("known_at", "issued_at", "source_unit", "resource_index"))
+    *(
+        i
+        for i, n in enumerate(ROW_FIELDS)
+        if n not in ("known_at", "issued_at", "source_unit", "effective_basis", "resource_index")
+    )
 )
 _ID_TEMPLATE = "\x1f".join(["%s"] * 17)
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.ingest.fhir_builders import encounter, observation, patient
+from tests.ingest.fhir_builders import condition, encounter, observation, patient
 from vitalops.ingest.normalize import NormalizeResult, resources_to_facts
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.lake.facts import pit_view
@@ -137,3 +137,21 @@ def test_a_retraction_that_names_no_patient_is_counted_as_skipped(
     del orphan["subject"]
     result = normalize([orphan], terminology)
     assert result.facts.num_rows == 0 and result.skipped == {"status entered-in-error": 1}
+
+
+def test_a_condition_without_an_onset_is_dated_by_its_recorded_date_and_says_so(terminology: Terminology) -> None:
+    result = normalize([
+        condition("c1", recorded="2024-03-05T09:30:00-05:00"),
+        condition("c2", onset="2023-11-01", recorded="2024-03-05"),
+        condition("c3"),
+    ], terminology)
+    facts = {row["source_id"]: row for row in result.facts.to_pylist()}
+    recorded, onset = (facts[Pseudonymizer(b"secret").resource_key("Condition", cid)] for cid in ("c1", "c2"))
+    assert recorded["effective_at"] == datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
+    assert recorded["effective_basis"] == "recorded" and recorded["kind"] == "condition"
+    assert onset["effective_at"] == datetime(2023, 11, 1, tzinfo=UTC) and onset["effective_basis"] is None
+    (record,) = result.quarantined  # neither date: nothing to put it in time
+    assert (record.rule, record.reason) == ("required.onset", "Condition has no onset date or recorded date")
+    # Every other kind of fact takes its resource's own time: no basis.
+    others = normalize([observation("o1"), patient("p1")], terminology).facts
+    assert set(others["effective_basis"].to_pylist()) == {None}

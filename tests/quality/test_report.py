@@ -5,7 +5,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.ingest.fhir_builders import observation, patient
+from tests.ingest.fhir_builders import condition, observation, patient
 from vitalops.auth import SYSTEM
 from vitalops.core.settings import Settings
 from vitalops.db import Database
@@ -95,3 +95,30 @@ def test_no_figure_equals_one_patients_value(home: Settings, database: Database,
     assert few.freshness["latest_known_day"] is None
     printed = cli("quality", "report")
     assert printed.exit_code == 0 and not any(birth in printed.stdout for birth in births)
+
+
+def test_conditions_dated_by_their_record_and_observations_without_effective_are_counted(
+    home: Settings, database: Database, tmp_path: Path
+) -> None:
+    issued_only = observation("h2", pid="q1")
+    del issued_only["effectiveDateTime"]  # issued only: quarantined, not dated by its release
+    observations = tmp_path / "Observation.ndjson"  # the fast path's input
+    observations.write_bytes(b"\n".join(orjson.dumps(r) for r in [observation("h1", pid="q1"), issued_only]))
+    conditions = tmp_path / "Condition.ndjson"
+    conditions.write_bytes(b"\n".join(orjson.dumps(r) for r in [
+        patient("q1"),
+        condition("c1", pid="q1", recorded="2024-02-01"),
+        condition("c2", pid="q1", recorded="2024-02-02"),
+        condition("c3", pid="q1", onset="2020-01-01", recorded="2024-02-03"),
+        {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order",
+         "subject": {"reference": "Patient/q1"},
+         "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                   "code": "6809"}]}},  # no start time: required.effective too
+    ]))
+    report = ingest_paths(database, SYSTEM, [observations, conditions], site="qa")
+    (site,) = quality_report(database, home.lake_root, batch_id=report.batch, minimum_patients=1).sites
+    assert site.conditions_dated_recorded == 2
+    assert site.observations_without_effective == 1
+    assert site.quarantined == {"required.effective": 2}  # the rule also holds the order without a start
+    (whole_lake,) = quality_report(database, home.lake_root, minimum_patients=1).sites
+    assert whole_lake.conditions_dated_recorded == 2

@@ -27,7 +27,7 @@ import orjson
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 JSON_SUFFIXES = (".json", ".json.gz")
 #: Top-level reference fields rewritten from ``urn:uuid:`` full URLs to ``Type/id`` inside a Bundle.
-REFERENCE_FIELDS = ("subject", "patient", "encounter", "context")
+REFERENCE_FIELDS = ("subject", "patient", "encounter", "context", "medicationReference")
 
 
 @dataclass(frozen=True, slots=True)

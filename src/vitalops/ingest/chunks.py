@@ -5,6 +5,8 @@ type) goes through ``columnar_observations`` a chunk of lines at a time (which h
 does not take to the per-resource path); every other file is read record by record
 (``vitalops.fhir.readers``) and normalized by the per-resource path, in chunks of the same size.
 Both give the same facts and counts for the same input; the choice only changes how fast they come.
+Medication files are indexed first, and orders naming a Medication not read yet are normalized
+after everything else (``vitalops.ingest.medications``).
 """
 
 from __future__ import annotations
@@ -49,36 +51,63 @@ def pending_chunks(paths: Sequence[Path], ctx: Context, *, chunk_resources: int)
     (``build_chunk``), so that a caller can build one chunk while the next is read."""
     fast = ColumnarObservations(ctx)
     pending = ChunkNormalization(ctx)
-    for path in paths:
-        for file in source_files(path):
-            if _holds_observations(file):
-                if pending.read:
-                    yield pending
-                    pending = ChunkNormalization(ctx)
-                yield from _observation_chunks(file, fast, ctx, chunk_resources)
-                continue
-            for record in iter_resources(file):
-                pending.add_record(record)
-                if pending.read >= chunk_resources:
-                    yield pending
-                    pending = ChunkNormalization(ctx)
+    files = [file for path in paths for file in source_files(path)]
+    _index_medication_files(files, ctx)
+    ctx.medications.hold_unresolved()
+    for file in files:
+        if _holds_observations(file):
+            if pending.read:
+                yield pending
+                pending = ChunkNormalization(ctx)
+            yield from _observation_chunks(file, fast, ctx, chunk_resources)
+            continue
+        for record in iter_resources(file):
+            pending.add_record(record)
+            if pending.read >= chunk_resources:
+                yield pending
+                pending = ChunkNormalization(ctx)
+    # Orders whose Medication came later in the input (a Bundle's, a file read after theirs).
+    for record in ctx.medications.release():
+        pending.add_record(record)
+        if pending.read >= chunk_resources:
+            yield pending
+            pending = ChunkNormalization(ctx)
     if pending.read:
         yield pending
 
 
+def _index_medication_files(files: Sequence[Path], ctx: Context) -> None:
+    """Index the Medications of every NDJSON file whose first resource is a Medication (a Bulk
+    Data export's ``Medication.ndjson``) before anything else is read, so that orders naming them
+    resolve as they are read, wherever the file sorts. Other Medications are indexed where the
+    batch meets them."""
+    for file in files:
+        if _first_resource_type(file) != "Medication":
+            continue
+        for record in iter_resources(file):
+            if record.resource is not None and record.resource.get("resourceType") == "Medication":
+                ctx.medications.add(record.resource)
+
+
 def _holds_observations(file: Path) -> bool:
     """True for a plain NDJSON file whose first resource is an Observation."""
+    return _first_resource_type(file) == "Observation"
+
+
+def _first_resource_type(file: Path) -> object:
+    """The ``resourceType`` of the first line of a plain NDJSON file (None for any other file, or
+    one whose first lines are not a JSON object)."""
     if not is_plain_ndjson(file):
-        return False
+        return None
     try:
         with file.open("rb") as handle:
             for line in itertools.islice(handle, _SNIFF_LINES):
                 if line.strip():
                     first = orjson.loads(line)
-                    return type(first) is dict and first.get("resourceType") == "Observation"
+                    return first.get("resourceType") if type(first) is dict else None
     except (OSError, orjson.JSONDecodeError):
-        return False
-    return False
+        return None
+    return None
 
 
 def _observation_chunks(

@@ -296,6 +296,7 @@ class ColumnarObservations:
             "resource_index": pa.array(indexes).take(at),
             "issued_at": per_value(block.issued),
             "source_unit": lookup["source_unit"],
+            "effective_basis": pa.nulls(count, pa.string()),  # effective[x] is always an Observation's own time
         }
 
     def _keys(self, references: pa.Array) -> pa.Array:

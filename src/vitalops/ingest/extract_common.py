@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from vitalops.core.ids import sha256_hex
+from vitalops.ingest.medications import MedicationIndex
 from vitalops.ingest.pseudonym import Pseudonymizer
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class Context:
     #: caller acts for one site it has checked itself (a CDS Hooks prefetch): every resource is then
     #: of ``default_site`` and site tags are not read.
     sites: Mapping[str, str] | None = None
+    #: The Medications read so far, which ``medicationReference`` resolves to (across chunks).
+    medications: MedicationIndex = field(default_factory=MedicationIndex)
     concepts: dict[tuple[str | None, str | None], Concept | None] = field(default_factory=dict)
     storable: dict[tuple[str | None, str | None], bool] = field(default_factory=dict)
 
@@ -276,7 +279,7 @@ def append_retraction(resource: dict[str, Any], resource_type: str, status: str,
         site, patient_key(resource, ctx), "retraction", None, None, None, None, None, None, status,
         encounter_key(resource, ctx), known, None, known, resource_type,
         ctx.pseudonyms.resource_key(resource_type, resource_id(resource, resource_type)),
-        source_version(resource), 0, index, None, None,
+        source_version(resource), 0, index, None, None, None,
     ))
     return site
 
@@ -284,12 +287,13 @@ def append_retraction(resource: dict[str, Any], resource_type: str, status: str,
 def event_row(
     resource: dict[str, Any], ctx: Context, index: int, *, kind: str, resource_type: str, site: str, patient: str,
     source_id: str, coding: tuple[str | None, str | None, Concept | None], status: Any, start: str,
-    end: str | None,
+    end: str | None, basis: str | None = None,
 ) -> Row:
-    """The one fact of a coded event (a condition, a medication order or administration, a procedure)."""
+    """The one fact of a coded event (a condition, a medication order or administration, a procedure);
+    ``basis`` is its ``effective_basis`` (None: ``start`` is the event's own time)."""
     system, code, concept = coding
     return (
         site, patient, kind, concept.name if concept else None, system, code, None, None, None, status,
         encounter_key(resource, ctx), start, end, known_at(resource, ctx), resource_type, source_id,
-        source_version(resource), 0, index, None, None,
+        source_version(resource), 0, index, None, None, basis,
     )

@@ -174,6 +174,7 @@ def observation_facts(resource: dict[str, Any], ctx: Context, index: int, rows: 
                 index,
                 issued,
                 source_unit,
+                None,
             )
         )
         return True

@@ -15,7 +15,6 @@ from vitalops.ingest.extract_common import (
     Rejected,
     Retracted,
     Row,
-    Skipped,
     bound_code,
     event_row,
     first_code,
@@ -29,12 +28,16 @@ from vitalops.ingest.extract_common import (
     site_of,
     source_version,
 )
+from vitalops.ingest.medications import medication_reference
+from vitalops.lake.schema import RECORDED
 from vitalops.terminology import code_systems as cs
 
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
 #: NHSN healthcare service location codes of critical care units (CDC NHSN HSLOC code system).
 NHSN_CRITICAL_CARE = frozenset({"1027-2", "1028-0", "1029-8", "1025-6", "1026-4", "1030-6", "1031-4"})
+#: The quarantine rule of a reference that names nothing the batch holds.
+UNRESOLVABLE = "reference.unresolvable"
 _ICU_TEXT = re.compile(r"\b(icu|intensive care|critical care)\b", re.IGNORECASE)
 
 
@@ -83,6 +86,7 @@ def patient_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list
                 version,
                 ordinal,
                 index,
+                None,
                 None,
                 None,
             )
@@ -168,6 +172,7 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
                 index,
                 None,
                 None,
+                None,
             )
         )
         ordinal += 1
@@ -190,7 +195,8 @@ def encounter_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
 
 
 def condition_facts(resource: dict[str, Any], ctx: Context, index: int, rows: list[Row]) -> str:
-    """One condition fact: onset (else recorded date) to abatement, with the clinical status."""
+    """One condition fact: onset to abatement, with the clinical status; without ``onset[x]``
+    its time is the ``recordedDate`` and its ``effective_basis`` says so (``recorded``)."""
     verification = bound_code(first_code(resource.get("verificationStatus")), cs.CONDITION_VERIFICATION_STATUS,
                               "Condition.verificationStatus", "http://hl7.org/fhir/ValueSet/condition-ver-status")
     if verification in ("refuted", "entered-in-error"):
@@ -200,7 +206,10 @@ def condition_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     site = site_of(resource, ctx)
     onset, _ = _period(resource, "onsetPeriod")
     onset = optional_instant(resource.get("onsetDateTime"), "onsetDateTime") or onset
-    onset = onset or optional_instant(resource.get("recordedDate"), "recordedDate")
+    basis = None
+    if onset is None:
+        # Entered at or after its onset: "ever diagnosed" sees it no earlier than the record did.
+        onset, basis = optional_instant(resource.get("recordedDate"), "recordedDate"), RECORDED
     if onset is None:
         raise Rejected("required.onset", "Condition has no onset date or recorded date")
     _, abated = _period(resource, "abatementPeriod")
@@ -210,21 +219,30 @@ def condition_facts(resource: dict[str, Any], ctx: Context, index: int, rows: li
     system, code, concept = pick_coding(resource.get("code"), ctx)
     rows.append(event_row(resource, ctx, index, kind="condition", resource_type="Condition", site=site,
                           patient=patient, source_id=source_id, coding=(system, code, concept), status=clinical,
-                          start=onset, end=abated))
+                          start=onset, end=abated, basis=basis))
     return site
 
 
-def _medication_coding(resource: dict[str, Any], ctx: Context) -> tuple[str | None, str | None, Any]:
+def _medication_coding(
+    resource: dict[str, Any], ctx: Context, resource_type: str
+) -> tuple[str | None, str | None, Any]:
+    """The drug's coding, from ``medicationCodeableConcept`` or else the Medication that
+    ``medicationReference`` names (contained, or read in the same batch), picked from its ``code``
+    as from a CodeableConcept. Raises Rejected (``reference.unresolvable``) when neither is there."""
     coded = resource.get("medicationCodeableConcept")
     if coded is None:
-        reference = resource.get("medicationReference")
-        target = reference.get("reference") if isinstance(reference, dict) else None
-        if isinstance(target, str) and target.startswith("#"):
+        if resource.get("medicationReference") is None:
+            raise Rejected("required.medication", f"{resource_type} has no medication[x]")
+        target = medication_reference(resource)
+        if type(target) is str and target.startswith("#"):
             for contained in resource.get("contained") or ():
                 if contained.get("resourceType") == "Medication" and contained.get("id") == target[1:]:
-                    coded = contained.get("code")
-        if coded is None:
-            raise Skipped("medication given by reference")
+                    return pick_coding(contained.get("code"), ctx)
+            raise Rejected(UNRESOLVABLE, f"{resource_type}.medicationReference: no contained Medication has its id")
+        found, coded = ctx.medications.lookup(target)
+        if not found:
+            raise Rejected(UNRESOLVABLE, f"{resource_type}.medicationReference: the Medication is neither "
+                                         "contained nor in the same export")
     return pick_coding(coded, ctx)
 
 
@@ -243,7 +261,7 @@ def _medication(
     site = site_of(resource, ctx)
     if start is None:
         raise Rejected("required.effective", f"{resource_type} has no start time")
-    system, code, concept = _medication_coding(resource, ctx)
+    system, code, concept = _medication_coding(resource, ctx, resource_type)
     rows.append(event_row(resource, ctx, index, kind="medication", resource_type=resource_type, site=site,
                           patient=patient, source_id=source_id, coding=(system, code, concept),
                           status=resource.get("status"), start=start, end=end))

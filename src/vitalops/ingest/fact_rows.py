@@ -3,7 +3,8 @@
 
 ``fact_id`` is sha256 over the site, source type, pseudonymous source id, source version, ordinal
 in the resource and the fact's content (everything but ``known_at``, ``issued_at``,
-``source_unit`` and ``batch_id``), so the same resource ingested twice, by any batch, at any time, gives the same ids.
+``source_unit``, ``effective_basis`` and ``batch_id``), so the same resource ingested twice, by
+any batch, at any time, gives the same ids.
 
 A few rows (a CDS Hooks prefetch) are assembled as Python lists instead (``build_fact_rows``):
 a column block's Arrow calls cost more than the rows themselves there. Both read dates with the
@@ -47,15 +48,18 @@ ROW_FIELDS = (
     "resource_index",
     "issued_at",
     "source_unit",
+    "effective_basis",
 )
 _TIME_FIELDS = ("effective_at", "effective_end", "known_at", "issued_at")
 _INDEX = {name: i for i, name in enumerate(ROW_FIELDS)}
 # Everything but the times a version became available (known_at is the ingest time when the source
 # has no lastUpdated; issued_at came after ids were fixed, and a fact's id must not change), the
-# source unit (added after ids were fixed too; the canonical value and unit are in the id) and the
-# resource index.
+# source unit and the effective basis (added after ids were fixed too; the canonical value and unit,
+# and the effective time itself, are in the id) and the resource index.
 _ID_FIELDS = tuple(
-    i for i, name in enumerate(ROW_FIELDS) if name not in ("known_at", "issued_at", "source_unit", "resource_index")
+    i
+    for i, name in enumerate(ROW_FIELDS)
+    if name not in ("known_at", "issued_at", "source_unit", "effective_basis", "resource_index")
 )
 
 

@@ -52,6 +52,7 @@ from vitalops.ingest.fact_rows import (
     fact_columns_table,
     rows_to_columns,
 )
+from vitalops.ingest.medications import ORDER_TYPES
 from vitalops.ingest.pseudonym import Pseudonymizer
 from vitalops.lake.quarantine import QuarantineRecord
 
@@ -67,6 +68,8 @@ EXTRACTORS: dict[str, Extractor] = {
     "MedicationAdministration": medication_administration_facts,
     "Procedure": procedure_facts,
 }
+#: The skip reason of a Medication resource: indexed for the orders that reference it, no facts of its own.
+MEDICATION_READ = "Medication (resolves medicationReference; no facts of its own)"
 #: Reader errors that are valid FHIR yielding nothing (skipped), rather than bad input.
 _SKIPPED_READER_ERRORS = {"bundle.delete_entry": "bundle entry is a DELETE request"}
 _TEXT_POSITIONS = tuple(i for i, name in enumerate(ROW_FIELDS) if COLUMN_TYPES[name] == pa.string())
@@ -153,7 +156,11 @@ def records_to_facts(
     """Normalize records from ``vitalops.fhir.readers`` (bad records included) to facts; ``site``
     and ``sites`` as for ``resources_to_facts``."""
     chunk = ChunkNormalization(Context(site, pseudonymizer, terminology, isoformat_utc(known_at_default), sites))
+    medications = chunk.ctx.medications
+    medications.hold_unresolved()  # an order may come before the Medication it names
     for record in records:
+        chunk.add_record(record)
+    for record in medications.release():
         chunk.add_record(record)
     return chunk.result(batch_id)
 
@@ -201,10 +208,13 @@ class ChunkNormalization:
 
     def add_record(self, record: SourceRecord) -> None:
         """Normalize one record: its rows join the chunk, or it is counted as skipped or quarantined."""
-        index = self.read
-        self.read += 1
         ctx, rows = self.ctx, self.rows
         resource = record.resource
+        kind = resource.get("resourceType") if resource is not None else None
+        if type(kind) is str and kind in ORDER_TYPES and ctx.medications.hold(record):
+            return  # read, and counted, once the batch's Medications are all known
+        index = self.read
+        self.read += 1
         if resource is None:
             error = record.error or "input.unreadable"
             if error in _SKIPPED_READER_ERRORS:
@@ -215,6 +225,10 @@ class ChunkNormalization:
                 )
             return
         resource_type = resource.get("resourceType")
+        if resource_type == "Medication":
+            ctx.medications.add(resource)
+            self.skipped[MEDICATION_READ] += 1
+            return
         # Not a string (a list, an object): unsupported, as a missing type is.
         if not isinstance(resource_type, str) or resource_type not in EXTRACTORS:
             _unsupported(record, resource_type, self.skipped, self.quarantined, ctx)

@@ -6,6 +6,8 @@ source resource was made available (its ``meta.lastUpdated``, else the ingest ti
 ``issued_at`` the resource's ``issued`` (Observations), both raised to ``effective_at`` when
 earlier. ``value_num`` is in ``unit``, the concept's canonical unit; ``source_unit`` is the unit
 the value was sent in, before conversion (data quality reads it: ``quality.unit_mix``).
+``effective_basis`` is null when ``effective_at`` is when the event happened (an onset, an
+effective or performed time), ``recorded`` when it is only when the record was made.
 When the platform could have known a fact follows from these over all versions of its resource
 (``vitalops.lake.versions``: a first version at ``issued``, else ``known_at``; a later one
 at its own ``known_at``, never before the version it follows).
@@ -61,9 +63,15 @@ FACTS_SCHEMA = pa.schema(
         # The unit the value arrived in (a Quantity's code, else its unit), in its UCUM spelling;
         # null for a coded value, a unit that is free text or an annotation, and older lakes.
         pa.field("source_unit", pa.string()),
+        # What effective_at was taken from when it is not the event's own time: "recorded" for a
+        # Condition dated by its recordedDate (no onset[x]); null otherwise, and in older lakes.
+        pa.field("effective_basis", pa.string()),
     ]
 )
 FACTS_PARTITIONS = ["site", "month"]
+#: ``effective_basis`` of a fact whose time is when its record was made (a Condition's
+#: ``recordedDate``, taken when it has no onset date), not when the event happened.
+RECORDED = "recorded"
 
 
 _NULLABLE_FACT_COLUMNS = tuple((column.name, column) for column in FACTS_SCHEMA if column.nullable)
@@ -71,7 +79,7 @@ _NULLABLE_FACT_COLUMNS = tuple((column.name, column) for column in FACTS_SCHEMA 
 
 def with_all_columns(facts: pa.Table) -> pa.Table:
     """``facts`` with a null column for each nullable FACTS_SCHEMA column it lacks (a table in the
-    form from before ``issued_at`` or ``source_unit`` existed)."""
+    form from before ``issued_at``, ``source_unit`` or ``effective_basis`` existed)."""
     names = set(facts.column_names)
     for name, column in _NULLABLE_FACT_COLUMNS:
         if name not in names:

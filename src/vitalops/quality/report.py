@@ -11,6 +11,11 @@ Rules (stable ids, each counted per site):
 - ``code.absent``: coded facts (conditions, medications, procedures, observations) without a
   usable code: a local code no mapping names, or one not in its system's syntax, is not stored;
 - ``duplicates``: facts repeated in the input or already in the lake;
+- ``conditions_dated_recorded``: conditions without an onset date, dated by their ``recordedDate``
+  (the fact's ``effective_basis`` is ``recorded``: when it was entered, at or after its onset);
+- ``observations_without_effective``: Observations quarantined for want of ``effective[x]``
+  (``required.effective``, with or without ``issued``; the ``quarantined`` count of that rule also
+  holds medication orders and administrations without a start time);
 plus completeness (facts per concept and day), birth years and freshness.
 
 No patient data appears, and no statistic equals one patient's value. Each figure is a count, a
@@ -49,6 +54,7 @@ from vitalops.db.tables.ingest import IngestBatchRow
 from vitalops.errors import InvalidInput, NotFound
 from vitalops.lake.facts import FactsStore
 from vitalops.lake.quarantine import QuarantineStore
+from vitalops.lake.schema import RECORDED
 from vitalops.terminology import load_terminology
 
 EARLIEST_PLAUSIBLE = datetime(1900, 1, 1).isoformat() + "+00:00"
@@ -74,6 +80,8 @@ class SiteQuality:
     unknown_patients: int = 0
     unmapped_codes: list[dict[str, Any]] = field(default_factory=list)
     codes_absent: int = 0
+    conditions_dated_recorded: int = 0
+    observations_without_effective: int = 0
     birth_years: dict[str, Any] = field(default_factory=dict)
     completeness: dict[str, dict[str, Any]] = field(default_factory=dict)
     freshness: dict[str, Any] = field(default_factory=dict)
@@ -139,6 +147,7 @@ def quality_report(
         _unknown_patients(connection, sites)
         _unmapped(connection, sites, k)
         _codes_absent(connection, sites)
+        _time_sources(connection, sites)
         _birth_years(connection, sites, k, now)
         _completeness(connection, sites, k)
         _freshness(connection, sites, now, k)
@@ -250,6 +259,19 @@ def _codes_absent(connection: duckdb.DuckDBPyConnection, sites: dict[str, SiteQu
         f"SELECT site, count(*) FROM facts WHERE code IS NULL AND concept IS NULL AND kind IN ({kinds}) GROUP BY site"  # noqa: S608 - constants
     ).fetchall():
         sites[site].codes_absent = count
+
+
+def _time_sources(connection: duckdb.DuckDBPyConnection, sites: dict[str, SiteQuality]) -> None:
+    for site, count in connection.sql(
+        "SELECT site, count(*) FROM facts WHERE kind = 'condition' AND effective_basis = $recorded GROUP BY site",
+        params={"recorded": RECORDED},
+    ).fetchall():
+        sites[site].conditions_dated_recorded = count
+    for site, count in connection.sql(
+        "SELECT site, count(*) FROM quarantine WHERE resource_type = 'Observation' AND rule = 'required.effective' "
+        "GROUP BY site"
+    ).fetchall():
+        sites[site].observations_without_effective = count
 
 
 def _kth(values: list[Any], k: int, *, largest: bool) -> Any:
