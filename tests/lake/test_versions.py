@@ -114,16 +114,17 @@ def test_without_whole_number_ids_versions_follow_their_known_at_then_their_text
 
 
 def test_a_lake_written_before_issued_at_existed_reads_and_takes_new_facts(tmp_path: Path) -> None:
-    old_schema = pa.schema([f for f in FACTS_SCHEMA if f.name not in ("issued_at", "source_unit")])
+    old_schema = pa.schema([f for f in FACTS_SCHEMA if f.name not in ("issued_at", "source_unit", "effective_basis")])
     old = table([version_fact("1", minutes(60), value=80.0)]).select(old_schema.names).cast(old_schema)
     store = FactsStore(str(tmp_path))
     write_deltalake(store.uri, old, partition_by=FACTS_PARTITIONS)
     assert store.dataset().to_table().column("issued_at").to_pylist() == [None]
     assert store.dataset().to_table().column("source_unit").to_pylist() == [None]
+    assert store.dataset().to_table().column("effective_basis").to_pylist() == [None]
     assert only_view(store.dataset().to_table(), minutes(60)) == [("o1", "1", minutes(60))]
     # The amendment lands (the table gains the column) and supersedes from its own known time.
     assert store.append(table([version_fact("2", minutes(300), issued=minutes(60), value=95.0)])) == 1
-    assert {"issued_at", "source_unit"} <= {f.name for f in DeltaTable(store.uri).schema().fields}
+    assert {"issued_at", "source_unit", "effective_basis"} <= {f.name for f in DeltaTable(store.uri).schema().fields}
     facts = store.dataset().to_table()
     assert only_view(facts, minutes(299)) == [("o1", "1", minutes(60))]
     assert only_view(facts, minutes(300)) == [("o1", "2", minutes(300))]
