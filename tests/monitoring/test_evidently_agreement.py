@@ -1,0 +1,251 @@
+"""Our drift statistics against Evidently 0.7.23's own stattest functions, run in Evidently's pinned
+environment (bench/_evidently.py, built on first use and cached under ~/.cache): equal where the
+test is the same, and each known difference asserted as what it is.
+
+Evidently cannot be imported beside pandas 3, so every case goes to its worker in one call; the
+environment not building is a failure here, not a skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from scipy.spatial.distance import jensenshannon
+
+from vitalops.monitoring.stats import (
+    EVIDENTLY_DISTANCE,
+    EVIDENTLY_P,
+    PSI_FLOOR,
+    Distribution,
+    chi_square,
+    chi_square_goodness_of_fit,
+    evidently_rule,
+    psi,
+    vitalops_rule,
+)
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+#: A cold environment is a pip install of Evidently and pandas (about 75-90 s here, more on a slow mirror).
+pytestmark = pytest.mark.timeout(900)
+
+#: Both sides evaluate the same float64 formula, ours over distinct values with counts and
+#: Evidently's over rows, so they differ only by the order of the sums (about 1e-13 at these sizes).
+SAME = {"rel": 1e-9, "abs": 1e-12}
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _categories(seed: int, shares: list[float], size: int, first: float = 1.0) -> np.ndarray:
+    p = np.asarray(shares)
+    return _rng(seed).choice(p.shape[0], size=size, p=p / p.sum()).astype(np.float64) + first
+
+
+def _heart_rate(seed: int, size: int, shift: float = 0.0) -> np.ndarray:
+    return np.round(_rng(seed).normal(85.0 + shift, 15.0, size))
+
+
+TRIAGE = [0.05, 0.25, 0.45, 0.20, 0.05]
+TRIAGE_MOVED = [0.10, 0.38, 0.35, 0.13, 0.04]
+
+#: name: (reference, current, feature type as declared to Evidently). Reference over 1,000 rows:
+#: Evidently's default is normed Wasserstein (numeric) or Jensen-Shannon (categorical); 1,000 or
+#: fewer: KS, chi-square, or a Z test for two categories.
+CASES: dict[str, tuple[np.ndarray, np.ndarray, str]] = {
+    "numeric_same": (_heart_rate(1, 4000), _heart_rate(2, 3000), "num"),
+    "numeric_shifted": (_heart_rate(1, 4000), _heart_rate(3, 3000, shift=4.5), "num"),
+    "lab_same": (np.round(_rng(4).lognormal(0.0, 0.3, 4000), 2), np.round(_rng(5).lognormal(0.0, 0.3, 2500), 2),
+                 "num"),
+    "triage_same": (_categories(6, TRIAGE, 4000), _categories(7, TRIAGE, 3000), "cat"),
+    "triage_moved": (_categories(6, TRIAGE, 4000), _categories(8, TRIAGE_MOVED, 3000), "cat"),
+    "binary_same": (_categories(9, [0.8, 0.2], 4000, 0.0), _categories(10, [0.8, 0.2], 3000, 0.0), "cat"),
+    "binary_moved": (_categories(9, [0.8, 0.2], 4000, 0.0), _categories(11, [0.62, 0.38], 3000, 0.0), "cat"),
+    # a category absent from the current data (ESI 1 and 5 never charted on a night shift)
+    "triage_empty": (_categories(6, TRIAGE, 4000), _categories(12, [0.0, 0.3, 0.5, 0.2, 0.0], 3000), "cat"),
+    # small references: Evidently's p-value tests
+    "small_numeric_same": (_heart_rate(13, 800), _heart_rate(14, 900), "num"),
+    "small_numeric_shifted": (_heart_rate(13, 800), _heart_rate(15, 900, shift=3.0), "num"),
+    "small_numeric_large_current_same": (_heart_rate(16, 1000), _heart_rate(17, 12_000), "num"),
+    "small_numeric_large_current_shifted": (_heart_rate(16, 1000), _heart_rate(18, 12_000, shift=2.0), "num"),
+    "small_triage_same": (_categories(19, TRIAGE, 800), _categories(20, TRIAGE, 700), "cat"),
+    "small_triage_moved": (_categories(19, TRIAGE, 800), _categories(21, TRIAGE_MOVED, 700), "cat"),
+    "small_binary_same": (_categories(22, [0.8, 0.2], 800, 0.0), _categories(23, [0.8, 0.2], 700, 0.0), "cat"),
+    "small_binary_moved": (_categories(22, [0.8, 0.2], 800, 0.0), _categories(24, [0.7, 0.3], 700, 0.0), "cat"),
+    # the test choice: ours from the reference's distinct count, Evidently's from the declared
+    # type and the distinct count of both samples together
+    "five_values_and_a_new_one": (_categories(25, [0.2] * 5, 4000, 0.0),
+                                  np.append(_categories(26, [0.2] * 5, 2990, 0.0), [5.0] * 10), "num"),
+    "seven_categories": (_categories(27, [1 / 7] * 7, 4000), _categories(28, [1 / 7] * 7, 3000), "cat"),
+}
+#: The stattests asked of Evidently by name, beside its default ("auto") on every case.
+NAMED = {"numeric_same": ["wasserstein", "psi"], "numeric_shifted": ["wasserstein", "psi"],
+         "triage_same": ["jensenshannon", "psi"], "triage_moved": ["jensenshannon", "psi"],
+         "binary_moved": ["jensenshannon", "psi"], "triage_empty": ["jensenshannon"],
+         "small_numeric_same": ["ks"], "small_numeric_shifted": ["ks"], "small_triage_moved": ["chisquare"],
+         "small_binary_moved": ["z", "chisquare"]}
+
+
+def _load_evidently() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("vitalops_bench_evidently", BENCH / "_evidently.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def evidently() -> dict[tuple[str, str], dict[str, Any]]:
+    """Evidently's answer per (case, test): its default test on every case and the named ones."""
+    asked = [(name, "auto") for name in CASES] + [(name, test) for name, tests in NAMED.items() for test in tests]
+    request = {"mode": "stattests", "cases": [
+        {"test": test, "reference": CASES[name][0].tolist(), "current": CASES[name][1].tolist(),
+         "feature_type": CASES[name][2]} for name, test in asked]}
+    answers = _load_evidently().worker(request)["answers"]  # EvidentlyUnavailable fails the tests
+    assert len(answers) == len(asked)
+    return dict(zip(asked, answers, strict=True))
+
+
+def _ours(name: str) -> tuple[Distribution, Distribution]:
+    reference, current, _ = CASES[name]
+    return Distribution.from_values(reference), Distribution.from_values(current)
+
+
+def test_evidentlys_default_test_and_decision_are_our_evidently_rules_where_the_test_is_the_same(evidently):
+    # our names for Evidently's tests; the Z test (two categories, small reference) has no twin in our rule
+    twins = {"wasserstein_normed": "wasserstein", "jensenshannon": "jensenshannon", "ks": "ks",
+             "chisquare": "chisquare"}
+    same_test = [name for name in CASES if not name.startswith(("small_binary", "five_values", "seven_categories"))]
+    for name in same_test:
+        verdict, theirs = evidently_rule(*_ours(name)), evidently[(name, "auto")]
+        assert twins[verdict.test] == theirs["test"], name
+        assert verdict.drift == theirs["drift"], name
+    # the cases decide something: both flag every moved or shifted column, and one that is noise:
+    # the goodness-of-fit chi-square treats the 800-row reference as exact, so triage shares drawn
+    # from the same population get p = 0.002 (our own rule's homogeneity test: p = 0.13, no drift)
+    flagged = {name for name in same_test if evidently[(name, "auto")]["drift"]}
+    assert flagged == {"numeric_shifted", "triage_moved", "binary_moved", "small_numeric_shifted",
+                       "small_numeric_large_current_shifted", "small_triage_moved", "triage_empty",
+                       "small_triage_same"}
+    assert not vitalops_rule(*_ours("small_triage_same")).drift
+
+
+@pytest.mark.parametrize("name", ["numeric_same", "numeric_shifted", "lab_same"])
+def test_normed_wasserstein_is_evidentlys(evidently, name):
+    verdict = evidently_rule(*_ours(name))
+    assert verdict.test == "wasserstein_normed" and verdict.threshold == EVIDENTLY_DISTANCE
+    assert verdict.value == pytest.approx(evidently[(name, "auto")]["value"], **SAME)
+    if name in NAMED:
+        assert evidently[(name, "wasserstein")]["value"] == evidently[(name, "auto")]["value"]
+
+
+@pytest.mark.parametrize("name", ["triage_same", "triage_moved", "binary_same", "binary_moved"])
+def test_jensen_shannon_is_evidentlys_when_no_category_is_empty(evidently, name):
+    verdict = evidently_rule(*_ours(name))
+    assert verdict.test == "jensenshannon"
+    assert verdict.value == pytest.approx(evidently[(name, "auto")]["value"], **SAME)
+
+
+def test_jensen_shannon_differs_from_evidentlys_by_our_floor_when_a_category_is_empty(evidently):
+    reference, current = _ours("triage_empty")
+    categories = np.union1d(reference.values, current.values)
+    p = reference.category_counts(categories) / reference.n
+    q = current.category_counts(categories) / current.n
+    assert (q == 0).sum() == 2 and (p > 0).all()
+    theirs = evidently[("triage_empty", "jensenshannon")]["value"]
+    # Evidently: the raw shares, an empty category at zero
+    assert theirs == pytest.approx(jensenshannon(p, q), **SAME)
+    # ours: each share floored at 1e-4 first, which moves the distance by a small, known amount
+    ours = evidently_rule(reference, current).value
+    assert ours == pytest.approx(jensenshannon(np.maximum(p, PSI_FLOOR), np.maximum(q, PSI_FLOOR)), **SAME)
+    assert ours is not None and 1e-4 < theirs - ours < 1e-2
+
+
+def test_ks_p_value_is_evidentlys_when_scipy_picks_the_asymptotic_method(evidently):
+    # Evidently calls ks_2samp with method "auto": asymptotic once a sample has over 10,000 rows,
+    # the method ours always uses
+    for name in ("small_numeric_large_current_same", "small_numeric_large_current_shifted"):
+        verdict, theirs = evidently_rule(*_ours(name)), evidently[(name, "auto")]
+        assert verdict.test == "ks" and theirs["test"] == "ks"
+        assert verdict.value == pytest.approx(theirs["value"], **SAME)
+    assert evidently[("small_numeric_large_current_shifted", "auto")]["value"] < 0.01
+
+
+def test_ks_p_value_is_the_exact_one_in_evidently_and_the_asymptotic_one_in_ours_at_small_sizes(evidently):
+    for name in ("small_numeric_same", "small_numeric_shifted"):
+        reference, current, _ = CASES[name]
+        theirs = evidently[(name, "ks")]["value"]
+        assert theirs == evidently[(name, "auto")]["value"]
+        assert theirs == pytest.approx(sps.ks_2samp(reference, current, method="exact").pvalue, **SAME)
+        ours = evidently_rule(*_ours(name)).value
+        assert ours == pytest.approx(sps.ks_2samp(reference, current, method="asymp").pvalue, **SAME)
+        # different methods, different numbers (by about 0.1-0.3% here, far above rounding), the same decision
+        assert ours is not None and abs(ours - theirs) > 5e-4 * theirs
+        assert (ours < EVIDENTLY_P) == (theirs <= EVIDENTLY_P)
+
+
+@pytest.mark.parametrize("name", ["small_triage_same", "small_triage_moved"])
+def test_chi_square_p_value_is_evidentlys_goodness_of_fit(evidently, name):
+    reference, current = _ours(name)
+    verdict = evidently_rule(reference, current)
+    assert verdict.test == "chisquare" and evidently[(name, "auto")]["test"] == "chisquare"
+    assert verdict.value == pytest.approx(evidently[(name, "auto")]["value"], **SAME)
+    if name in NAMED:
+        assert evidently[(name, "chisquare")]["value"] == pytest.approx(verdict.value, **SAME)
+    # our own rule's test of homogeneity treats the reference as a sample too: a larger p-value
+    categories = np.union1d(reference.values, current.values)
+    _, homogeneity = chi_square(reference.category_counts(categories), current.category_counts(categories))
+    assert homogeneity > verdict.value
+
+
+def test_evidently_uses_a_z_test_for_two_categories_where_our_rule_uses_chi_square(evidently):
+    reference, current = _ours("small_binary_moved")
+    verdict, theirs = evidently_rule(reference, current), evidently[("small_binary_moved", "auto")]
+    assert theirs["test"] == "z" and verdict.test == "chisquare"
+    table = np.vstack([reference.category_counts(np.array([0.0, 1.0])), current.category_counts(np.array([0.0, 1.0]))])
+    # the pooled two-proportion Z test is the homogeneity chi-square without Yates' correction (z^2 = X^2)
+    assert theirs["value"] == pytest.approx(sps.chi2_contingency(table, correction=False).pvalue, rel=1e-7)
+    # ours is the goodness of fit, which Evidently also computes when asked for it by name
+    assert verdict.value == pytest.approx(evidently[("small_binary_moved", "chisquare")]["value"], **SAME)
+    assert verdict.value == pytest.approx(chi_square_goodness_of_fit(table[0], table[1])[1], **SAME)
+    assert verdict.value < theirs["value"] < 0.05
+    # and so the decisions can differ: two samples of one population (20% with the flag), where the
+    # goodness of fit overstates significance and the Z test does not
+    same, theirs_same = evidently_rule(*_ours("small_binary_same")), evidently[("small_binary_same", "auto")]
+    assert theirs_same["test"] == "z" and not theirs_same["drift"] and theirs_same["value"] > EVIDENTLY_P
+    assert same.test == "chisquare" and same.drift and same.value is not None and same.value < 0.01
+
+
+def test_test_choice_differs_where_the_reference_and_the_declared_type_disagree(evidently):
+    # five distinct values in the reference, a sixth in the current data, declared numeric: ours is
+    # categorical (Jensen-Shannon), Evidently counts six values in both together (normed Wasserstein)
+    assert evidently_rule(*_ours("five_values_and_a_new_one")).test == "jensenshannon"
+    assert evidently[("five_values_and_a_new_one", "auto")]["test"] == "wasserstein"
+    # seven levels declared categorical: Evidently judges per category, ours as a number
+    assert evidently_rule(*_ours("seven_categories")).test == "wasserstein_normed"
+    assert evidently[("seven_categories", "auto")]["test"] == "jensenshannon"
+
+
+@pytest.mark.parametrize("name", ["triage_same", "triage_moved", "binary_moved"])
+def test_psi_over_categories_is_evidentlys(evidently, name):
+    reference, current = _ours(name)
+    ours = vitalops_rule(reference, current).statistics["psi"]
+    assert ours == pytest.approx(evidently[(name, "psi")]["value"], **SAME)
+
+
+@pytest.mark.parametrize("name", ["numeric_same", "numeric_shifted"])
+def test_numeric_psi_differs_from_evidentlys_only_by_its_bins(evidently, name):
+    reference, current, _ = CASES[name]
+    ref, cur = _ours(name)
+    theirs = evidently[(name, "psi")]["value"]
+    # Evidently: equal-width Sturges bins over both samples together; ours: the reference's deciles
+    sturges = np.histogram_bin_edges(np.concatenate([reference, current]), bins="sturges")[1:-1]
+    assert psi(ref.histogram(sturges), cur.histogram(sturges)) == pytest.approx(theirs, **SAME)
+    ours = vitalops_rule(ref, cur).statistics["psi"]
+    assert ours is not None and abs(ours - theirs) > 1e-4
