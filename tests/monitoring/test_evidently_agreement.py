@@ -34,9 +34,10 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 #: A cold environment is a pip install of Evidently and pandas (about 75-90 s here, more on a slow mirror).
 pytestmark = pytest.mark.timeout(900)
 
-#: Both sides evaluate the same float64 formula, ours over distinct values with counts and
-#: Evidently's over rows, so they differ only by the order of the sums (about 1e-13 at these sizes).
-SAME = {"rel": 1e-9, "abs": 1e-12}
+def _same(expected: float) -> Any:
+    """Equal but for rounding: both sides evaluate the same float64 formula, ours over distinct values
+    with counts and Evidently's over rows, so they differ only by the order of the sums."""
+    return pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -100,8 +101,11 @@ def _load_evidently() -> ModuleType:
     return module
 
 
+Answers = dict[tuple[str, str], dict[str, Any]]
+
+
 @pytest.fixture(scope="module")
-def evidently() -> dict[tuple[str, str], dict[str, Any]]:
+def evidently() -> Answers:
     """Evidently's answer per (case, test): its default test on every case and the named ones."""
     asked = [(name, "auto") for name in CASES] + [(name, test) for name, tests in NAMED.items() for test in tests]
     request = {"mode": "stattests", "cases": [
@@ -117,7 +121,7 @@ def _ours(name: str) -> tuple[Distribution, Distribution]:
     return Distribution.from_values(reference), Distribution.from_values(current)
 
 
-def test_evidentlys_default_test_and_decision_are_our_evidently_rules_where_the_test_is_the_same(evidently):
+def test_evidentlys_default_test_and_decision_are_our_rules_where_the_test_is_the_same(evidently: Answers) -> None:
     # our names for Evidently's tests; the Z test (two categories, small reference) has no twin in our rule
     twins = {"wasserstein_normed": "wasserstein", "jensenshannon": "jensenshannon", "ks": "ks",
              "chisquare": "chisquare"}
@@ -137,22 +141,22 @@ def test_evidentlys_default_test_and_decision_are_our_evidently_rules_where_the_
 
 
 @pytest.mark.parametrize("name", ["numeric_same", "numeric_shifted", "lab_same"])
-def test_normed_wasserstein_is_evidentlys(evidently, name):
+def test_normed_wasserstein_is_evidentlys(evidently: Answers, name: str) -> None:
     verdict = evidently_rule(*_ours(name))
     assert verdict.test == "wasserstein_normed" and verdict.threshold == EVIDENTLY_DISTANCE
-    assert verdict.value == pytest.approx(evidently[(name, "auto")]["value"], **SAME)
+    assert verdict.value == _same(evidently[(name, "auto")]["value"])
     if name in NAMED:
         assert evidently[(name, "wasserstein")]["value"] == evidently[(name, "auto")]["value"]
 
 
 @pytest.mark.parametrize("name", ["triage_same", "triage_moved", "binary_same", "binary_moved"])
-def test_jensen_shannon_is_evidentlys_when_no_category_is_empty(evidently, name):
+def test_jensen_shannon_is_evidentlys_when_no_category_is_empty(evidently: Answers, name: str) -> None:
     verdict = evidently_rule(*_ours(name))
     assert verdict.test == "jensenshannon"
-    assert verdict.value == pytest.approx(evidently[(name, "auto")]["value"], **SAME)
+    assert verdict.value == _same(evidently[(name, "auto")]["value"])
 
 
-def test_jensen_shannon_differs_from_evidentlys_by_our_floor_when_a_category_is_empty(evidently):
+def test_jensen_shannon_differs_from_evidentlys_by_our_floor_when_a_category_is_empty(evidently: Answers) -> None:
     reference, current = _ours("triage_empty")
     categories = np.union1d(reference.values, current.values)
     p = reference.category_counts(categories) / reference.n
@@ -160,51 +164,51 @@ def test_jensen_shannon_differs_from_evidentlys_by_our_floor_when_a_category_is_
     assert (q == 0).sum() == 2 and (p > 0).all()
     theirs = evidently[("triage_empty", "jensenshannon")]["value"]
     # Evidently: the raw shares, an empty category at zero
-    assert theirs == pytest.approx(jensenshannon(p, q), **SAME)
+    assert theirs == _same(jensenshannon(p, q))
     # ours: each share floored at 1e-4 first, which moves the distance by a small, known amount
     ours = evidently_rule(reference, current).value
-    assert ours == pytest.approx(jensenshannon(np.maximum(p, PSI_FLOOR), np.maximum(q, PSI_FLOOR)), **SAME)
+    assert ours == _same(jensenshannon(np.maximum(p, PSI_FLOOR), np.maximum(q, PSI_FLOOR)))
     assert ours is not None and 1e-4 < theirs - ours < 1e-2
 
 
-def test_ks_p_value_is_evidentlys_when_scipy_picks_the_asymptotic_method(evidently):
+def test_ks_p_value_is_evidentlys_when_scipy_picks_the_asymptotic_method(evidently: Answers) -> None:
     # Evidently calls ks_2samp with method "auto": asymptotic once a sample has over 10,000 rows,
     # the method ours always uses
     for name in ("small_numeric_large_current_same", "small_numeric_large_current_shifted"):
         verdict, theirs = evidently_rule(*_ours(name)), evidently[(name, "auto")]
         assert verdict.test == "ks" and theirs["test"] == "ks"
-        assert verdict.value == pytest.approx(theirs["value"], **SAME)
+        assert verdict.value == _same(theirs["value"])
     assert evidently[("small_numeric_large_current_shifted", "auto")]["value"] < 0.01
 
 
-def test_ks_p_value_is_the_exact_one_in_evidently_and_the_asymptotic_one_in_ours_at_small_sizes(evidently):
+def test_ks_p_value_is_exact_in_evidently_and_asymptotic_in_ours_at_small_sizes(evidently: Answers) -> None:
     for name in ("small_numeric_same", "small_numeric_shifted"):
         reference, current, _ = CASES[name]
         theirs = evidently[(name, "ks")]["value"]
         assert theirs == evidently[(name, "auto")]["value"]
-        assert theirs == pytest.approx(sps.ks_2samp(reference, current, method="exact").pvalue, **SAME)
+        assert theirs == _same(sps.ks_2samp(reference, current, method="exact").pvalue)
         ours = evidently_rule(*_ours(name)).value
-        assert ours == pytest.approx(sps.ks_2samp(reference, current, method="asymp").pvalue, **SAME)
+        assert ours == _same(sps.ks_2samp(reference, current, method="asymp").pvalue)
         # different methods, different numbers (by about 0.1-0.3% here, far above rounding), the same decision
         assert ours is not None and abs(ours - theirs) > 5e-4 * theirs
         assert (ours < EVIDENTLY_P) == (theirs <= EVIDENTLY_P)
 
 
 @pytest.mark.parametrize("name", ["small_triage_same", "small_triage_moved"])
-def test_chi_square_p_value_is_evidentlys_goodness_of_fit(evidently, name):
+def test_chi_square_p_value_is_evidentlys_goodness_of_fit(evidently: Answers, name: str) -> None:
     reference, current = _ours(name)
     verdict = evidently_rule(reference, current)
     assert verdict.test == "chisquare" and evidently[(name, "auto")]["test"] == "chisquare"
-    assert verdict.value == pytest.approx(evidently[(name, "auto")]["value"], **SAME)
+    assert verdict.value == _same(evidently[(name, "auto")]["value"])
     if name in NAMED:
-        assert evidently[(name, "chisquare")]["value"] == pytest.approx(verdict.value, **SAME)
+        assert evidently[(name, "chisquare")]["value"] == _same(verdict.value)
     # our own rule's test of homogeneity treats the reference as a sample too: a larger p-value
     categories = np.union1d(reference.values, current.values)
     _, homogeneity = chi_square(reference.category_counts(categories), current.category_counts(categories))
     assert homogeneity > verdict.value
 
 
-def test_evidently_uses_a_z_test_for_two_categories_where_our_rule_uses_chi_square(evidently):
+def test_evidently_uses_a_z_test_for_two_categories_where_our_rule_uses_chi_square(evidently: Answers) -> None:
     reference, current = _ours("small_binary_moved")
     verdict, theirs = evidently_rule(reference, current), evidently[("small_binary_moved", "auto")]
     assert theirs["test"] == "z" and verdict.test == "chisquare"
@@ -212,8 +216,8 @@ def test_evidently_uses_a_z_test_for_two_categories_where_our_rule_uses_chi_squa
     # the pooled two-proportion Z test is the homogeneity chi-square without Yates' correction (z^2 = X^2)
     assert theirs["value"] == pytest.approx(sps.chi2_contingency(table, correction=False).pvalue, rel=1e-7)
     # ours is the goodness of fit, which Evidently also computes when asked for it by name
-    assert verdict.value == pytest.approx(evidently[("small_binary_moved", "chisquare")]["value"], **SAME)
-    assert verdict.value == pytest.approx(chi_square_goodness_of_fit(table[0], table[1])[1], **SAME)
+    assert verdict.value == _same(evidently[("small_binary_moved", "chisquare")]["value"])
+    assert verdict.value == _same(chi_square_goodness_of_fit(table[0], table[1])[1])
     assert verdict.value < theirs["value"] < 0.05
     # and so the decisions can differ: two samples of one population (20% with the flag), where the
     # goodness of fit overstates significance and the Z test does not
@@ -222,7 +226,7 @@ def test_evidently_uses_a_z_test_for_two_categories_where_our_rule_uses_chi_squa
     assert same.test == "chisquare" and same.drift and same.value is not None and same.value < 0.01
 
 
-def test_test_choice_differs_where_the_reference_and_the_declared_type_disagree(evidently):
+def test_test_choice_differs_where_the_reference_and_the_declared_type_disagree(evidently: Answers) -> None:
     # five distinct values in the reference, a sixth in the current data, declared numeric: ours is
     # categorical (Jensen-Shannon), Evidently counts six values in both together (normed Wasserstein)
     assert evidently_rule(*_ours("five_values_and_a_new_one")).test == "jensenshannon"
@@ -233,19 +237,19 @@ def test_test_choice_differs_where_the_reference_and_the_declared_type_disagree(
 
 
 @pytest.mark.parametrize("name", ["triage_same", "triage_moved", "binary_moved"])
-def test_psi_over_categories_is_evidentlys(evidently, name):
+def test_psi_over_categories_is_evidentlys(evidently: Answers, name: str) -> None:
     reference, current = _ours(name)
     ours = vitalops_rule(reference, current).statistics["psi"]
-    assert ours == pytest.approx(evidently[(name, "psi")]["value"], **SAME)
+    assert ours == _same(evidently[(name, "psi")]["value"])
 
 
 @pytest.mark.parametrize("name", ["numeric_same", "numeric_shifted"])
-def test_numeric_psi_differs_from_evidentlys_only_by_its_bins(evidently, name):
+def test_numeric_psi_differs_from_evidentlys_only_by_its_bins(evidently: Answers, name: str) -> None:
     reference, current, _ = CASES[name]
     ref, cur = _ours(name)
     theirs = evidently[(name, "psi")]["value"]
     # Evidently: equal-width Sturges bins over both samples together; ours: the reference's deciles
     sturges = np.histogram_bin_edges(np.concatenate([reference, current]), bins="sturges")[1:-1]
-    assert psi(ref.histogram(sturges), cur.histogram(sturges)) == pytest.approx(theirs, **SAME)
+    assert psi(ref.histogram(sturges), cur.histogram(sturges)) == _same(theirs)
     ours = vitalops_rule(ref, cur).statistics["psi"]
     assert ours is not None and abs(ours - theirs) > 1e-4
