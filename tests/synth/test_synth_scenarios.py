@@ -132,3 +132,37 @@ def test_unit_mislabel_sends_umol_values_under_mg_dl_at_the_first_site_and_chang
     assert len(ratios[("north", True)]) > 50 and unchanged[("north", False)] > 50
     assert unchanged[("south", True)] > 10 and unchanged[("east", True)] > 10
     assert 87 < float(np.median(ratios[("north", True)])) < 90
+
+
+def test_scenarios_placed_at_sites_change_only_those_sites(tmp_path: Path) -> None:
+    period = {"patients": 240, "sites": SITES, "seed": 5, "start": date(2026, 1, 31), "end": date(2026, 4, 1)}
+    summary = generate_hospital(tmp_path / "placed", **period,
+                                scenario="unit-change@east,population-shift@south", admission_scale=4.0)
+    assert summary.scenario == "unit-change@east,population-shift@south" and summary.change_date == "2026-03-02"
+    change_at = moment("2026-03-02T00:00:00+00:00")
+    units: dict[tuple[str, bool], set[str]] = {}
+    for observation in read_ndjson(tmp_path / "placed" / "Observation.ndjson"):
+        if code_of(observation) == "2160-0":
+            after = moment(observation["effectiveDateTime"]) >= change_at
+            units.setdefault((site_of(observation), after), set()).add(observation["valueQuantity"]["code"])
+    assert units[("east", True)] == {"umol/L"} and units[("east", False)] == {"mg/dL"}
+    assert units[("north", True)] == units[("south", True)] == {"mg/dL"}  # not the default first site
+    shifted = {(s["site"], moment(s["admitted_at"]) >= change_at) for s in _stays(tmp_path / "placed")
+               if s["population_shifted"]}
+    assert shifted == {("south", True)}
+
+
+def test_admission_scale_multiplies_inpatient_stays(tmp_path: Path) -> None:
+    period = {"patients": 200, "sites": SITES, "seed": 8, "start": date(2026, 1, 31), "end": date(2026, 4, 1)}
+    base = generate_hospital(tmp_path / "base", **period).ground_truth["inpatient_stays"]
+    scaled = generate_hospital(tmp_path / "scaled", **period, admission_scale=6.0).ground_truth["inpatient_stays"]
+    assert scaled > 4 * base > 0
+    with pytest.raises(InvalidInput) as caught:
+        generate_hospital(tmp_path / "bad", **period, admission_scale=0)
+    assert caught.value.details["field"] == "admission_scale"
+
+
+@pytest.mark.parametrize("scenario", ["unit-change@nowhere", "unit-change@north,unit-mislabel@north", "meteor@north"])
+def test_a_scenario_placed_badly_is_refused(tmp_path: Path, scenario: str) -> None:
+    with pytest.raises(InvalidInput):
+        generate_hospital(tmp_path, patients=5, sites=SITES, seed=1, scenario=scenario)

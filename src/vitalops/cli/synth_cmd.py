@@ -57,12 +57,17 @@ def register(app: typer.Typer) -> None:
         patients: Annotated[int, typer.Option("--patients", help="Number of patients.")] = 200,
         sites: Annotated[str, typer.Option("--sites", help="Comma-separated site names.")] = "north,south,east",
         seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same bytes.")] = 7,
-        scenario: Annotated[str | None, typer.Option("--scenario", help=f"One of: {', '.join(SCENARIOS)}.")] = None,
+        scenario: Annotated[str | None, typer.Option(
+            "--scenario", help=f"One of: {', '.join(SCENARIOS)}; or NAME@SITE items, comma-separated, to place "
+            "scenarios at sites (the other sites unchanged).")] = None,
         start: Annotated[str | None, typer.Option("--start", help="First day (YYYY-MM-DD).")] = None,
         end: Annotated[str | None, typer.Option("--end", help="Last day (YYYY-MM-DD).")] = None,
         defects: Annotated[
             bool, typer.Option("--defects", help="Plant a few realistic feed defects into the last site.")
         ] = False,
+        admission_scale: Annotated[float, typer.Option(
+            "--admission-scale", help="Multiply every patient's admission rate (more inpatient-days from fewer "
+            "patients).")] = 1.0,
         as_json: JsonOption = False,
     ) -> None:
         """Write a synthetic multi-site hospital as FHIR R4 bulk NDJSON, with ground truth."""
@@ -91,5 +96,6 @@ def register(app: typer.Typer) -> None:
                 end=last,
                 progress=lambda done: progress.update(task, completed=done),
                 defects=defects,
+                admission_scale=admission_scale,
             )
         emit(summary.to_dict(), as_json, _render)

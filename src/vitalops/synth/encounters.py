@@ -66,7 +66,7 @@ def plan_stay(
     rng: np.random.Generator, ids: IdMint, patient: PatientRecord, admitted_at: int, scenario: Scenario
 ) -> Stay:
     """Decide a stay's course: severity, sepsis, true risk, and whether and when it deteriorates."""
-    shifted = scenario.population_shifted(admitted_at)
+    shifted = scenario.population_shifted(patient.site.index, admitted_at)
     severity = float(rng.normal()) + (POPULATION_SHIFT_SEVERITY if shifted else 0.0)
     sepsis = bool(rng.random() < 0.06 + 0.03 * patient.comorbidity_count)
     risk = logistic(deterioration_logit(patient, admitted_at, severity, sepsis))
@@ -82,7 +82,7 @@ def plan_stay(
         deterioration_risk=risk,
         deteriorated=deteriorated,
         shifted_population=shifted,
-        lactate_signal=scenario.lactate_signal(admitted_at),
+        lactate_signal=scenario.lactate_signal(patient.site.index, admitted_at),
     )
     if rng.random() < ADMITTED_VIA_ED_SHARE:
         stay.ed_id = ids.new()

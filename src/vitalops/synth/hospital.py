@@ -42,6 +42,8 @@ from vitalops.synth.summary import GroundTruthTally, SynthSummary
 from vitalops.synth.writer import RESOURCE_TYPES, BulkWriter
 
 DEFAULT_START = date(2024, 1, 1)
+#: The largest admission-rate multiplier (beyond it stays would overlap more than they follow each other).
+MAX_ADMISSION_SCALE = 20.0
 DEFAULT_END = date(2025, 12, 31)
 READMISSION_WINDOW = 30 * DAY
 AMBULATORY_PER_YEAR = 1.5
@@ -57,13 +59,14 @@ def _utc_text(moment: int | None) -> str | None:
     return None if moment is None else datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def admission_rate_per_year(patient: PatientRecord, moment: int, scenario: Scenario) -> float:
-    """Unplanned admissions per year; after a population shift, older and sicker patients come more often."""
+def admission_rate_per_year(patient: PatientRecord, moment: int, scenario: Scenario, scale: float = 1.0) -> float:
+    """Unplanned admissions per year (times ``scale``); after a population shift, older and sicker
+    patients come more often."""
     age_decades = (patient.age_at(moment) - 65.0) / 10.0
     logit = 0.3 * patient.comorbidity_count + 0.25 * age_decades + 0.35 * patient.frailty
-    if scenario.population_shifted(moment):
+    if scenario.population_shifted(patient.site.index, moment):
         logit += 0.6 * age_decades + 0.3 * (patient.comorbidity_count - 1.5)
-    return 0.3 * math.exp(logit)
+    return 0.3 * scale * math.exp(logit)
 
 
 def check_arguments(
@@ -85,18 +88,20 @@ def check_arguments(
         raise InvalidInput("seed must be zero or positive", details={"field": "seed"})
     if (end - start).days < 60:
         raise InvalidInput("the period must span at least 60 days (end after start)", details={"field": "end"})
-    return Scenario.choose(scenario, start, end)
+    return Scenario.choose(scenario, start, end, list(sites))
 
 
 class _PatientSimulation:
     """Simulates one patient's whole history in the period and collects its resources."""
 
     def __init__(
-        self, seed: int, site: SiteProfile, index: int, start_at: int, end_at: int, scenario: Scenario
+        self, seed: int, site: SiteProfile, index: int, start_at: int, end_at: int, scenario: Scenario,
+        admission_scale: float = 1.0,
     ) -> None:
         self.rng = np.random.default_rng([seed, index, 0])
         self.ids = IdMint(np.random.default_rng([seed, index, 1]))
         self.start_at, self.end_at, self.scenario = start_at, end_at, scenario
+        self.admission_scale = admission_scale
         self.patient = draw_patient(self.rng, self.ids, site, index, start_at)
         self.baseline = Baseline.draw(self.rng, self.patient)
         self.observations = ObservationMaker(self.patient, self.ids, scenario)
@@ -114,7 +119,7 @@ class _PatientSimulation:
         self.truth.insert(0, self._patient_truth())
 
     def _gap(self, moment: int) -> int:
-        rate = admission_rate_per_year(self.patient, moment, self.scenario)
+        rate = admission_rate_per_year(self.patient, moment, self.scenario, self.admission_scale)
         return int(self.rng.exponential(1.0 / rate) * YEAR)
 
     def _admissions(self) -> None:
@@ -262,11 +267,15 @@ def generate_hospital(
     end: date | None = None,
     progress: Callable[[int], None] | None = None,
     defects: bool = False,
+    admission_scale: float = 1.0,
 ) -> SynthSummary:
     """Simulate ``patients`` patients over ``sites`` and write the bulk export into ``out_dir``.
 
     ``progress`` (optional) is called with the number of patients done so far. ``defects`` plants a
-    few realistic feed defects into the last site's export (see ``vitalops.synth.defects``). Raises
+    few realistic feed defects into the last site's export (see ``vitalops.synth.defects``).
+    ``admission_scale`` multiplies every patient's admission rate (a population drawn from those a
+    hospital admits, for more inpatient-days from fewer patients). ``scenario`` is a name, or
+    ``NAME@SITE`` items separated by commas (see ``vitalops.synth.scenarios``). Raises
     InvalidInput for bad arguments (unknown scenario, bad site names, an empty or short period,
     an output folder that cannot be written).
     """
@@ -274,6 +283,9 @@ def generate_hospital(
     end = end or DEFAULT_END
     site_names = list(sites)
     chosen = check_arguments(patients=patients, sites=site_names, seed=seed, scenario=scenario, start=start, end=end)
+    if not 0 < admission_scale <= MAX_ADMISSION_SCALE:
+        raise InvalidInput(f"admission_scale must be above 0 and at most {MAX_ADMISSION_SCALE:g}",
+                           details={"field": "admission_scale"})
     start_at, end_at = _epoch(start), _epoch(end) + DAY
     profiles = build_sites(site_names)
     tally = GroundTruthTally()
@@ -281,7 +293,7 @@ def generate_hospital(
     with BulkWriter(out_dir, site_names) as writer:
         for index in range(patients):
             site = profiles[index % len(profiles)]
-            simulation = _PatientSimulation(seed, site, index, start_at, end_at, chosen)
+            simulation = _PatientSimulation(seed, site, index, start_at, end_at, chosen, admission_scale)
             simulation.run()
             writer.write_many(site.name, "Patient", simulation.patient_versions())
             writer.write_many(site.name, "Encounter", simulation.encounters)

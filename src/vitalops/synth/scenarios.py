@@ -15,10 +15,15 @@
     rises with severity or before deterioration, so a model that leaned on it degrades.
 
 The change date is the midpoint of the simulated period (a UTC midnight).
+
+A scenario can be placed at named sites instead, and several at once, as ``NAME@SITE`` items
+separated by commas (``unit-mislabel@north,population-shift@east``): each changes only that site's
+patients and feed, so the other sites are the controls. A bare ``NAME`` keeps the places above.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -32,24 +37,41 @@ POPULATION_SHIFT_SEVERITY = 0.5
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """The effect of the chosen scenario, as pure functions of site and time (epoch seconds)."""
+    """The effect of the chosen scenarios, as pure functions of site and time (epoch seconds).
+
+    ``changes`` pairs each scenario with the index of the site it changes, or None for its default
+    place (the first site for the ``unit-*`` scenarios, every site for the others)."""
 
     name: str | None
     change_at: int | None
+    changes: tuple[tuple[str, int | None], ...] = ()
 
     @classmethod
-    def choose(cls, name: str | None, start: date, end: date) -> Scenario:
-        """The scenario called ``name`` (None for none); raises InvalidInput for an unknown name."""
+    def choose(cls, name: str | None, start: date, end: date, sites: Sequence[str] = ()) -> Scenario:
+        """The scenario ``name`` (None for none; ``NAME@SITE,...`` to place them at ``sites``);
+        raises InvalidInput for an unknown scenario or site, or a site named twice."""
         if name is None:
             return cls(None, None)
-        if name not in SCENARIOS:
-            raise InvalidInput(
-                f"unknown scenario {name!r}; valid scenarios: {', '.join(SCENARIOS)}",
-                details={"scenario": name, "valid": list(SCENARIOS)},
-            )
+        changes: list[tuple[str, int | None]] = []
+        for item in name.split(","):
+            scenario, _, site = item.strip().partition("@")
+            if scenario not in SCENARIOS:
+                raise InvalidInput(
+                    f"unknown scenario {scenario!r}; valid scenarios: {', '.join(SCENARIOS)}",
+                    details={"scenario": scenario, "valid": list(SCENARIOS)},
+                )
+            if not site:
+                changes.append((scenario, None))
+                continue
+            if site not in sites:
+                raise InvalidInput(f"scenario {scenario!r} is placed at a site that is not simulated",
+                                   details={"field": "scenario", "sites": list(sites)})
+            if any(s == sites.index(site) for _, s in changes):
+                raise InvalidInput("a site can have one scenario only", details={"field": "scenario"})
+            changes.append((scenario, sites.index(site)))
         midpoint = date.fromordinal((start.toordinal() + end.toordinal()) // 2)
         change_at = int(datetime(midpoint.year, midpoint.month, midpoint.day, tzinfo=UTC).timestamp())
-        return cls(name, change_at)
+        return cls(name, change_at, tuple(changes))
 
     @property
     def change_date(self) -> str | None:
@@ -58,21 +80,26 @@ class Scenario:
             return None
         return datetime.fromtimestamp(self.change_at, UTC).date().isoformat()
 
-    def _after(self, name: str, moment: int) -> bool:
-        return self.name == name and self.change_at is not None and moment >= self.change_at
+    def _after(self, name: str, site_index: int, moment: int, *, default_site: int | None) -> bool:
+        if self.change_at is None or moment < self.change_at:
+            return False
+        for scenario, site in self.changes:
+            if scenario == name and (site == site_index or (site is None and default_site in (None, site_index))):
+                return True
+        return False
 
     def creatinine_in_umol(self, site_index: int, effective_at: int) -> bool:
         """Whether a creatinine result drawn at ``effective_at`` at this site is reported in umol/L."""
-        return site_index == 0 and self._after("unit-change", effective_at)
+        return self._after("unit-change", site_index, effective_at, default_site=0)
 
     def creatinine_mislabelled(self, site_index: int, effective_at: int) -> bool:
         """Whether a creatinine result drawn at ``effective_at`` at this site is sent in umol/L labelled mg/dL."""
-        return site_index == 0 and self._after("unit-mislabel", effective_at)
+        return self._after("unit-mislabel", site_index, effective_at, default_site=0)
 
-    def population_shifted(self, admitted_at: int) -> bool:
+    def population_shifted(self, site_index: int, admitted_at: int) -> bool:
         """Whether an admission at ``admitted_at`` comes from the shifted, older and sicker population."""
-        return self._after("population-shift", admitted_at)
+        return self._after("population-shift", site_index, admitted_at, default_site=None)
 
-    def lactate_signal(self, admitted_at: int) -> float:
+    def lactate_signal(self, site_index: int, admitted_at: int) -> float:
         """How strongly lactate follows severity for a stay admitted at ``admitted_at`` (1 normal, 0 none)."""
-        return 0.0 if self._after("protocol-change", admitted_at) else 1.0
+        return 0.0 if self._after("protocol-change", site_index, admitted_at, default_site=None) else 1.0
