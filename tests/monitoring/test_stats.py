@@ -163,7 +163,7 @@ def test_small_windows_of_pure_noise_are_flagged_by_evidently_at_large_n_and_rar
     assert ours <= 5
 
 
-def test_evidentlys_small_reference_rule_uses_ks_and_chi_square():
+def test_evidentlys_small_reference_rule_uses_ks_chi_square_and_the_z_test():
     rng = np.random.default_rng(10)
     reference = Distribution.from_values(rng.normal(size=800))
     shifted = Distribution.from_values(rng.normal(0.3, 1.0, size=800))
@@ -172,6 +172,9 @@ def test_evidentlys_small_reference_rule_uses_ks_and_chi_square():
     categorical = Distribution.from_values(rng.choice([0.0, 1.0], p=[0.7, 0.3], size=800))
     same = Distribution.from_values(rng.choice([0.0, 1.0], p=[0.7, 0.3], size=800))
     verdict = evidently_rule(categorical, same)
+    assert verdict.test == "z" and not verdict.drift  # two categories: the two-proportion Z test
+    triage = Distribution.from_values(rng.choice([1.0, 2.0, 3.0, 4.0], size=800))
+    verdict = evidently_rule(triage, Distribution.from_values(rng.choice([1.0, 2.0, 3.0, 4.0], size=800)))
     assert verdict.test == "chisquare"
 
 

@@ -30,8 +30,9 @@ The statistics, and exactly what each computes:
 The rules (``DRIFT_RULES``):
 
 * ``evidently``: Evidently 0.7's default, for comparability. Reference of 1,000 rows or fewer:
-  KS p < 0.05 for a numeric feature, chi-square (goodness of fit) p < 0.05 for a categorical one;
-  above 1,000 rows: normed Wasserstein >= 0.1 for a numeric feature, Jensen-Shannon >= 0.1 for a
+  KS p < 0.05 for a numeric feature, chi-square (goodness of fit) p < 0.05 for a categorical one,
+  the pooled two-proportion Z test p < 0.05 for one with two categories; above 1,000 rows: normed
+  Wasserstein >= 0.1 for a numeric feature, Jensen-Shannon (raw shares, no floor) >= 0.1 for a
   categorical one. A feature with at most 5 distinct values is categorical.
 * ``vitalops`` (our default): an effect size that matters *and* evidence that it is not noise.
   A numeric feature drifts when KS p < 0.01 and either PSI >= 0.2 or the robust Wasserstein
@@ -234,6 +235,18 @@ def chi_square(reference_counts: np.ndarray, current_counts: np.ndarray) -> tupl
     return float(result.statistic), float(result.pvalue)
 
 
+def two_proportion_z(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
+    """Two-sided p-value of the pooled two-proportion Z test on two categories (Evidently's test for
+    a binary column with a small reference); z squared is the homogeneity chi-square without
+    Yates' correction, which is how it is computed."""
+    from scipy.stats import chi2_contingency
+
+    table = np.vstack([reference_counts, current_counts]).astype(np.float64)
+    if (table.sum(axis=0) == 0).any() or (table.sum(axis=1) == 0).any():
+        return 1.0
+    return float(chi2_contingency(table, correction=False).pvalue)
+
+
 def chi_square_goodness_of_fit(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
     """Evidently's chi-square: current counts against the reference's shares scaled to the current
     size (``scipy.stats.chisquare``); it treats the reference as exact."""
@@ -283,17 +296,18 @@ def evidently_rule(reference: Distribution, current: Distribution, *, edges: np.
     if reference.n <= EVIDENTLY_SMALL_REFERENCE:
         if categorical:
             categories = np.union1d(reference.values, current.values)
-            _, p = chi_square_goodness_of_fit(reference.category_counts(categories),
-                                              current.category_counts(categories))
+            ref_counts, cur_counts = reference.category_counts(categories), current.category_counts(categories)
+            if categories.shape[0] == 2:  # two categories: the pooled two-proportion Z test
+                p = two_proportion_z(ref_counts, cur_counts)
+                return Verdict(p < EVIDENTLY_P, "evidently", "z", p, EVIDENTLY_P)
+            _, p = chi_square_goodness_of_fit(ref_counts, cur_counts)
             return Verdict(p < EVIDENTLY_P, "evidently", "chisquare", p, EVIDENTLY_P)
         _, p = ks_2samp(reference, current)
         return Verdict(p < EVIDENTLY_P, "evidently", "ks", p, EVIDENTLY_P)
     if categorical:
         categories = np.union1d(reference.values, current.values)
-        # Evidently floors empty shares at 1e-4 before the distance, as for its PSI
-        p_share = np.maximum(reference.category_counts(categories) / reference.n, PSI_FLOOR)
-        q_share = np.maximum(current.category_counts(categories) / max(current.n, 1), PSI_FLOOR)
-        distance = jensen_shannon(p_share, q_share)
+        # the raw shares, an empty category at zero, as Evidently 0.7 bins them (no floor, unlike its PSI)
+        distance = jensen_shannon(reference.category_counts(categories), current.category_counts(categories))
         return Verdict(distance >= EVIDENTLY_DISTANCE, "evidently", "jensenshannon", distance, EVIDENTLY_DISTANCE)
     distance = wasserstein(reference, current) / reference.std()
     return Verdict(distance >= EVIDENTLY_DISTANCE, "evidently", "wasserstein_normed", distance, EVIDENTLY_DISTANCE)
