@@ -166,3 +166,26 @@ def test_admission_scale_multiplies_inpatient_stays(tmp_path: Path) -> None:
 def test_a_scenario_placed_badly_is_refused(tmp_path: Path, scenario: str) -> None:
     with pytest.raises(InvalidInput):
         generate_hospital(tmp_path, patients=5, sites=SITES, seed=1, scenario=scenario)
+
+
+def test_a_warm_up_opens_the_period_in_steady_state(tmp_path: Path) -> None:
+    """Without a warm-up every patient's first admission falls in the period, and after it each waits
+    out the readmission window: the first weeks are busier than the rest (about 1.4 times, with every
+    seed tried). With one, the first and later weeks admit alike."""
+    period = {"patients": 1500, "sites": ["north"], "seed": 3, "start": date(2026, 1, 31), "end": date(2026, 4, 1),
+              "admission_scale": 8.0}
+
+    def weekly(out: Path) -> np.ndarray:
+        weeks: dict[int, int] = {}
+        for stay in _stays(out):
+            day = (date.fromisoformat(stay["admitted_at"][:10]) - date(2026, 1, 31)).days
+            weeks[day // 7] = weeks.get(day // 7, 0) + 1
+        return np.array([weeks[w] for w in range(8)])  # the whole weeks of the period
+
+    generate_hospital(tmp_path / "cold", **period)
+    generate_hospital(tmp_path / "warm", **period, warmup_days=120)
+    cold, warm = weekly(tmp_path / "cold"), weekly(tmp_path / "warm")
+    assert cold[:2].mean() > 1.2 * cold[4:].mean()
+    assert abs(warm[:2].mean() - warm[4:].mean()) < 0.15 * warm[4:].mean()
+    with pytest.raises(InvalidInput):
+        generate_hospital(tmp_path / "bad", **period, warmup_days=-1)

@@ -68,6 +68,9 @@ def register(app: typer.Typer) -> None:
         admission_scale: Annotated[float, typer.Option(
             "--admission-scale", help="Multiply every patient's admission rate (more inpatient-days from fewer "
             "patients).")] = 1.0,
+        warmup_days: Annotated[int, typer.Option(
+            "--warmup-days", min=0, max=3650, help="Start the admission process this many days before the "
+            "period (nothing of it is written), so the period opens in steady state.")] = 0,
         as_json: JsonOption = False,
     ) -> None:
         """Write a synthetic multi-site hospital as FHIR R4 bulk NDJSON, with ground truth."""
@@ -97,5 +100,6 @@ def register(app: typer.Typer) -> None:
                 progress=lambda done: progress.update(task, completed=done),
                 defects=defects,
                 admission_scale=admission_scale,
+                warmup_days=warmup_days,
             )
         emit(summary.to_dict(), as_json, _render)

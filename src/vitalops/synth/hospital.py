@@ -24,7 +24,7 @@ import numpy as np
 from vitalops.errors import InvalidInput
 from vitalops.synth.codes import CHRONIC_CONDITIONS
 from vitalops.synth.defects import plant_defects
-from vitalops.synth.encounters import Stay, plan_stay, stay_encounters, visit_encounter
+from vitalops.synth.encounters import MEDIAN_STAY_DAYS, Stay, plan_stay, stay_encounters, visit_encounter
 from vitalops.synth.fhir_json import DAY, HOUR, YEAR, IdMint
 from vitalops.synth.observations import Baseline, ObservationMaker, stay_observations, visit_observations
 from vitalops.synth.orders import OrderWriter
@@ -96,12 +96,14 @@ class _PatientSimulation:
 
     def __init__(
         self, seed: int, site: SiteProfile, index: int, start_at: int, end_at: int, scenario: Scenario,
-        admission_scale: float = 1.0,
+        admission_scale: float = 1.0, warmup_days: int = 0,
     ) -> None:
         self.rng = np.random.default_rng([seed, index, 0])
         self.ids = IdMint(np.random.default_rng([seed, index, 1]))
         self.start_at, self.end_at, self.scenario = start_at, end_at, scenario
         self.admission_scale = admission_scale
+        self.warmup = warmup_days * DAY
+        self.seed, self.index = seed, index
         self.patient = draw_patient(self.rng, self.ids, site, index, start_at)
         self.baseline = Baseline.draw(self.rng, self.patient)
         self.observations = ObservationMaker(self.patient, self.ids, scenario)
@@ -118,13 +120,27 @@ class _PatientSimulation:
         self._visits("EMER", EMERGENCY_PER_YEAR * math.exp(0.25 * self.patient.comorbidity_count))
         self.truth.insert(0, self._patient_truth())
 
-    def _gap(self, moment: int) -> int:
+    def _gap(self, moment: int, rng: np.random.Generator | None = None) -> int:
         rate = admission_rate_per_year(self.patient, moment, self.scenario, self.admission_scale)
-        return int(self.rng.exponential(1.0 / rate) * YEAR)
+        return int((rng or self.rng).exponential(1.0 / rate) * YEAR)
+
+    def _first_admission(self) -> int:
+        """When the patient is first admitted in the period. With a warm-up, the admission process
+        runs (timing only, on its own random stream) from ``warmup`` before the period, each stay
+        followed by the readmission window, so the period opens in steady state instead of with
+        every patient's first admission at once (which front-loads the frequent, older patients)."""
+        if not self.warmup:
+            return self.start_at + self._gap(self.start_at)
+        rng = np.random.default_rng([self.seed, self.index, 2])
+        admit = self.start_at - self.warmup + self._gap(self.start_at - self.warmup, rng)
+        while admit < self.start_at:
+            discharged = admit + int(MEDIAN_STAY_DAYS * DAY)
+            admit = discharged + READMISSION_WINDOW + self._gap(discharged, rng)
+        return admit
 
     def _admissions(self) -> None:
         rng, patient = self.rng, self.patient
-        admit = self.start_at + self._gap(self.start_at)
+        admit = self._first_admission()
         previous: dict[str, Any] | None = None
         while admit < self.end_at:
             admit = admit // 60 * 60
@@ -268,13 +284,16 @@ def generate_hospital(
     progress: Callable[[int], None] | None = None,
     defects: bool = False,
     admission_scale: float = 1.0,
+    warmup_days: int = 0,
 ) -> SynthSummary:
     """Simulate ``patients`` patients over ``sites`` and write the bulk export into ``out_dir``.
 
     ``progress`` (optional) is called with the number of patients done so far. ``defects`` plants a
     few realistic feed defects into the last site's export (see ``vitalops.synth.defects``).
     ``admission_scale`` multiplies every patient's admission rate (a population drawn from those a
-    hospital admits, for more inpatient-days from fewer patients). ``scenario`` is a name, or
+    hospital admits, for more inpatient-days from fewer patients). ``warmup_days`` starts the
+    admission process that long before the period (nothing of it is written), so the period opens in
+    steady state. ``scenario`` is a name, or
     ``NAME@SITE`` items separated by commas (see ``vitalops.synth.scenarios``). Raises
     InvalidInput for bad arguments (unknown scenario, bad site names, an empty or short period,
     an output folder that cannot be written).
@@ -286,6 +305,8 @@ def generate_hospital(
     if not 0 < admission_scale <= MAX_ADMISSION_SCALE:
         raise InvalidInput(f"admission_scale must be above 0 and at most {MAX_ADMISSION_SCALE:g}",
                            details={"field": "admission_scale"})
+    if not 0 <= warmup_days <= 3650:
+        raise InvalidInput("warmup_days must be 0 to 3650", details={"field": "warmup_days"})
     start_at, end_at = _epoch(start), _epoch(end) + DAY
     profiles = build_sites(site_names)
     tally = GroundTruthTally()
@@ -293,7 +314,8 @@ def generate_hospital(
     with BulkWriter(out_dir, site_names) as writer:
         for index in range(patients):
             site = profiles[index % len(profiles)]
-            simulation = _PatientSimulation(seed, site, index, start_at, end_at, chosen, admission_scale)
+            simulation = _PatientSimulation(seed, site, index, start_at, end_at, chosen, admission_scale,
+                                            warmup_days)
             simulation.run()
             writer.write_many(site.name, "Patient", simulation.patient_versions())
             writer.write_many(site.name, "Encounter", simulation.encounters)
