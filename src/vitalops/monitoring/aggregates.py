@@ -112,6 +112,23 @@ class WindowAggregates:
     flagged: dict[Key, int] = field(default_factory=dict)
     latency: dict[Key, tuple[int, float | None, float | None, float | None]] = field(default_factory=dict)
     modes: dict[Key, list[str]] = field(default_factory=dict)
+    #: Distinct patients per key (a row without a patient key counts as its own patient).
+    patients: dict[Key, int] = field(default_factory=dict)
+
+
+def distinct_patients(predictions: pa.Table, window_us: int) -> dict[Key, int]:
+    """Per (version, site, window): the distinct patient keys of the rows, each row without a key
+    counted as a patient of its own. Read in this process (patient keys never go to the cluster)."""
+    if predictions.num_rows == 0:
+        return {}
+    at = pc.cast(predictions["at"], pa.int64()).to_numpy(zero_copy_only=False)
+    seen: dict[Key, set[str]] = defaultdict(set)
+    columns = zip(predictions["version"].to_pylist(), predictions["site"].to_pylist(),
+                  predictions["patient_key"].to_pylist(), predictions["prediction_id"].to_pylist(), at, strict=True)
+    for version, site, patient_key, prediction_id, moment in columns:
+        seen[(int(version), str(site), int(moment) // window_us * window_us)].add(
+            patient_key if patient_key is not None else f"row:{prediction_id}")
+    return {key: len(keys) for key, keys in seen.items()}
 
 
 #: The aggregates of a set of predictions, each an Arrow table with a count column ``n`` (and

@@ -51,6 +51,7 @@ from vitalops.monitoring.stats import (
     VITALOPS_WASSERSTEIN,
     chi_square,
     evidently_rule,
+    independent_share,
     ks_2samp,
     psi,
     vitalops_rule,
@@ -178,6 +179,7 @@ def _run_model(database: Database, actor: Principal, name: str, *, lake_root: st
         fairness = fairness_counts(lake_root, predictions, window_us, plans, context.thresholds, outcomes)
         operations = operations_counts(session, name, predictions, window_us, start, end, site=site)
     aggregates = agg.aggregate_predictions(predictions, window_us, names, engine=engine, scheduler=scheduler)
+    aggregates.patients = agg.distinct_patients(predictions, window_us)
     sites = sorted({key[1] for key in aggregates.volume} | ({site} if site else set()))
     quality = agg.aggregate_quality(lake_root, sites, start, end, window_us)
     written = windows = 0
@@ -285,23 +287,25 @@ def _prediction_metrics(add: Any, context: _Context, aggregates: agg.WindowAggre
             add(family, version, site, None, volume, "insufficient_data", {"reason": "no training reference"})
         return
     scores = aggregates.scores[key]
+    independent = (reference.independent_share, independent_share(aggregates.patients.get(key), volume))
     if scores.n < MIN_ROWS_DRIFT:  # too few rows for deciles: said so without computing the statistics
         for family in ("prediction_drift.score_psi", *(f"estimated_performance.{name}" for name in _ESTIMATED)):
             add(family, version, site, None, scores.n, "insufficient_data", {})
     else:
         score_psi = psi(reference.scores.histogram(reference.score_edges), scores.histogram(reference.score_edges))
-        _, score_p = ks_2samp(reference.scores, scores)
+        _, score_p = ks_2samp(reference.scores, scores, independent=independent)
         add("prediction_drift.score_psi", version, site, score_psi, scores.n,
             "flagged" if score_psi >= VITALOPS_PSI and score_p < VITALOPS_P else "ok",
             {"ks_pvalue": score_p, "bins": "reference score deciles", "threshold": VITALOPS_PSI,
-             "reference_fingerprint": reference.fingerprint})
+             "reference_fingerprint": reference.fingerprint, **_sizes(reference, aggregates, key)})
         _estimated_metrics(add, reference, scores, version, site,
                            context.thresholds.get(version, reference.threshold))
     flag_rate = aggregates.flagged[key] / volume
     ratio = flag_rate / reference.flag_rate if reference.flag_rate > 0 else math.inf
     reference_flags = round(reference.flag_rate * reference.rows)
     _, flag_p = chi_square(np.array([reference.rows - reference_flags, reference_flags]),
-                           np.array([volume - aggregates.flagged[key], aggregates.flagged[key]]))
+                           np.array([volume - aggregates.flagged[key], aggregates.flagged[key]]),
+                           independent=independent)
     outside = not FLAG_RATE_RATIO[0] <= ratio <= FLAG_RATE_RATIO[1]
     add("prediction_drift.flag_rate", version, site, flag_rate, volume,
         "flagged" if outside and flag_p < VITALOPS_P else "ok",
@@ -311,7 +315,14 @@ def _prediction_metrics(add: Any, context: _Context, aggregates: agg.WindowAggre
         feature = reference.features.get(name)
         if feature is None:
             continue
-        _feature_metrics(add, version, site, name, feature.distribution, feature.edges, feature.categorical, current)
+        _feature_metrics(add, version, site, name, feature.distribution, feature.edges, feature.categorical, current,
+                         independent)
+
+
+def _sizes(reference: Reference, aggregates: agg.WindowAggregates, key: agg.Key) -> dict[str, Any]:
+    """The sizes the tests' p-values rest on: rows and distinct patients of each sample."""
+    return {"rows": aggregates.volume[key], "patients": aggregates.patients.get(key),
+            "reference_rows": reference.rows, "reference_patients": reference.patients}
 
 
 def _estimated_metrics(add: Any, reference: Reference, scores: Any, version: int, site: str,
@@ -332,9 +343,10 @@ def _estimated_metrics(add: Any, reference: Reference, scores: Any, version: int
 
 
 def _feature_metrics(add: Any, version: int, site: str, name: str, ref: Any, edges: np.ndarray, categorical: bool,
-                     current: Any) -> None:
+                     current: Any, independent: tuple[float, float] = (1.0, 1.0)) -> None:
     rate, ref_rate = current.missing_rate, ref.missing_rate
-    _, missing_p = chi_square(np.array([ref.n, ref.missing]), np.array([current.n, current.missing]))
+    _, missing_p = chi_square(np.array([ref.n, ref.missing]), np.array([current.n, current.missing]),
+                              independent=independent)
     add(f"input_drift.missing_rate/{name}", version, site, rate, current.total,
         "flagged" if abs(rate - ref_rate) >= MISSING_RATE_CHANGE and missing_p < VITALOPS_P else "ok",
         {"reference_missing_rate": ref_rate, "chi2_pvalue": missing_p, "change_threshold": MISSING_RATE_CHANGE})
@@ -343,8 +355,8 @@ def _feature_metrics(add: Any, version: int, site: str, name: str, ref: Any, edg
         for family in families:
             add(f"{family}/{name}", version, site, None, current.n, "insufficient_data", {})
         return
-    ours = vitalops_rule(ref, current, edges=edges)
-    stats = ours.to_dict()
+    ours = vitalops_rule(ref, current, edges=edges, independent=independent)
+    stats = {**ours.to_dict(), "independent_share": list(independent)}
     if categorical:
         add(f"input_drift.psi/{name}", version, site, ours.statistics["psi"], current.n,
             "flagged" if ours.drift else "ok", {**stats, "binning": "one bin per category"})

@@ -5,7 +5,8 @@ frozen ``artifact:`` set), on the rows of its training split when its lineage re
 (else every labelled row): per feature, its value distribution (exact value counts, compressed to
 ``MAX_POINTS`` quantile points when it has more distinct values), its decile bin edges and counts,
 and its missing rate; the version's scores on those rows, their decile edges, its flag rate at
-its threshold, and the isotonic calibration of its scores on those rows' outcomes (for CBPE). The
+its threshold, the isotonic calibration of its scores on those rows' outcomes (for CBPE), and
+the number of distinct patients among the rows (for the drift tests' effective sizes). The
 document is stored content-addressed in the artifact store and its digest in
 ``monitoring_references``; ``fingerprint`` is that digest. It holds no patient keys.
 """
@@ -25,7 +26,7 @@ from vitalops.db.tables.monitoring import MonitoringReferenceRow
 from vitalops.db.tables.registry import ModelVersionRow
 from vitalops.governance.criteria import quantile_bin_edges
 from vitalops.monitoring.cbpe import Calibration
-from vitalops.monitoring.stats import DEFAULT_BINS, Distribution, is_categorical
+from vitalops.monitoring.stats import DEFAULT_BINS, Distribution, independent_share, is_categorical
 
 #: Distinct values a feature's stored reference keeps exactly; beyond, quantile points (KS within 1/MAX_POINTS).
 MAX_POINTS = 5000
@@ -59,6 +60,14 @@ class Reference:
     #: Isotonic calibration of the scores on the reference's outcomes, for CBPE (None: one class only).
     calibration: Calibration | None = None
     fingerprint: str = ""
+    #: Distinct patients among the rows (None: a dataset without patient keys, or a reference
+    #: stored before they were counted; the tests then treat every row as independent).
+    patients: int | None = None
+
+    @property
+    def independent_share(self) -> float:
+        """The share of the reference's rows that are independent (distinct patients over rows)."""
+        return independent_share(self.patients, self.rows)
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -66,6 +75,7 @@ class Reference:
             "dataset_fingerprint": self.dataset_fingerprint, "threshold": self.threshold,
             "flag_rate": self.flag_rate, "bins": DEFAULT_BINS,
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
+            **({} if self.patients is None else {"patients": self.patients}),
             "scores": self.scores.to_dict(), "score_edges": self.score_edges.tolist(),
             "features": {name: {"distribution": f.distribution.compressed(MAX_POINTS).to_dict(),
                                 "edges": f.edges.tolist(), "categorical": f.categorical}
@@ -84,13 +94,15 @@ class Reference:
                    float(document["flag_rate"]), int(document["rows"]), document["dataset_fingerprint"],
                    document["source"],
                    None if document.get("calibration") is None else Calibration.from_dict(document["calibration"]),
-                   fingerprint)
+                   fingerprint, None if document.get("patients") is None else int(document["patients"]))
 
 
 def compute_reference(features: np.ndarray, feature_names: list[str], scores: np.ndarray, threshold: float, *,
-                      dataset_fingerprint: str, source: str, outcomes: np.ndarray | None = None) -> Reference:
+                      dataset_fingerprint: str, source: str, outcomes: np.ndarray | None = None,
+                      patients: int | None = None) -> Reference:
     """The reference of rows ``features`` (NaN = missing; columns ``feature_names``) scored ``scores``,
-    with the isotonic calibration of ``scores`` on ``outcomes`` when both classes occur."""
+    with the isotonic calibration of ``scores`` on ``outcomes`` when both classes occur; ``patients``
+    the distinct patients among the rows, when known."""
     per_feature = {}
     for column, name in enumerate(feature_names):
         values = features[:, column]
@@ -104,10 +116,11 @@ def compute_reference(features: np.ndarray, feature_names: list[str], scores: np
         float(np.mean(scores >= threshold)) if scores.shape[0] else float("nan"), int(features.shape[0]),
         dataset_fingerprint, source,
         Calibration.fit(scores, outcomes) if outcomes is not None and 0 < outcomes.sum() < outcomes.shape[0] else None,
+        patients=patients,
     )
 
 
-def _reference_rows(table: Any, names: list[str], lineage: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
+def _reference_rows(table: Any, names: list[str], lineage: dict[str, Any]) -> tuple[Any, str]:
     from vitalops.training.datasets import labelled_rows, split_rows
 
     rows = labelled_rows(table, names)
@@ -117,8 +130,14 @@ def _reference_rows(table: Any, names: list[str], lineage: dict[str, Any]) -> tu
                                     train_fraction=split.get("train_fraction"),
                                     external_sites=list(split.get("external_sites") or []))
         if len(training):
-            return training.features, training.labels, "training split"
-    return rows.features, rows.labels, "labelled rows"
+            return training, "training split"
+    return rows, "labelled rows"
+
+
+def _patients(keys: np.ndarray | None) -> int | None:
+    if keys is None or any(key is None for key in keys):
+        return None
+    return len(set(keys.tolist()))
 
 
 def _date(value: Any) -> Any:
@@ -150,10 +169,11 @@ def ensure_reference(session: Session, store: ArtifactStore, version_id: int) ->
         return None
     table, fingerprint = read_dataset(store, version.dataset_uri)
     names = Signature.model_validate_json(version.signature_json).feature_names
-    features, outcomes, source = _reference_rows(table, list(names), orjson.loads(version.lineage_json or "{}"))
-    scores = load_predictor(version.artifact_sha256, store=store).predict_proba(features)
-    reference = compute_reference(features, list(names), np.asarray(scores, dtype=np.float64), version.threshold,
-                                  dataset_fingerprint=fingerprint, source=source, outcomes=outcomes)
+    rows, source = _reference_rows(table, list(names), orjson.loads(version.lineage_json or "{}"))
+    scores = load_predictor(version.artifact_sha256, store=store).predict_proba(rows.features)
+    reference = compute_reference(rows.features, list(names), np.asarray(scores, dtype=np.float64), version.threshold,
+                                  dataset_fingerprint=fingerprint, source=source, outcomes=rows.labels,
+                                  patients=_patients(rows.patient_keys))
     digest = store.put(orjson.dumps(reference.to_document(), option=orjson.OPT_SORT_KEYS))
     session.add(MonitoringReferenceRow(version_id=version_id, reference_sha256=digest,
                                        dataset_fingerprint=fingerprint, rows=reference.rows, created_at=utcnow()))

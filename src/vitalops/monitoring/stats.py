@@ -45,6 +45,11 @@ The rules (``DRIFT_RULES``):
   third of patients. The IQR is not moved by the few extreme patients, so the same effect
   threshold catches it. PSI 0.2 sits between the conventional "moderate" (0.1) and "major" (0.25)
   bands of credit scoring, where PSI comes from, and matches the PCCP's behaviour bound scale.
+  Its tests count patients, not rows: a deterioration model scores each inpatient every few
+  hours, so a window's rows are far from independent (age is the same in all of one patient's
+  rows). The engine passes each sample's share of independent rows (distinct patients over rows,
+  ``independent_share``) and the p-values are computed on those effective sizes; the effect sizes
+  are the rows' own.
 """
 
 from __future__ import annotations
@@ -180,9 +185,17 @@ def psi(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
     return psi_of_counts(reference_counts, current_counts)
 
 
-def ks_2samp(reference: Distribution, current: Distribution) -> tuple[float, float]:
+#: Share of a sample's rows that are independent units: 1.0 treats every row as independent.
+Independence = tuple[float, float]
+ROWS_INDEPENDENT: Independence = (1.0, 1.0)
+
+
+def ks_2samp(reference: Distribution, current: Distribution, *,
+             independent: Independence = ROWS_INDEPENDENT) -> tuple[float, float]:
     """(statistic, asymptotic two-sided p-value) of the two-sample KS test, as
-    ``scipy.stats.ks_2samp(method="asymp")`` computes them on the rows."""
+    ``scipy.stats.ks_2samp(method="asymp")`` computes them on the rows; the p-value on the
+    effective sizes ``n * independent`` (rows of one patient are not independent: see
+    ``independent_share``)."""
     from scipy.stats import kstwo
 
     n, m = reference.counts.sum(), current.counts.sum()
@@ -192,8 +205,19 @@ def ks_2samp(reference: Distribution, current: Distribution) -> tuple[float, flo
     cdf_reference = _cdf_at(reference, support) / n
     cdf_current = _cdf_at(current, support) / m
     statistic = float(np.max(np.abs(cdf_reference - cdf_current)))
-    pvalue = float(np.clip(kstwo.sf(statistic, np.round(n * m / (n + m))), 0.0, 1.0))
+    n_eff, m_eff = n * independent[0], m * independent[1]
+    pvalue = float(np.clip(kstwo.sf(statistic, max(1.0, np.round(n_eff * m_eff / (n_eff + m_eff)))), 0.0, 1.0))
     return statistic, pvalue
+
+
+def independent_share(units: int | None, rows: int) -> float:
+    """The share of ``rows`` that are independent: ``units`` (distinct patients) over rows, at most
+    1; 1.0 when the units are unknown. A patient scored every few hours contributes many rows that
+    say much the same; the tests count patients, so a window of 100 rows from 25 patients weighs as
+    25 (a conservative design effect: rows of one patient are treated as one observation)."""
+    if units is None or rows <= 0:
+        return 1.0
+    return float(min(1.0, max(units, 1) / rows))
 
 
 def _cdf_at(distribution: Distribution, points: np.ndarray) -> np.ndarray:
@@ -222,12 +246,15 @@ def jensen_shannon(reference_counts: np.ndarray, current_counts: np.ndarray) -> 
     return float(jensenshannon(p / p.sum(), q / q.sum()))
 
 
-def chi_square(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
+def chi_square(reference_counts: np.ndarray, current_counts: np.ndarray, *,
+               independent: Independence = ROWS_INDEPENDENT) -> tuple[float, float]:
     """(statistic, p-value) of the chi-square test of homogeneity of the 2 x K table (categories
-    absent from both samples dropped), as ``scipy.stats.chi2_contingency`` computes it."""
+    absent from both samples dropped), as ``scipy.stats.chi2_contingency`` computes it, each row
+    of counts scaled to its effective size (``independent``)."""
     from scipy.stats import chi2_contingency
 
-    table = np.vstack([reference_counts, current_counts]).astype(np.float64)
+    table = np.vstack([np.asarray(reference_counts, dtype=np.float64) * independent[0],
+                       np.asarray(current_counts, dtype=np.float64) * independent[1]])
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         return 0.0, 1.0
@@ -313,15 +340,18 @@ def evidently_rule(reference: Distribution, current: Distribution, *, edges: np.
     return Verdict(distance >= EVIDENTLY_DISTANCE, "evidently", "wasserstein_normed", distance, EVIDENTLY_DISTANCE)
 
 
-def vitalops_rule(reference: Distribution, current: Distribution, *, edges: np.ndarray | None = None) -> Verdict:
+def vitalops_rule(reference: Distribution, current: Distribution, *, edges: np.ndarray | None = None,
+                  independent: Independence = ROWS_INDEPENDENT) -> Verdict:
     """Our default: an effect size at or over its threshold and a significant test (module docstring).
 
-    ``edges`` are the reference's stored quantile bin edges (deciles of the reference when None).
+    ``edges`` are the reference's stored quantile bin edges (deciles of the reference when None);
+    ``independent`` the share of each sample's rows that are independent (``independent_share``),
+    which the tests' p-values use and the effect sizes do not.
     """
     if is_categorical(reference):
         categories = np.union1d(reference.values, current.values)
         ref_counts, cur_counts = reference.category_counts(categories), current.category_counts(categories)
-        _, p = chi_square(ref_counts, cur_counts)
+        _, p = chi_square(ref_counts, cur_counts, independent=independent)
         index = psi(ref_counts, cur_counts)
         shift = float(np.max(np.abs(ref_counts / reference.n - cur_counts / max(current.n, 1))))
         drift = p < VITALOPS_P and (index >= VITALOPS_PSI or shift >= VITALOPS_SHARE_CHANGE)
@@ -330,7 +360,7 @@ def vitalops_rule(reference: Distribution, current: Distribution, *, edges: np.n
     if edges is None:
         edges = np.unique(reference.quantiles(np.linspace(0.0, 1.0, DEFAULT_BINS + 1))[1:-1])
     index = psi(reference.histogram(edges), current.histogram(edges))
-    statistic, p = ks_2samp(reference, current)
+    statistic, p = ks_2samp(reference, current, independent=independent)
     distance = wasserstein(reference, current)
     scale = reference.robust_scale()
     robust = distance / scale if scale > 0 else distance / reference.std()
