@@ -158,6 +158,19 @@ def test_below_the_minimum_sample_is_insufficient_data_never_an_alert(database):
     assert list_alerts(database, OPERATOR) == []
 
 
+def test_a_flagged_only_rule_breaches_where_the_engine_flagged_the_result_too(database):
+    build_model(database)
+    set_rules(database, OPERATOR, MODEL, _rule(metric="input_drift.psi").replace(
+        "    action: none\n", "    action: none\n    flagged_only: true\n"))
+    assert get_rules(database, OPERATOR, MODEL).rules[0].flagged_only
+    noisy = result("input_drift.psi/age", 2, "north", 2, 0.6)  # over the threshold, the test not significant
+    shifted = result("input_drift.psi/age", 2, "south", 2, 0.6).model_copy(update={"status": "flagged"})
+    seed(database, noisy, shifted)
+    summary = _evaluate(database)
+    assert {(j["site"], j["state"]) for j in summary["judged"]} == {("north", "ok"), ("south", "breach")}
+    assert [(a.site, a.metric) for a in list_alerts(database, OPERATOR)] == [("south", "input_drift.psi/age")]
+
+
 def test_stale_and_other_window_lengths_are_not_judged(database):
     build_model(database)
     set_rules(database, OPERATOR, MODEL, RULES)

@@ -13,6 +13,7 @@
         severity: critical          # info | warning | critical
         action: rollback            # none | rollback | review | retrain
         sites: [north]              # optional; default every site
+        flagged_only: false         # optional; true: breach only where the engine flagged it too
 
 Everything is checked when the rules are filed, and a bad rule is refused with InvalidInput naming
 the rule and the field: an unknown field, metric, comparison, severity or action, a duplicate id,
@@ -80,6 +81,9 @@ class AlertRule(BaseModel):
     severity: Literal["info", "warning", "critical"] = "warning"
     action: str = "none"
     sites: tuple[str, ...] | None = None
+    #: Breach only when the result is also flagged by the engine's own rule (for drift: an effect
+    #: size with a significant test on the patients), not on the value alone.
+    flagged_only: bool = False
 
     @property
     def window_length(self) -> timedelta:

@@ -114,6 +114,8 @@ def _newest(session: Session, model: str, rule: AlertRule, now: datetime) -> lis
 def _judge(rule: AlertRule, result: MetricResult) -> str:
     if result.value is None or result.n < rule.min_n or result.status == "insufficient_data":
         return "insufficient_data"
+    if rule.flagged_only and result.status != "flagged":
+        return "ok"
     return "breach" if rule.breached(result.value) else "ok"
 
 
