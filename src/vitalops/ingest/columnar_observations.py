@@ -11,13 +11,19 @@ shape is one this path handles exactly as the per-resource path would:
 * it is strict JSON, as orjson reads it, with every element read of the JSON type the structs
   below declare (the scanner declines anything it is not sure of; msgspec rejects the rest);
 * it is an Observation with an id, a status of the FHIR code list that is not a retraction, a
-  site tag a registered site claims (or none), a version, a plain
-  ``Patient/<id>`` subject, a plain ``Encounter/<id>`` encounter or none (and no ``context``), an
+  site tag a registered site claims (or none), a plain ``Patient/<id>`` subject, a plain
+  ``Encounter/<id>`` encounter or none (and no ``context``), an
   ``effectiveDateTime`` with a time and a zone, and ``issued`` and ``meta.lastUpdated`` each with
   one or absent;
 * every value it has is a finite ``valueQuantity`` number in a unit that converts to its
-  concept's canonical unit, on the resource itself or on each of its components (a panel without
-  a value of its own only when every ``"value`` key of the line belongs to a component Quantity).
+  concept's canonical unit, on the resource itself or on its components, and it has at least one;
+  a panel without a value of its own, or with a component without a Quantity (one absent with a
+  ``dataAbsentReason``, say), only when every ``"value`` key of the line belongs to a Quantity, and
+  the code of every component decodes.
+
+A line without ``meta.versionId`` or ``meta.lastUpdated`` (an export without ``meta``, as Synthea
+writes them) is taken too: its version is the hash of its content that ``extract_common.source_version``
+gives (the line is parsed by orjson for it), and it is known at the ingest time.
 
 Every other line (a Bundle, another resource type, a bad line, anything odd) goes to the
 per-resource path (``ChunkNormalization.add_record``), in its place in the chunk, so the outcome
@@ -39,12 +45,13 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vitalops.fhir.readers import records_of_line
 from vitalops.ingest import native
-from vitalops.ingest.extract_common import SITE_TAG_SYSTEM, Context, pick_coding
+from vitalops.ingest.extract_common import SITE_TAG_SYSTEM, Context, pick_coding, source_version
 from vitalops.ingest.extract_observation import CATEGORY_KINDS, FACT_STATUSES, NUMERIC_KINDS
 from vitalops.ingest.normalize import BlockProvenance, ChunkNormalization
 from vitalops.terminology import UnitError, storable_unit
@@ -176,6 +183,7 @@ class ColumnarObservations:
         self._pairs: dict[tuple[bytes, str | None], _Resolved] = {}
         self._sites: dict[bytes, str] = {}
         self._kinds: dict[bytes, str] = {}
+        self._codes: dict[bytes, bool] = {}  # whether a component code's raw text decodes
         self.taken = 0  # lines normalized here rather than by the per-resource path
 
     def add_lines(self, chunk: ChunkNormalization, file: str, first_line: int, lines: Sequence[bytes]) -> None:
@@ -189,6 +197,7 @@ class ColumnarObservations:
         taken &= site.valid & kind.valid
         values = self._values(block, lines, taken)
         taken[values.refused] = False
+        block.version = _with_content_versions(block.version, lines, taken)
         indexes = _assign_indexes(chunk, file, first_line, lines, taken)
         if not taken.any():
             return
@@ -202,21 +211,28 @@ class ColumnarObservations:
         """Every value of the candidate lines (its line, ordinal, resolved code and unit), and the
         lines refused for a value that is missing, not finite, or in a unit that does not convert."""
         has_own, counts = block.has_own, block.components
-        # A line with no value at all: the per-resource path says why (data absent, no value...).
-        refused = taken & ~has_own & (counts == 0)
-        own = np.flatnonzero(taken & has_own)  # the resource's own value, ordinal 0
-        # The per-resource path looks at every value[x] of the resource itself: take a panel
-        # without a value of its own only when its every '"value' key belongs to a component.
-        bare = np.flatnonzero(taken & ~has_own & (counts > 0))
-        keys = np.fromiter((lines[i].count(_VALUE_KEY) for i in bare.tolist()), np.int64, len(bare))
-        refused[bare[keys != 2 * counts[bare]]] = True
-        # Components of every line, in line order: those of the candidate lines are read.
+        code, number, unit_code, unit_text, no_quantity = block.component_columns
+        # Components of every line, in line order.
         parents = np.repeat(np.arange(len(counts)), counts)
         ordinals = np.arange(len(parents), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts) + 1
-        rows = np.flatnonzero(taken[parents])
+        with_quantity = np.bincount(parents[~no_quantity], minlength=len(counts))
+        quantities = has_own + with_quantity
+        # A line with no value at all: the per-resource path says why (data absent, no value...).
+        refused = taken & (quantities == 0)
+        # The per-resource path looks at every value[x] of the resource itself and of each
+        # component without a Quantity: take such a line only when its every '"value' key belongs
+        # to a Quantity (two each: "valueQuantity" and its "value").
+        counted = np.flatnonzero(taken & (quantities > 0) & (~has_own | (with_quantity < counts)))
+        keys = np.fromiter((lines[i].count(_VALUE_KEY) for i in counted.tolist()), np.int64, len(counted))
+        refused[counted[keys != 2 * quantities[counted]]] = True
+        # A component without a Quantity adds no fact, but the per-resource path reads its code.
+        bare = np.flatnonzero(taken[parents] & no_quantity)
+        if len(bare):
+            refused[parents[bare[~self._codes_decode(code.take(pa.array(bare)))]]] = True
+        own = np.flatnonzero(taken & has_own)  # the resource's own value, ordinal 0
+        # The values of the components of the candidate lines.
+        rows = np.flatnonzero(taken[parents] & ~no_quantity)
         parents, ordinals = parents[rows], ordinals[rows]
-        code, number, unit_code, unit_text, no_quantity = block.component_columns
-        refused[parents[no_quantity[rows]]] = True  # a component without a Quantity
         picked = pa.array(rows)
         at_np = np.concatenate([own, parents])
         ordinal_np = np.concatenate([np.zeros(len(own), np.int64), ordinals])
@@ -231,6 +247,26 @@ class ColumnarObservations:
         bad = pc.or_(pc.invert(pc.fill_null(pc.is_finite(number), False)), unresolved)
         refused[np.asarray(at.filter(bad))] = True
         return _Values(at, pa.array(ordinal_np).take(order), number, lookup, refused)
+
+    def _codes_decode(self, texts: pa.Array) -> np.ndarray:
+        """Whether each raw ``code`` text decodes as a CodeableConcept (or is absent or null)."""
+        encoded = texts.dictionary_encode()
+        cache = self._codes
+        if len(cache) >= _PAIR_CACHE_LIMIT:
+            cache.clear()
+        decodes = []
+        for text in encoded.dictionary.to_pylist():
+            known = cache.get(text)
+            if known is None:
+                try:
+                    _CODE.decode(text) if text else None
+                    known = True
+                except _UNDECODABLE:
+                    known = False
+                cache[text] = known
+            decodes.append(known)
+        found: np.ndarray = np.array(decodes, bool)[np.asarray(encoded.indices)]
+        return found
 
     def _lookup(self, codes: pa.Array, units: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
         """The ``_LOOKUP_TYPES`` columns of each (code, unit) value, and which ones do not resolve."""
@@ -435,7 +471,6 @@ class _Block:
             pc.equal(self.resource_types, "Observation"),
             _non_empty(self.ids),
             pc.is_in(self.statuses, value_set=_FACT_STATUSES),
-            _non_empty(self.version),
             _local_reference(self.patient_refs, _PATIENT),
             encounter_ok,
             _zoned(self.effective),
@@ -525,6 +560,23 @@ def _decode_all(lines: Sequence[bytes]) -> tuple[list[_Observation], np.ndarray]
                 decoded.append(_UNDECODED)
                 ok[position] = False
     return decoded, ok
+
+
+def _with_content_versions(versions: pa.Array, lines: Sequence[bytes], taken: np.ndarray) -> pa.Array:
+    """``versions`` with the version of each taken line that has neither ``meta.versionId`` nor
+    ``meta.lastUpdated`` filled in, as ``extract_common.source_version`` gives it (a hash of the
+    resource's content); a line orjson does not read (none should be taken) is no longer taken."""
+    missing = taken & ~np.asarray(_non_empty(versions))
+    if not missing.any():
+        return versions
+    found: list[str | None] = []
+    for position in np.flatnonzero(missing).tolist():
+        try:
+            found.append(source_version(orjson.loads(lines[position])))
+        except orjson.JSONDecodeError:
+            taken[position] = False
+            found.append(None)
+    return pc.replace_with_mask(versions, pa.array(missing), pa.array(found, pa.string()))
 
 
 def _assign_indexes(
