@@ -225,7 +225,7 @@ def build_fact_rows(rows: list[Row], batch_id: str) -> FactColumns | None:
         return None
     moment: dict[str | None, int | None] = dict(zip(distinct, micros, strict=True))
     moment[None] = None
-    times = {name: [moment[text] for text in fields[name]] for name in _TIME_FIELDS}
+    times = {name: list(map(moment.__getitem__, fields[name])) for name in _TIME_FIELDS}
     if None in times["effective_at"]:
         return None
     effective: list[int] = times["effective_at"]  # type: ignore[assignment]
