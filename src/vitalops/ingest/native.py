@@ -1,5 +1,6 @@
 """Column work of bulk ingest that Python does slowly, a block at a time: reading the elements of
-Observation NDJSON lines into Arrow columns, and SHA-256 over every row of a column block.
+Observation NDJSON lines into Arrow columns, the content hash of lines without version metadata,
+and SHA-256 over every row of a column block.
 
 Each function has two implementations that give the same result: the C module
 ``vitalops.ingest._native`` (built with the package when a C compiler and OpenSSL's headers are
@@ -76,6 +77,18 @@ def scan_observations(
 _SCAN_LIMIT = 2**31 - 1  # bytes in a block the scanner reads
 
 
+def content_versions(lines: Sequence[bytes]) -> list[str | None] | None:
+    """For each line, the first 32 hex digits of the SHA-256 of the line as
+    ``orjson.dumps(orjson.loads(line), option=OPT_SORT_KEYS)`` spells it (the version
+    ``extract_common.source_version`` gives a resource without version metadata), or None where
+    the C module is not sure of that spelling; None without the C module (or an older build)."""
+    function = getattr(_native, "content_versions", None) if NATIVE else None
+    if function is None:
+        return None
+    result: list[str | None] = function(lines if type(lines) is list else list(lines))
+    return result
+
+
 def _column(kind: str, count: int, values: bytes, data: bytes, validity: bytes | None, nulls: int) -> Any:
     bitmap = None if validity is None else pa.py_buffer(validity)
     if kind == "text":
@@ -134,16 +147,21 @@ def _column_spec(column: pa.Array) -> tuple[int, Any, Any, Any, int]:
     assert _native is not None
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    if pa.types.is_floating(column.type):
-        column = column.cast(pa.float64())
+    # Columns already of the type read are not cast (a cast to the same type still costs a few
+    # microseconds, which a prefetch's few rows notice over eighteen columns).
+    kind = column.type
+    if pa.types.is_floating(kind):
+        if kind != pa.float64():
+            column = column.cast(pa.float64())
         validity, data = column.buffers()
         return _native.COLUMN_FLOAT, validity, None, data, column.offset
-    if pa.types.is_integer(column.type):
-        column = column.cast(pa.int64())
+    if pa.types.is_integer(kind):
+        if kind != pa.int64():
+            column = column.cast(pa.int64())
         validity, data = column.buffers()
         return _native.COLUMN_INT, validity, None, data, column.offset
-    wide = pa.types.is_large_string(column.type) or pa.types.is_large_binary(column.type)
-    if not wide:
+    wide = pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)
+    if not wide and kind != pa.string():
         column = column.cast(pa.string())
     validity, offsets, data = column.buffers()
     return _native.COLUMN_TEXT if wide else _native.COLUMN_TEXT32, validity, offsets, data or b"", column.offset
