@@ -74,9 +74,17 @@ def with_meta(rng: random.Random, index: int) -> dict[str, Any]:
 
 
 def no_meta(rng: random.Random, index: int) -> dict[str, Any]:
+    """As Synthea writes them: no ``meta``, and (every other line here) ``urn:uuid`` references."""
     code, unit, low, high = VITALS[index % len(VITALS)]
+    urns = {}
+    if index % 2:
+        urns = {
+            "subject": {"reference": f"urn:uuid:{index % 17:08x}-0000-4000-8000-000000000000"},
+            "encounter": {"reference": f"urn:uuid:{index % 31:08x}-1111-4000-8000-000000000000"},
+        }
     return {
         **_base(index),
+        **urns,
         "code": {"coding": [{"system": LOINC, "code": code, "display": "Heart rate ü \u2028"}], "text": "x"},
         "valueQuantity": _quantity(rng, unit, low, high),
     }
@@ -110,6 +118,12 @@ def _edge_cases(rng: random.Random) -> list[dict[str, Any]]:
         lambda o: o.update(meta={"source": "#abc", "profile": ["http://x/p"]}),
         lambda o: o.update(meta=None),
         lambda o: o.pop("issued"),
+        lambda o: o.update(subject={"reference": "urn:uuid:6f3c2b8e-0000-4000-8000-00000000000a"}),
+        lambda o: o.update(subject={"reference": "urn:uuid:"}),
+        lambda o: o.update(subject={"reference": "urn:uuid:a/b"}),
+        lambda o: o.update(subject={"reference": "urn:uuid:Patient/p1"}),
+        lambda o: o.update(encounter={"reference": "urn:uuid:7f3c2b8e-0000-4000-8000-00000000000b"}),
+        lambda o: o.update(encounter={"reference": "urn:uuid:"}),
         lambda o: o.update(issued="2024-03-01T10:00:00"),
         lambda o: o.update(issued="2024-03-01"),
         lambda o: o.pop("effectiveDateTime"),
@@ -231,3 +245,62 @@ def test_no_meta_lines_through_ingest_chunks(terminology: Terminology, tmp_path:
     facts = sorted((row for result in results for row in result.facts.to_pylist()), key=lambda row: row["fact_id"])
     assert facts == exact.facts.sort_by("fact_id").to_pylist()
     assert sum(result.read for result in results) == exact.read == 600
+
+
+def _numbers(rng: random.Random) -> list[bytes]:
+    """Objects holding numbers of every spelling: integers, decimals, exponents, zeros."""
+    out = []
+    for _ in range(1_500):
+        digits = str(rng.randint(0, 10 ** rng.randint(0, 19)))
+        fraction = "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 7)))
+        sign = rng.choice(["", "-"])
+        out.append(f'{{"v":{sign}{digits}{"." + fraction if fraction else ""}}}'.encode())
+        out.append(f'{{"v":{sign}0.{"0" * rng.randint(0, 6)}{fraction or "1"},"e":1.5e{rng.randint(-9, 30)}}}'.encode())
+    return out
+
+
+def test_native_content_versions_equal_the_per_resource_hash() -> None:
+    """The C module's content hash of a line equals ``source_version`` over orjson's parse of it,
+    wherever it gives one (it must give one for every line of the common shapes, and may leave
+    escapes and exponents to orjson), and it gives
+    none for a line orjson does not read."""
+    import hashlib
+
+    from tests.ingest.test_fast_observations import _mutants
+    from vitalops.ingest import native
+    from vitalops.ingest.extract_common import source_version
+
+    assert native.use_native(True)
+    rng = random.Random(8)
+    common = [orjson.dumps(make(rng, i)) for make in (with_meta, no_meta, panel) for i in range(200)]
+    typical = common + [orjson.dumps(resource) for resource in _edge_cases(rng)]
+    odd = [
+        b' { "b" : [ 1 , 2.50 , -0.0 , 0.0001 , 1E2 , 0.00001 ] , "a" : { } , "c" : [ ] , "d" : null } ',
+        b'{"b":1,"a":{"z":null,"y":true,"x":false,"\xc3\xa9":1},"A":"\xe2\x80\xa8\x7f"}',
+        b'{"k":"\\u0041","j":"\\n"}',
+        b'{"a":1,"a":2}',
+        b'{"n":12345678901234567890,"m":-123456789012345678,"z":-0}',
+        b'{"x":123456789012345.0,"y":1234567890123456.0,"z":0.30000000000000004}',
+        b"[1,2]",
+        b'"text"',
+    ]
+    lines = typical + odd + _numbers(rng)
+    lines += [mutant for line in typical[:150:3] for mutant in _mutants(line, rng, 30)]
+    hashed = native.content_versions(lines)
+    assert hashed is not None and len(hashed) == len(lines)
+    assert all(version is not None for version in hashed[: len(common)])
+    compared = 0
+    for line, version in zip(lines, hashed, strict=True):
+        try:
+            resource = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            assert version is None
+            continue
+        if version is None:
+            continue
+        compared += 1
+        if type(resource) is dict and not resource.get("meta"):
+            assert "sha256:" + version == source_version(resource)
+        else:
+            assert version == hashlib.sha256(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    assert compared > len(typical) + 1_000

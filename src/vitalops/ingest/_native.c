@@ -7,6 +7,8 @@
  *       HMAC-SHA256 (RFC 2104) with the padded keys given, hex;
  *   scan_observations(lines) - the elements of Observation NDJSON lines the fast
  *       path reads, as the buffers of Arrow columns, straight from the bytes (observation_scan.c);
+ *   content_versions(lines) - the version of resources without version metadata, a hash of
+ *       their content as orjson spells it with sorted keys (observation_scan.c);
  *   sha256_rows_hex(columns, count) - fact ids: SHA-256 (hex) of each row's fields as text,
  *       joined by 0x1f, a float spelt as Python's repr and a null as "None".
  *
@@ -312,11 +314,14 @@ done:
 }
 
 PyObject *scan_observations(PyObject *module, PyObject *args); /* observation_scan.c */
+PyObject *content_versions(PyObject *module, PyObject *args);  /* observation_scan.c */
 int observation_scan_init(void);
 
 static PyMethodDef METHODS[] = {
     {"scan_observations", scan_observations, METH_VARARGS,
      "scan_observations(lines) -> (taken flags, block columns, component columns)"},
+    {"content_versions", content_versions, METH_VARARGS,
+     "content_versions(lines) -> the content hash (32 hex digits) of each line, or None"},
     {"hmac_sha256_hex", hmac_sha256_hex, METH_VARARGS,
      "hmac_sha256_hex(ipad, opad, prefix, offsets, data, count) -> count * 64 hex bytes"},
     {"sha256_rows_hex", sha256_rows_hex, METH_VARARGS, "sha256_rows_hex(columns, count) -> count * 64 hex bytes"},

@@ -11,8 +11,9 @@ shape is one this path handles exactly as the per-resource path would:
 * it is strict JSON, as orjson reads it, with every element read of the JSON type the structs
   below declare (the scanner declines anything it is not sure of; msgspec rejects the rest);
 * it is an Observation with an id, a status of the FHIR code list that is not a retraction, a
-  site tag a registered site claims (or none), a plain ``Patient/<id>`` subject, a plain
-  ``Encounter/<id>`` encounter or none (and no ``context``), an
+  site tag a registered site claims (or none), a plain ``Patient/<id>`` or ``urn:uuid:<id>``
+  subject, a plain ``Encounter/<id>`` or ``urn:uuid:<id>`` encounter or none (and no
+  ``context``), an
   ``effectiveDateTime`` with a time and a zone, and ``issued`` and ``meta.lastUpdated`` each with
   one or absent;
 * every value it has is a finite ``valueQuantity`` number in a unit that converts to its
@@ -23,7 +24,8 @@ shape is one this path handles exactly as the per-resource path would:
 
 A line without ``meta.versionId`` or ``meta.lastUpdated`` (an export without ``meta``, as Synthea
 writes them) is taken too: its version is the hash of its content that ``extract_common.source_version``
-gives (the line is parsed by orjson for it), and it is known at the ingest time.
+gives (computed by ``native.content_versions`` from the bytes when it can be sure of orjson's
+spelling, else over orjson's parse), and it is known at the ingest time.
 
 Every other line (a Bundle, another resource type, a bad line, anything odd) goes to the
 per-resource path (``ChunkNormalization.add_record``), in its place in the chunk, so the outcome
@@ -122,7 +124,9 @@ _UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 
 _DECODE_BATCH = 2_000  # lines per call of the decoder
 _VALUE_KEY = b'"value'
+_CONTENT_VERSION = "sha256:"  # and 32 hex digits: ``extract_common.source_version`` without meta
 _PATIENT, _ENCOUNTER = "Patient/", "Encounter/"
+_URN_UUID = "urn:uuid:"
 _FACT_STATUSES = pa.array(sorted(FACT_STATUSES), pa.string())
 _PAIR_CACHE_LIMIT = 100_000
 _NOT_TAKEN: Any = object()  # a repeated element whose text does not decode, or a unit that does not convert
@@ -435,8 +439,8 @@ class _Block:
         (
             self.ids,
             self.statuses,
-            self.patient_refs,
-            self.encounter_refs,
+            patient_refs,
+            encounter_refs,
             self.effective,
             version_ids,
             updated,
@@ -454,6 +458,9 @@ class _Block:
             self.components,
         ) = columns
         self.component_columns = component_columns
+        # ``urn:uuid:<id>`` names the resource ``<id>`` (``extract_common.reference_id``).
+        self.patient_refs = _urn_as_local(patient_refs, _PATIENT)
+        self.encounter_refs = _urn_as_local(encounter_refs, _ENCOUNTER)
         self.has_own = ~no_quantity
         self.no_context = contexts == 0
         # ``versionId or lastUpdated``, ``lastUpdated`` and ``issued``, as the per-resource path reads them.
@@ -569,8 +576,13 @@ def _with_content_versions(versions: pa.Array, lines: Sequence[bytes], taken: np
     missing = taken & ~np.asarray(_non_empty(versions))
     if not missing.any():
         return versions
+    positions = np.flatnonzero(missing).tolist()
+    hashed = native.content_versions([lines[position] for position in positions])
     found: list[str | None] = []
-    for position in np.flatnonzero(missing).tolist():
+    for at, position in enumerate(positions):
+        if hashed is not None and hashed[at] is not None:
+            found.append(_CONTENT_VERSION + hashed[at])  # type: ignore[operator]
+            continue
         try:
             found.append(source_version(orjson.loads(lines[position])))
         except orjson.JSONDecodeError:
@@ -606,6 +618,15 @@ def _raw_units(codes: pa.Array, units: pa.Array) -> pa.Array:
 
 def _non_empty(texts: pa.Array) -> pa.Array:
     return pc.fill_null(pc.greater(pc.binary_length(texts), 0), False)
+
+
+def _urn_as_local(references: pa.Array, prefix: str) -> pa.Array:
+    """Each ``urn:uuid:<id>`` reference as ``<prefix><id>``, the rest as they are."""
+    urn = pc.fill_null(pc.starts_with(references, _URN_UUID), False)
+    if not pc.any(urn).as_py():
+        return references
+    local = pc.binary_join_element_wise(prefix, pc.utf8_slice_codeunits(references, start=len(_URN_UUID)), "")
+    return pc.if_else(urn, local, references)
 
 
 def _local_reference(references: pa.Array, prefix: str) -> pa.Array:

@@ -11,7 +11,9 @@
  * too long to be exact), is declined: the per-resource path reads that line.
  */
 #define _GNU_SOURCE 1 /* strtod_l */
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_CTX, as in _native.c */
 #include "native_buffer.h"
+#include <openssl/sha.h>
 
 #include <locale.h>
 #include <math.h>
@@ -870,5 +872,304 @@ done:
     PyMem_RawFree(line);
     PyMem_RawFree(starts);
     PyMem_RawFree(sizes);
+    return result;
+}
+
+/* ---- content versions ------------------------------------------------------------------------- */
+
+/*
+ * content_versions(lines): for each line, the 32 hex digits ``extract_common.source_version``
+ * gives a resource without version metadata: the start of the SHA-256 of
+ * ``orjson.dumps(orjson.loads(line), option=OPT_SORT_KEYS)``, without building the Python objects.
+ * The canonical text is written here only for what is certain to be spelt exactly as orjson
+ * spells it (keys in ASCII without escapes and never repeated, strings without escapes, integers
+ * of at most 18 digits, decimals without an exponent of at most 15 significant digits and not
+ * below 1e-4); for any other line the answer is None and the caller hashes it with orjson.
+ */
+
+#define MAX_CANON_MEMBERS 64
+#define CANON_STACK_COPY 2048
+
+typedef struct {
+    const unsigned char *key;
+    size_t key_size;
+    size_t start, size; /* of ``"key":value`` in the output */
+} CanonMember;
+
+static int canon_value(Cursor *c, Buffer *out);
+
+static int canon_number(Cursor *c, Buffer *out) {
+    const unsigned char *start = c->p;
+    int integer;
+    size_t integer_digits;
+    if (scan_number(c, NULL, &integer, &integer_digits) < 0) {
+        return DECLINE;
+    }
+    const unsigned char *p = start, *end = c->p;
+    for (const unsigned char *q = start; q < end; q++) {
+        if (*q == 'e' || *q == 'E') {
+            return DECLINE;
+        }
+    }
+    int negative = *p == '-';
+    if (negative) {
+        p++;
+    }
+    if (integer) {
+        if (integer_digits > 18 || (integer_digits == 1 && *p == '0' && negative)) {
+            return DECLINE; /* "-0" is the integer 0 */
+        }
+        return buffer_append(out, start, (size_t)(end - start)) < 0 ? DECLINE : 0;
+    }
+    const unsigned char *int_start = p, *int_end = p + integer_digits;
+    const unsigned char *frac = int_end + 1, *frac_end = end;
+    while (frac_end > frac + 1 && frac_end[-1] == '0') {
+        frac_end--; /* trailing zeros of the fraction, all but one */
+    }
+    size_t frac_size = (size_t)(frac_end - frac);
+    int frac_zero = frac_size == 1 && *frac == '0';
+    size_t significant;
+    if (integer_digits == 1 && *int_start == '0') {
+        if (!frac_zero) {
+            size_t zeros = 0;
+            while (zeros < frac_size && frac[zeros] == '0') {
+                zeros++;
+            }
+            if (zeros > 3) {
+                return DECLINE; /* below 1e-4: orjson may write an exponent */
+            }
+            significant = frac_size - zeros;
+        } else {
+            significant = 0;
+        }
+    } else {
+        if (integer_digits > 15) {
+            return DECLINE;
+        }
+        if (frac_zero) {
+            const unsigned char *last = int_end;
+            while (last > int_start + 1 && last[-1] == '0') {
+                last--;
+            }
+            significant = (size_t)(last - int_start);
+        } else {
+            significant = integer_digits + frac_size;
+        }
+    }
+    if (significant > 15) {
+        return DECLINE; /* the shortest text that reads back as the same double may differ */
+    }
+    if ((negative && buffer_append(out, "-", 1) < 0) || buffer_append(out, int_start, integer_digits) < 0 ||
+        buffer_append(out, ".", 1) < 0 || buffer_append(out, frac, frac_size) < 0) {
+        return DECLINE;
+    }
+    return 0;
+}
+
+static int member_order(const void *a, const void *b) {
+    const CanonMember *left = a, *right = b;
+    size_t size = left->key_size < right->key_size ? left->key_size : right->key_size;
+    int order = memcmp(left->key, right->key, size);
+    if (order) {
+        return order;
+    }
+    return (left->key_size > right->key_size) - (left->key_size < right->key_size);
+}
+
+static int canon_object(Cursor *c, Buffer *out) {
+    if (buffer_append(out, "{", 1) < 0) {
+        return DECLINE;
+    }
+    int more = open_container(c, '{', '}');
+    if (more <= 0) {
+        return more < 0 || buffer_append(out, "}", 1) < 0 ? DECLINE : 0;
+    }
+    CanonMember members[MAX_CANON_MEMBERS];
+    char stack_copy[CANON_STACK_COPY];
+    char *copy = NULL;
+    int result = DECLINE;
+    size_t count = 0, region = out->size;
+    while (more > 0) {
+        Span key;
+        int escaped;
+        if (count == MAX_CANON_MEMBERS || read_key(c, &key, &escaped) < 0 || escaped) {
+            goto done;
+        }
+        for (size_t i = 0; i < key.size; i++) {
+            if (key.start[i] >= 0x80) {
+                goto done; /* orjson's order of keys beyond ASCII is not checked here */
+            }
+        }
+        CanonMember *member = &members[count++];
+        member->key = key.start;
+        member->key_size = key.size;
+        member->start = out->size;
+        if (buffer_append(out, "\"", 1) < 0 || buffer_append(out, key.start, key.size) < 0 ||
+            buffer_append(out, "\":", 2) < 0 || canon_value(c, out) < 0) {
+            goto done;
+        }
+        member->size = out->size - member->start;
+        more = next_item(c, '}');
+    }
+    if (more < 0) {
+        goto done;
+    }
+    int sorted = 1;
+    for (size_t i = 1; i < count && sorted; i++) {
+        sorted = member_order(&members[i - 1], &members[i]) < 0;
+    }
+    if (sorted) { /* in order already (and no key twice): only the commas to put in */
+        if (buffer_reserve(out, count + 1) < 0) {
+            goto done;
+        }
+        char *base = out->data + region;
+        size_t shift = count - 1;
+        for (size_t i = count; i-- > 1;) { /* from the last member back, each moved by the commas before it */
+            memmove(base + members[i].start - region + shift, base + members[i].start - region, members[i].size);
+            base[members[i].start - region + shift - 1] = ',';
+            shift--;
+        }
+        out->size += count - 1;
+        result = buffer_append(out, "}", 1) < 0 ? DECLINE : 0;
+        goto done;
+    }
+    qsort(members, count, sizeof(CanonMember), member_order);
+    for (size_t i = 1; i < count; i++) {
+        if (member_order(&members[i - 1], &members[i]) == 0) {
+            goto done; /* a key given twice */
+        }
+    }
+    size_t size = out->size - region;
+    copy = size <= CANON_STACK_COPY ? stack_copy : PyMem_RawMalloc(size ? size : 1);
+    if (copy == NULL) {
+        goto done;
+    }
+    memcpy(copy, out->data + region, size);
+    out->size = region;
+    for (size_t i = 0; i < count; i++) {
+        if ((i && buffer_append(out, ",", 1) < 0) ||
+            buffer_append(out, copy + (members[i].start - region), members[i].size) < 0) {
+            goto done;
+        }
+    }
+    result = buffer_append(out, "}", 1) < 0 ? DECLINE : 0;
+done:
+    if (copy != stack_copy) {
+        PyMem_RawFree(copy);
+    }
+    return result;
+}
+
+static int canon_value(Cursor *c, Buffer *out) {
+    if (c->p >= c->end) {
+        return DECLINE;
+    }
+    unsigned char b = *c->p;
+    const unsigned char *start = c->p;
+    if (b == '"') {
+        Span span;
+        int escaped;
+        if (scan_string(c, &span, &escaped) < 0 || escaped) {
+            return DECLINE;
+        }
+        return buffer_append(out, start, (size_t)(c->p - start)) < 0 ? DECLINE : 0;
+    }
+    if (b == '{') {
+        return canon_object(c, out);
+    }
+    if (b == '[') {
+        if (buffer_append(out, "[", 1) < 0) {
+            return DECLINE;
+        }
+        int more = open_container(c, '[', ']');
+        int first = 1;
+        while (more > 0) {
+            if ((!first && buffer_append(out, ",", 1) < 0) || canon_value(c, out) < 0) {
+                return DECLINE;
+            }
+            first = 0;
+            more = next_item(c, ']');
+        }
+        return more < 0 || buffer_append(out, "]", 1) < 0 ? DECLINE : 0;
+    }
+    if (b == 't' || b == 'f' || b == 'n') {
+        const char *word = b == 't' ? "true" : b == 'f' ? "false" : "null";
+        size_t size = b == 'f' ? 5 : 4;
+        if (literal(c, word, size) < 0) {
+            return DECLINE;
+        }
+        return buffer_append(out, word, size) < 0 ? DECLINE : 0;
+    }
+    return canon_number(c, out);
+}
+
+/* The canonical text of one line in ``out`` (emptied first), or DECLINE. */
+static int canon_line(const unsigned char *start, const unsigned char *end, Buffer *out) {
+    Cursor c = {start, end, 0};
+    out->size = 0;
+    skip_space(&c);
+    if (c.p >= c.end || *c.p != '{' || canon_value(&c, out) < 0) {
+        return DECLINE;
+    }
+    skip_space(&c);
+    return c.p == c.end ? 0 : DECLINE;
+}
+
+PyObject *content_versions(PyObject *module, PyObject *args) {
+    PyObject *lines, *result = NULL;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &lines)) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(lines);
+    const unsigned char **starts = PyMem_RawMalloc(sizeof(char *) * (size_t)(count + 1));
+    Py_ssize_t *sizes = PyMem_RawMalloc(sizeof(Py_ssize_t) * (size_t)(count + 1));
+    char *hex = PyMem_RawMalloc((size_t)count * 32 + 1);
+    char *ok = PyMem_RawMalloc((size_t)count + 1);
+    Buffer out = {0};
+    if (starts == NULL || sizes == NULL || hex == NULL || ok == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "content_versions: lines must be bytes");
+            goto done;
+        }
+        starts[i] = (const unsigned char *)PyBytes_AS_STRING(item);
+        sizes[i] = PyBytes_GET_SIZE(item);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    static const char digits[] = "0123456789abcdef";
+    for (Py_ssize_t i = 0; i < count; i++) {
+        ok[i] = canon_line(starts[i], starts[i] + sizes[i], &out) == 0;
+        if (ok[i]) {
+            unsigned char digest[SHA256_DIGEST_LENGTH];
+            SHA256_CTX context;
+            SHA256_Init(&context);
+            SHA256_Update(&context, out.data ? out.data : "", out.size);
+            SHA256_Final(digest, &context);
+            for (int j = 0; j < 16; j++) {
+                hex[32 * i + 2 * j] = digits[digest[j] >> 4];
+                hex[32 * i + 2 * j + 1] = digits[digest[j] & 15];
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyList_New(count);
+    for (Py_ssize_t i = 0; result != NULL && i < count; i++) {
+        PyObject *item = ok[i] ? PyUnicode_FromStringAndSize(hex + 32 * i, 32) : Py_NewRef(Py_None);
+        if (item == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, i, item);
+    }
+done:
+    buffer_free(&out);
+    PyMem_RawFree(starts);
+    PyMem_RawFree(sizes);
+    PyMem_RawFree(hex);
+    PyMem_RawFree(ok);
     return result;
 }
