@@ -1000,6 +1000,9 @@ static int canon_object(Cursor *c, Buffer *out) {
                 goto done; /* orjson's order of keys beyond ASCII is not checked here */
             }
         }
+        if (count && buffer_append(out, ",", 1) < 0) { /* written in order; reordered below if need be */
+            goto done;
+        }
         CanonMember *member = &members[count++];
         member->key = key.start;
         member->key_size = key.size;
@@ -1018,18 +1021,7 @@ static int canon_object(Cursor *c, Buffer *out) {
     for (size_t i = 1; i < count && sorted; i++) {
         sorted = member_order(&members[i - 1], &members[i]) < 0;
     }
-    if (sorted) { /* in order already (and no key twice): only the commas to put in */
-        if (buffer_reserve(out, count + 1) < 0) {
-            goto done;
-        }
-        char *base = out->data + region;
-        size_t shift = count - 1;
-        for (size_t i = count; i-- > 1;) { /* from the last member back, each moved by the commas before it */
-            memmove(base + members[i].start - region + shift, base + members[i].start - region, members[i].size);
-            base[members[i].start - region + shift - 1] = ',';
-            shift--;
-        }
-        out->size += count - 1;
+    if (sorted) { /* in order already, and no key twice: written as it should be */
         result = buffer_append(out, "}", 1) < 0 ? DECLINE : 0;
         goto done;
     }
