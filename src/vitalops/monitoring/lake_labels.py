@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from vitalops.features.definitions import DatasetSpec
 from vitalops.features.facts_view import ENCOUNTER_CONCEPT, ENGINE_COLUMNS, known_by, register_facts
@@ -40,9 +41,11 @@ def _us(moment: datetime) -> int:
 def lake_known_until(lake_root: str) -> datetime | None:
     """The latest time anything in the lake's facts is known (None for an empty or missing lake)."""
     store = FactsStore(lake_root)
-    if not store.exists():
-        return None
-    times = store.dataset().to_table(columns=["known_at"])
+    return _known_until(store.dataset()) if store.exists() else None
+
+
+def _known_until(dataset: ds.Dataset) -> datetime | None:
+    times = dataset.to_table(columns=["known_at"])
     latest = pc.max(times.column("known_at")).as_py() if times.num_rows else None
     return latest.astimezone(UTC) if latest is not None else None
 
@@ -53,26 +56,29 @@ def lake_outcomes(lake_root: str, specs: Mapping[int, DatasetSpec], predictions:
     version in ``specs`` (its registered definitions) whose label horizon has passed by ``now``
     as the lake knows it. ``predictions`` has the monitoring columns (``prediction_id``, ``version``,
     ``patient_key``, ``at``)."""
-    if predictions.num_rows == 0 or not specs:
+    keyed = predictions.filter(pc.is_valid(predictions["patient_key"]))
+    store = FactsStore(lake_root)
+    if keyed.num_rows == 0 or not specs or not store.exists():
         return {}
-    known_until = lake_known_until(lake_root)
+    dataset = store.dataset()  # opened once: a Delta table's file listing is not free
+    known_until = _known_until(dataset)
     if known_until is None:
         return {}
     as_of_us = _us(min(now, known_until))
-    keyed = predictions.filter(pc.is_valid(predictions["patient_key"]))
     outcomes: dict[str, tuple[datetime, int]] = {}
     for version, spec in specs.items():
         rows = keyed.filter(pc.equal(keyed["version"], version))
         if rows.num_rows:
-            outcomes.update(_labels(lake_root, spec, rows, as_of_us))
+            outcomes.update(_labels(dataset, spec, rows, as_of_us))
     return outcomes
 
 
-def _labels(lake_root: str, spec: DatasetSpec, rows: pa.Table, as_of_us: int) -> dict[str, tuple[datetime, int]]:
+def _labels(dataset: ds.Dataset, spec: DatasetSpec, rows: pa.Table, as_of_us: int
+            ) -> dict[str, tuple[datetime, int]]:
     label = spec.label
     kinds = sorted({"encounter"} | {o.kind for o in label.outcomes})
     keys = pc.unique(rows["patient_key"])
-    facts = FactsStore(lake_root).dataset().to_table(
+    facts = dataset.to_table(
         columns=list(ENGINE_COLUMNS),
         filter=pc.field("patient_key").isin(keys) & pc.field("kind").isin(kinds))
     con = duckdb.connect()
