@@ -151,7 +151,7 @@ def test_init_demo_and_serve_from_the_wheel(installed: Installed) -> None:
 
     init = installed.run("init", "--json")
     assert init.returncode == 0, init.stderr[-3000:]
-    demo = installed.run("demo", "--no-serve", "--json", timeout=600)
+    demo = installed.run("demo", "--no-serve", "--no-scenarios", "--json", timeout=600)
     assert demo.returncode == 0, demo.stderr[-3000:]
     summary = json.loads(demo.stdout)
     assert summary["models"]["models"]["deterioration"]["champion"] == {"north": 1, "south": 1, "east": 1}

@@ -15,7 +15,7 @@ from vitalops.serving import on_challenger_side, site_deployments
 
 
 def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
-    result = cli("demo", "--no-serve", "--json")
+    result = cli("demo", "--no-serve", "--no-scenarios", "--json")
     assert result.exit_code == 0, result.stderr[-2000:]
     summary = result.json()
     assert {user["role"] for user in summary["users"]} == {
@@ -107,7 +107,7 @@ def test_demo_builds_the_hospital_end_to_end(cli, database) -> None:
     assert "Not cleared by any regulator" in card and "synthetic" in card and "Rapid response nurses" in card
     first_keys = {entry["user"]: entry["key"] for entry in summary["users"]}
 
-    again = cli("demo", "--no-serve", "--json")
+    again = cli("demo", "--no-serve", "--no-scenarios", "--json")
     assert again.exit_code == 0 and again.json()["rebuilt"] is False
     assert again.json()["ehr_client"] == summary["ehr_client"] | {"registered": False}
     assert cli("audit", "verify", "--json").json()["ok"] is True

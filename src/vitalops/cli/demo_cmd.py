@@ -3,7 +3,9 @@
 Steps: initialize the home; create the demo staff; generate a three-site synthetic hospital;
 ingest it (quarantining what is bad); show the quality report; build the two demo training sets
 point-in-time; train, validate, register, approve, gate and deploy the demo models (and show a
-failing candidate blocked); verify the audit trail; serve. Each capability adds its step here.
+failing candidate blocked); serve a replayed day through REST and CDS Hooks, monitor it, score a
+batch; verify the audit trail; replay the scenarios in a home of their own (``--no-scenarios``
+skips it); serve. Each capability adds its step here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 import typer
 from rich.panel import Panel
 
@@ -276,6 +279,37 @@ class DemoSteps:
             render_demo_alerts(result["alerts"], alerts, rules.number)
         return result
 
+    def scenarios(self) -> dict[str, Any]:
+        """The scenario replay (``vitalops scenarios``) in a home of its own, run as its own process
+        (its settings, database and lake are that home's): its summary, as that command prints it."""
+        import os
+        import subprocess
+        import sys
+
+        from vitalops.cli.scenarios_cmd import render_replay
+        from vitalops.errors import VitalOpsError
+        self.heading("9. Scenarios: a feed change, a mislabelled unit, a population shift and a protocol change, "
+                     "one per site, replayed day by day")
+        home = self.settings.home / "scenarios"
+        if home.exists():
+            shutil.rmtree(home)
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("VITALOPS_")}
+        environment |= {"VITALOPS_HOME": str(home), "VITALOPS_LOG_LEVEL": "ERROR"}
+        with progress_bar(not self.as_json) as bar:
+            bar.add_task("replaying two weeks of a five-site hospital (a few minutes)", total=None)
+            done = subprocess.run([sys.executable, "-c", "from vitalops.cli.main import run; run()", "scenarios",
+                                   "--json"], env=environment, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise VitalOpsError(f"the scenario replay failed (exit {done.returncode}); run it alone with "
+                                f"VITALOPS_HOME={home} vitalops scenarios")
+        result: dict[str, Any] = orjson.loads(done.stdout)
+        result["home"] = str(home)
+        if not self.as_json:
+            render_replay(result)
+            console.print(f"Its installation is {home}: VITALOPS_HOME={home} vitalops alerts list", soft_wrap=True,
+                          highlight=False)
+        return result
+
     def audit(self) -> dict[str, Any]:
         from vitalops.audit import verify_chain
         self.heading("8. The audit trail")
@@ -379,7 +413,7 @@ def render_cds_hooks(result: dict[str, Any]) -> None:
                   "--fhir <home>/hospital --at <time> against a running server", highlight=False)
 
 
-def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
+def build_demo(home: Path, *, as_json: bool, scenarios: bool = True) -> dict[str, Any]:
     """Run every demo step and return a summary."""
     from vitalops.cdshooks.demo import ensure_demo_ehr
     from vitalops.cli.init_cmd import initialize
@@ -417,6 +451,8 @@ def build_demo(home: Path, *, as_json: bool) -> dict[str, Any]:
     summary["monitoring"] = steps.monitoring()
     summary["batch"] = steps.batch(summary["datasets"])
     summary["audit"] = steps.audit()
+    if scenarios:
+        summary["scenarios"] = steps.scenarios()
     summary["rebuilt"] = True
     marker.write_text("ok\n", encoding="utf-8")
     return summary
@@ -427,6 +463,9 @@ def register(app: typer.Typer) -> None:
     def demo(
         serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the platform when built.")] = True,
         reset: Annotated[bool, typer.Option("--reset", help="Delete the home folder first and rebuild.")] = False,
+        scenarios: Annotated[bool, typer.Option(
+            "--scenarios/--no-scenarios", help="Also replay the scenarios in a home of their own (a few minutes).")]
+        = True,
         host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
         as_json: JsonOption = False,
@@ -439,7 +478,7 @@ def register(app: typer.Typer) -> None:
             ensure_port_free(host, port)  # say so now, not after building for minutes
         if reset and home.exists():
             shutil.rmtree(home)
-        summary = build_demo(home, as_json=as_json)
+        summary = build_demo(home, as_json=as_json, scenarios=scenarios)
         summary["url"] = f"http://{host}:{port}"
         if serve:
             ensure_port_free(host, port)  # again: before claiming readiness

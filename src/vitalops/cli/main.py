@@ -30,6 +30,7 @@ from vitalops.cli import (
     predictions_cmd,
     quality_cmd,
     review_cmd,
+    scenarios_cmd,
     score_cmd,
     serve_cmd,
     sites_cmd,
@@ -67,6 +68,7 @@ COMMAND_MODULES = (
     review_cmd,
     monitor_cmd,
     alerts_cmd,
+    scenarios_cmd,
 )
 
 log = logging.getLogger("vitalops.cli")
