@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -82,6 +83,32 @@ def test_non_finite_values_round_trip() -> None:
     rows = {fact_id: row for _, fact_id, row in encode_rows(facts)}
     values = decode_rows("p", rows).column("value_num").to_pylist()
     assert str(values[0]) == "nan" and values[1] == float("inf") and str(values[2]) == "-0.0"
+
+
+def test_rows_are_each_facts_own_json_even_when_text_holds_row_boundaries(store) -> None:
+    """A row is ``orjson.dumps`` of the fact's values whatever its text holds (brackets and commas
+    that spell a boundary between rows in a dump of many), and it reads back exactly."""
+    texts = ["plain", "a],[b", "],[", "[", "]", 'quote" ],[ back\\', "é\u2028"]
+    facts = pa.table({name: [None] * len(texts) for name in ENGINE_COLUMNS})
+    strings = {"fact_id": [f"f{i}" for i in range(len(texts))], "patient_key": ["p", "q"] * 3 + ["p"],
+               "site": ["s"] * len(texts), "kind": ["observation"] * len(texts), "value_code": texts,
+               "source_type": ["Observation"] * len(texts), "source_id": texts[::-1],
+               "source_version": ["1"] * len(texts)}
+    for name, values in strings.items():
+        facts = facts.set_column(facts.schema.get_field_index(name), name, pa.array(values, pa.string()))
+    for name in ("effective_at", "known_at"):
+        facts = facts.set_column(facts.schema.get_field_index(name), name,
+                                 pa.array(range(len(texts)), pa.timestamp("us", tz="UTC")))
+    times = ("effective_at", "known_at", "effective_end", "issued_at")
+    free = [i for i, (a, b) in enumerate(zip(texts, texts[::-1], strict=True)) if "],[" not in a + b]
+    assert 1 < len(free) < len(texts)  # both ways of encoding are taken
+    for part in (facts, facts.take(free)):
+        columns = [(part.column(name).cast(pa.int64()) if name in times else part.column(name)).to_pylist()
+                   for name in ENGINE_COLUMNS if name not in ("fact_id", "patient_key")]
+        assert [row for _, _, row in encode_rows(part)] == [orjson.dumps(v) for v in zip(*columns, strict=True)]
+        assert store.write(part, None) == part.num_rows
+    read = pa.concat_tables(store.facts_for(key) for key in ("p", "q"))
+    assert _sorted(read).equals(_sorted(facts.cast(read.schema)))
 
 
 def test_vectors_from_the_store_equal_the_offline_rows(store, lake_facts, demo_sets, hospital_lake) -> None:
