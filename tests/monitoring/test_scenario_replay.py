@@ -22,7 +22,7 @@ from vitalops.core.settings import get_settings
 from vitalops.db.tables.registry import ModelRow, ModelVersionRow
 from vitalops.monitoring.results import read_results
 from vitalops.monitoring.scenario_replay import MODEL, SITES, Staff, replay_scenarios
-from vitalops.registry.deployments import list_deployments
+from vitalops.registry.deployments import list_deployment_events, list_deployments
 
 ONE_BACKEND = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
@@ -102,10 +102,20 @@ def check_replay(result: dict, database) -> None:
     assert not any(metric.startswith(("input_drift.psi/lactate", "prediction_drift.")) for metric in west)
     assert not alerts["west"] & {"input-drift-daily", "input-drift-weekly", "score-drift-daily", "score-drift-weekly"}
 
+    # north's canary (version 2, 30% of its patients): its scores moved with the feed, so it is rolled
+    # back by the rule that says so, with the evidence; the champion it sits beside is kept
+    rollbacks = [a for a in result["alerts"] if a["rule"] == "canary-score-drift" and a["site"] == "north"]
+    assert {(a["version"], a["action_outcome"]) for a in rollbacks} >= {(2, "rolled_back")}
+    assert all(a["action_outcome"] == "champion_kept" for a in rollbacks if a["version"] == result["version"])
+    with database.session() as session:
+        events = list_deployment_events(session, MODEL, site="north")
+    assert any(e.version == 2 and e.mode.startswith("canary") for e in events)
+    assert events[-1].actor == "system:monitoring" and "automatic rollback" in events[-1].reason
+
     # central, the control: no rule fires
     assert alerts["central"] == set()
 
-    # the retraining the north score drift asked for: trained on the mislabelled feed, refused by the gate
+    # the retraining north's score drift asked for: trained on the mislabelled feed, refused by its gate
     (request,) = result["retraining"]
     assert request["site"] == "north" and request["state"] == "gate_failed"
     assert {"behaviour.score_psi", "behaviour.flag_rate_change"} <= set(request["failed_criteria"])

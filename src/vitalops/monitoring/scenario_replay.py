@@ -73,6 +73,8 @@ LABEL_HORIZON = timedelta(hours=48)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Days the admission process runs before the period, so it opens in steady state.
 WARMUP_DAYS = 60
+#: Share of the first site's patients the canary (version 2) serves.
+CANARY_PERCENT = 30
 #: Share of the pre-change rows, the latest, kept as the plan's frozen test set.
 FROZEN_SHARE = 0.25
 #: Each scenario's alert rules: what a hospital would file for this model.
@@ -112,14 +114,14 @@ seed: 7
 """
 
 
-def _training_spec() -> Any:
+def _training_spec(*, C: float = 0.5) -> Any:  # noqa: N803 - scikit-learn's name
     from vitalops.training.demo import DEMO_MODELS, DEMO_PROFILES
 
     return spec_from_dict({
         "model": {"name": MODEL, **DEMO_MODELS[MODEL], "approvals_required": 2, "profile": DEMO_PROFILES[MODEL]},
         "dataset": {"uri": "scenario:prebuilt"},
         "estimator": "logistic_regression",
-        "hyperparameters": {"C": 0.5},
+        "hyperparameters": {"C": C},
         "split": {"train_fraction": 0.7},
         "seed": 7,
         "threshold": {"kind": "sensitivity", "value": 0.8},
@@ -213,6 +215,19 @@ def _train_and_deploy(database: Database, settings: Settings, built: Any, change
                                reason="criteria not evaluable on the frozen set are followed in monitoring")
     deploy_version(database, staff.approvers[0], MODEL, number, sites=list(SITES), mode="champion",
                    reason="champion for the scenario replay, after two approvals and the gate")
+    note("training deterioration v2 (stronger regularization) as a canary at the first site")
+    challenger = train_on_dataset(database, staff.data_scientist, _training_spec(C=0.1), development)
+    for approver in staff.approvers:
+        approve_version(database, approver, MODEL, challenger.version.number,
+                        reason="validation report reviewed: a canary beside the champion")
+    check = run_pccp_check(database, staff.approvers[0], MODEL, challenger.version.number)
+    if check.status == "incomplete":
+        for approver in staff.approvers:
+            record_full_review(database, approver, MODEL, challenger.version.number,
+                               waives=[criterion.name for criterion in check.not_evaluable],
+                               reason="criteria not evaluable on the frozen set are followed in monitoring")
+    deploy_version(database, staff.approvers[0], MODEL, challenger.version.number, sites=[SITES[0]],
+                   mode=f"canary:{CANARY_PERCENT}", reason="a canary beside the champion, after its gate")
     return number
 
 
