@@ -302,7 +302,11 @@ class DemoSteps:
         if done.returncode != 0:
             raise VitalOpsError(f"the scenario replay failed (exit {done.returncode}); run it alone with "
                                 f"VITALOPS_HOME={home} vitalops scenarios")
-        result: dict[str, Any] = orjson.loads(done.stdout)
+        try:
+            result: dict[str, Any] = orjson.loads(done.stdout)
+        except orjson.JSONDecodeError:
+            raise VitalOpsError(f"the scenario replay printed something other than its summary; run it alone with "
+                                f"VITALOPS_HOME={home} vitalops scenarios") from None
         result["home"] = str(home)
         if not self.as_json:
             render_replay(result)

@@ -20,6 +20,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vitalops.core import duck
 from vitalops.features.definitions import (
     AgeFeature,
     ConditionFeature,
@@ -271,7 +272,7 @@ def compute_features(
     index's patients that the rows may use; ``index`` has patient_key, index_time, encounter_key,
     site. Returns ``feature_schema(spec)``; missing features are null unless imputed.
     """
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         register_facts(con, facts)
         index = register_index(con, index)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
+from vitalops.core import duck
 from vitalops.features.definitions import DatasetSpec
 from vitalops.features.engine import register_index, select_features
 from vitalops.features.facts_view import ENGINE_COLUMNS, register_facts
@@ -93,7 +93,7 @@ class PartitionResult:
 
 def compute_partition(facts: pa.Table, index: pa.Table, spec: DatasetSpec, as_of_us: int) -> pa.Table:
     """Features (unimputed) and labels for ``index`` from ``facts``, in index order."""
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         register_facts(con, facts)
         index = register_index(con, index)

@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
+from vitalops.core import duck
 from vitalops.core.ids import canonical_json, sha256_hex
 from vitalops.errors import IntegrityError, InvalidInput, NotFound
 from vitalops.features.cohorts import COHORT_KINDS, build_index
@@ -87,7 +87,7 @@ def content_sha256(table: pa.Table) -> str:
 
 def _cohort_index(dataset: Any, spec: DatasetSpec, as_of_us: int) -> pa.Table:
     facts = dataset.to_table(columns=list(ENGINE_COLUMNS), filter=pc.field("kind").isin(list(COHORT_KINDS)))
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         register_facts(con, facts)
         return build_index(con, spec.cohort, as_of_us)

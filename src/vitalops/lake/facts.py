@@ -21,12 +21,12 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
 
+from vitalops.core import duck
 from vitalops.core.clock import as_utc
 from vitalops.lake.schema import FACTS_PARTITIONS, FACTS_SCHEMA, with_all_columns
 from vitalops.lake.tables import table_exists, table_uri
@@ -218,7 +218,7 @@ class FactsStore:
 def pit_view(facts: pa.Table, as_of: datetime | None = None) -> pa.Table:
     """Apply the PIT rule to an in-memory facts table (the online path calls this on the facts of
     a prefetch, the store on facts read from the lake)."""
-    connection = duckdb.connect()
+    connection = duck.connect()
     try:
         connection.register("facts_in", with_all_columns(facts))
         moment = as_utc(as_of) if as_of is not None else _END_OF_TIME

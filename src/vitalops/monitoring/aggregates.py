@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vitalops.core import duck
 from vitalops.core.clock import as_utc
 from vitalops.core.extras import import_extra
 from vitalops.db.tables.cdshooks import CardFeedbackRow
@@ -146,9 +147,8 @@ ROWS_PER_PARTITION = 250_000
 def partial_aggregates(predictions: pa.Table, window_us: int) -> dict[str, pa.Table]:
     """Value counts of every feature, of the scores and of the latencies, and volume and flags per
     mode, per (version, site, window), of ``predictions`` (without patient keys)."""
-    import duckdb
 
-    connection = duckdb.connect()
+    connection = duck.connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
         connection.register("p", predictions.select([c for c in PREDICTION_COLUMNS.names if c != "patient_key"]))
@@ -179,10 +179,9 @@ def partial_aggregates(predictions: pa.Table, window_us: int) -> dict[str, pa.Ta
 
 def combine(parts: list[dict[str, pa.Table]]) -> dict[str, pa.Table]:
     """The partial aggregates of several partitions summed into those of their union, sorted by key."""
-    import duckdb
 
     combined: dict[str, pa.Table] = {}
-    connection = duckdb.connect()
+    connection = duck.connect()
     try:
         for kind, keys in _PARTIAL_KEYS.items():
             connection.register("part", pa.concat_tables([part[kind] for part in parts]))
@@ -375,7 +374,6 @@ class QualityAggregates:
 def aggregate_quality(lake_root: str, sites: list[str], start: datetime, end: datetime, window_us: int
                       ) -> QualityAggregates:
     """The facts of ``sites`` effective in ``[start, end)``, reduced per window and concept."""
-    import duckdb
 
     from vitalops.lake.facts import FactsStore
     from vitalops.terminology import load_terminology
@@ -386,7 +384,7 @@ def aggregate_quality(lake_root: str, sites: list[str], start: datetime, end: da
     dataset = FactsStore(lake_root).dataset()
     result.records_source_unit = "source_unit" in dataset.schema.names
     site_list = pa.array(sites, pa.string())
-    connection = duckdb.connect()
+    connection = duck.connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
         columns = ["site", "concept", "value_num", "unit", "effective_at"]

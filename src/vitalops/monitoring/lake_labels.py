@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from vitalops.core import duck
 from vitalops.features.definitions import DatasetSpec
 from vitalops.features.facts_view import ENCOUNTER_CONCEPT, ENGINE_COLUMNS, known_by, register_facts
 from vitalops.features.labels import compute_labels
@@ -81,7 +81,7 @@ def _labels(dataset: ds.Dataset, spec: DatasetSpec, rows: pa.Table, as_of_us: in
     facts = dataset.to_table(
         columns=list(ENGINE_COLUMNS),
         filter=pc.field("patient_key").isin(keys) & pc.field("kind").isin(kinds))
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         register_facts(con, facts)
         row_ids = pa.array(range(rows.num_rows), pa.int64())

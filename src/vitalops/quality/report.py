@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 
 from vitalops.auth import Permission, Principal, authorize
+from vitalops.core import duck
 from vitalops.core.clock import as_utc, utcnow
 from vitalops.core.settings import get_settings
 from vitalops.db import Database
@@ -129,7 +130,7 @@ def quality_report(
         raise NotFound(f"ingest batch {batch_id} does not exist")
     duplicates = sum(int(orjson.loads(b.counts_json).get("duplicates", 0)) for b in batches)
     cutoff = as_utc(batches[0].started_at) if batch_id is not None else now
-    connection = duckdb.connect()
+    connection = duck.connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
         dataset = FactsStore(lake_root).dataset()
