@@ -284,15 +284,17 @@ _CAUGHT = ("quality.", "input_drift.psi/", "input_drift.missing_rate/", "predict
 def caught_by_site(flagged: dict[str, dict[str, dict[str, str]]], change: datetime
                    ) -> dict[str, list[dict[str, Any]]]:
     """Per site: each metric it was flagged on (of ``_CAUGHT``), with the window length, the first
-    window's date and whether that was before the change (an alarm the scenario does not explain)."""
+    window's date and whether that window ended by the change (an alarm the scenario does not
+    explain; a week that holds the change day is not one)."""
     by_site: dict[str, list[dict[str, Any]]] = {site: [] for site in SITES}
     for length, metrics in flagged.items():
         for metric_id, sites in metrics.items():
             if not metric_id.startswith(_CAUGHT):
                 continue
             for site, first in sites.items():
+                ended = date.fromisoformat(first) + timedelta(days=int(length.removesuffix("d")))
                 by_site.setdefault(site, []).append({"metric": metric_id, "window": length, "first": first,
-                                                     "before_change": first < change.date().isoformat()})
+                                                     "before_change": ended <= change.date()})
     return {site: sorted(rows, key=lambda r: (r["first"], r["window"], r["metric"])) for site, rows in by_site.items()}
 
 
