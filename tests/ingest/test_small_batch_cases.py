@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.ingest.fhir_builders import condition, encounter, meta, observation, patient
+from tests.ingest.test_small_batches import _assert_same
 from vitalops.errors import InvalidInput
 from vitalops.features import demo_spec_path, features_from_resources, load_spec
 from vitalops.features.online import vector_from_facts
@@ -98,16 +99,6 @@ def _run(resources: list[dict[str, Any]], *, block: bool) -> NormalizeResult:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(normalize, "ROW_BUILD_LIMIT", -1)  # every chunk a column block, as bulk ingest
         return run()
-
-
-def _assert_same(rows: NormalizeResult, block: NormalizeResult) -> None:
-    assert block.fact_columns is None
-    for name in block.facts.column_names:
-        assert rows.facts.column(name).to_pylist() == block.facts.column(name).to_pylist(), name
-    assert rows.facts.equals(block.facts)
-    assert (rows.read, rows.ingested, rows.duplicates, rows.skipped, rows.ingested_per_site) == (
-        block.read, block.ingested, block.duplicates, block.skipped, block.ingested_per_site)
-    assert rows.quarantined == block.quarantined
 
 
 def _by_concept(result: NormalizeResult) -> dict[str | None, list[dict[str, Any]]]:

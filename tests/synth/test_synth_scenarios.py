@@ -12,6 +12,7 @@ import pytest
 from tests.synth.synth_reading import code_of, moment, read_ndjson, site_of
 from vitalops.errors import InvalidInput
 from vitalops.synth import GROUND_TRUTH_FILE, SCENARIOS, generate_hospital
+from vitalops.synth.scenarios import Scenario
 
 SITES = ["north", "south", "east"]
 
@@ -189,3 +190,13 @@ def test_a_warm_up_opens_the_period_in_steady_state(tmp_path: Path) -> None:
     assert abs(warm[:2].mean() - warm[4:].mean()) < 0.15 * warm[4:].mean()
     with pytest.raises(InvalidInput):
         generate_hospital(tmp_path / "bad", **period, warmup_days=-1)
+
+
+def test_each_site_knows_its_scenarios():
+    period = (date(2026, 1, 31), date(2026, 4, 1))
+    placed = Scenario.choose("unit-change@east,population-shift@south", *period, SITES).places(SITES)
+    assert placed == {"north": [], "south": ["population-shift"], "east": ["unit-change"]}
+    bare = Scenario.choose("unit-mislabel,protocol-change", *period, SITES).places(SITES)
+    assert bare == {"north": ["unit-mislabel", "protocol-change"], "south": ["protocol-change"],
+                    "east": ["protocol-change"]}
+    assert Scenario.choose(None, *period, SITES).places(SITES) == {site: [] for site in SITES}

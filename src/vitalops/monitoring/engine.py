@@ -46,9 +46,11 @@ from vitalops.monitoring.reference import Reference, ensure_reference
 from vitalops.monitoring.results import MetricResult, upsert
 from vitalops.monitoring.site_variance import site_outliers
 from vitalops.monitoring.stats import (
+    ROWS_INDEPENDENT,
     VITALOPS_P,
     VITALOPS_PSI,
     VITALOPS_WASSERSTEIN,
+    Independence,
     chi_square,
     evidently_rule,
     independent_share,
@@ -343,7 +345,7 @@ def _estimated_metrics(add: Any, reference: Reference, scores: Any, version: int
 
 
 def _feature_metrics(add: Any, version: int, site: str, name: str, ref: Any, edges: np.ndarray, categorical: bool,
-                     current: Any, independent: tuple[float, float] = (1.0, 1.0)) -> None:
+                     current: Any, independent: Independence = ROWS_INDEPENDENT) -> None:
     rate, ref_rate = current.missing_rate, ref.missing_rate
     _, missing_p = chi_square(np.array([ref.n, ref.missing]), np.array([current.n, current.missing]),
                               independent=independent)

@@ -31,6 +31,10 @@ from vitalops.errors import InvalidInput
 
 SCENARIOS = ("unit-change", "population-shift", "protocol-change", "unit-mislabel")
 
+#: Where a scenario named without a site happens: the ``unit-*`` ones at the first site, the
+#: others (absent here) at every site.
+DEFAULT_SITE = {"unit-change": 0, "unit-mislabel": 0}
+
 #: Severity added to admissions after a population shift, in standard deviations.
 POPULATION_SHIFT_SEVERITY = 0.5
 
@@ -80,26 +84,34 @@ class Scenario:
             return None
         return datetime.fromtimestamp(self.change_at, UTC).date().isoformat()
 
-    def _after(self, name: str, site_index: int, moment: int, *, default_site: int | None) -> bool:
-        if self.change_at is None or moment < self.change_at:
-            return False
+    def places(self, sites: Sequence[str]) -> dict[str, list[str]]:
+        """The scenarios that change each of ``sites`` (in order; an empty list: unchanged)."""
+        return {site: [name for name, _ in self.changes if self._here(name, index)] for index, site in enumerate(sites)}
+
+    def _here(self, name: str, site_index: int) -> bool:
         for scenario, site in self.changes:
-            if scenario == name and (site == site_index or (site is None and default_site in (None, site_index))):
+            if scenario != name:
+                continue
+            default = DEFAULT_SITE.get(name)
+            if site == site_index or (site is None and default in (None, site_index)):
                 return True
         return False
 
+    def _after(self, name: str, site_index: int, moment: int) -> bool:
+        return self.change_at is not None and moment >= self.change_at and self._here(name, site_index)
+
     def creatinine_in_umol(self, site_index: int, effective_at: int) -> bool:
         """Whether a creatinine result drawn at ``effective_at`` at this site is reported in umol/L."""
-        return self._after("unit-change", site_index, effective_at, default_site=0)
+        return self._after("unit-change", site_index, effective_at)
 
     def creatinine_mislabelled(self, site_index: int, effective_at: int) -> bool:
         """Whether a creatinine result drawn at ``effective_at`` at this site is sent in umol/L labelled mg/dL."""
-        return self._after("unit-mislabel", site_index, effective_at, default_site=0)
+        return self._after("unit-mislabel", site_index, effective_at)
 
     def population_shifted(self, site_index: int, admitted_at: int) -> bool:
         """Whether an admission at ``admitted_at`` comes from the shifted, older and sicker population."""
-        return self._after("population-shift", site_index, admitted_at, default_site=None)
+        return self._after("population-shift", site_index, admitted_at)
 
     def lactate_signal(self, site_index: int, admitted_at: int) -> float:
         """How strongly lactate follows severity for a stay admitted at ``admitted_at`` (1 normal, 0 none)."""
-        return 0.0 if self._after("protocol-change", site_index, admitted_at, default_site=None) else 1.0
+        return 0.0 if self._after("protocol-change", site_index, admitted_at) else 1.0
