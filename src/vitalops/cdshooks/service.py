@@ -5,13 +5,18 @@ deployments of the site its EHR client is registered for (``cdshooks.clients``),
 prefetch (or, for a key not sent, from the EHR's FHIR server with the token it gave), through the
 same normalization and online kernel as every other prediction (``serving.predict`` with
 ``resources=``). Everything about the request is checked before anything is scored, so a refused
-call never leaves a log row.
+call never leaves a log row; it is counted instead against the model the service is named for, at
+the EHR's site, version 0 (``serving.failures``), as is a failure after scoring. Scoring counts its
+own failures. Authentication and permission refusals are access, not the model's failures (a JWT
+refused never reaches the service: the route audits it), and a service id that names no model
+belongs to none: neither is counted.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -40,10 +45,12 @@ from vitalops.db.tables.cdshooks import CardFeedbackRow
 from vitalops.db.tables.governance import DeploymentEventRow
 from vitalops.db.tables.registry import ModelRow, ModelVersionRow
 from vitalops.db.tables.serving import PredictionRow
-from vitalops.errors import BadRequest, NotFound, PreconditionFailed
+from vitalops.errors import BadRequest, NotFound, PermissionDenied, PreconditionFailed, Unauthenticated
 from vitalops.features.definition_sets import get_definitions
 from vitalops.review import ReviewPolicy, enqueue, reasons_for
 from vitalops.serving import Prediction, PredictionRequest, ServingContext, predict
+from vitalops.serving.failures import Attempt, record_failure
+from vitalops.serving.service import write_log
 
 HOOK = "patient-view"
 _Body = TypeVar("_Body", bound=BaseModel)
@@ -51,6 +58,14 @@ _Body = TypeVar("_Body", bound=BaseModel)
 
 def _field(error: Any) -> str:
     return ".".join(str(part) for part in error["loc"]) or "<body>"
+
+
+def json_body(raw: bytes) -> Any:
+    """``raw`` decoded as JSON; BadRequest when it is not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body is not JSON", details={"field": "<body>"}) from None
 
 
 def _parse(model: type[_Body], body: Any, prefix: str = "") -> _Body:
@@ -240,12 +255,35 @@ class CdsHooks:
             resources.extend(found)
         return resources
 
-    def call(self, verified: VerifiedCall, service_id: str, body: Any, *, model_card_url: Callable[[str, int], str],
-             now: datetime | None = None) -> CallResult:
-        """Answer one hook call with ``{"cards": [...]}``: BadRequest for a body that is not a
-        ``patient-view`` request or resources of another patient, NotFound for an unknown service,
-        PreconditionFailed when a prefetch key is missing and cannot be fetched."""
+    def call(self, verified: VerifiedCall, service_id: str, raw: bytes, *,
+             model_card_url: Callable[[str, int], str], now: datetime | None = None) -> CallResult:
+        """Answer one hook call (its body as sent) with ``{"cards": [...]}``: BadRequest for a body
+        that is not a ``patient-view`` request or resources of another patient, NotFound for an
+        unknown service, PreconditionFailed when a prefetch key is missing and cannot be fetched.
+        A failure is counted against the service's model before it is raised (module docstring)."""
         now = now or utcnow()
+        attempt = Attempt(site=verified.client.site, at=now, model=service_id)
+        with self._counted(attempt):
+            request, resources = self._checked(verified, service_id, json_body(raw), now)
+            patient_key = self.serving.pseudonymizer.patient_key(request.context.patientId)
+        outcome = predict(self.database, self.serving, verified.principal, service_id,
+                          PredictionRequest(site=attempt.site, resources=resources, patient_key=patient_key,
+                                            at=now, request_id=request.hookInstance[:64]))
+        with self._counted(attempt):
+            return self._answer(verified, request, outcome.prediction, outcome.deferred, model_card_url)
+
+    @contextmanager
+    def _counted(self, attempt: Attempt) -> Iterator[None]:
+        try:
+            yield
+        except (Unauthenticated, PermissionDenied):
+            raise
+        except Exception as error:
+            record_failure(lambda job: write_log(self.database, self.serving, job), attempt, error)
+            raise
+
+    def _checked(self, verified: VerifiedCall, service_id: str, body: Any, now: datetime
+                 ) -> tuple[HookRequest, list[dict[str, Any]]]:
         request = _parse(HookRequest, body)
         if request.hook != HOOK:
             raise BadRequest(f"hook '{request.hook[:40]}' is not served; these services answer '{HOOK}'",
@@ -259,15 +297,12 @@ class CdsHooks:
             raise BadRequest("fhirServer is not one of the FHIR servers registered for this EHR client "
                              "('vitalops ehr add --fhir-server')",
                              details={"field": "fhirServer", "reason": "fhir_server_not_allowed"})
-        site = verified.client.site
         with self.database.read_session() as session:
-            templates = self._templates_at(session, service_id, site)
-        resources = self._resources(request, templates, now)
-        patient_key = self.serving.pseudonymizer.patient_key(request.context.patientId)
-        outcome = predict(self.database, self.serving, verified.principal, service_id,
-                          PredictionRequest(site=site, resources=resources, patient_key=patient_key, at=now,
-                                            request_id=request.hookInstance[:64]))
-        prediction = outcome.prediction
+            templates = self._templates_at(session, service_id, verified.client.site)
+        return request, self._resources(request, templates, now)
+
+    def _answer(self, verified: VerifiedCall, request: HookRequest, prediction: Prediction,
+                deferred: list[Callable[[], None]], model_card_url: Callable[[str, int], str]) -> CallResult:
         reasons = reasons_for(prediction, self.policy)
         if reasons:
             with self.database.session() as session:
@@ -279,7 +314,7 @@ class CdsHooks:
             cards.append(build_card(prediction, patient_id=request.context.patientId,
                                     model_card_url=model_card_url(prediction.model, prediction.version),
                                     review_note=note))
-        return CallResult({"cards": cards}, outcome.deferred, prediction, bool(reasons))
+        return CallResult({"cards": cards}, deferred, prediction, bool(reasons))
 
     def feedback(self, verified: VerifiedCall, service_id: str, body: Any) -> dict[str, int]:
         """Store each feedback item once, linked to its card's prediction (the same item again is a

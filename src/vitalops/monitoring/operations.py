@@ -15,7 +15,8 @@ a card to the clinician's action, and the review queue's size and age.
   at the site, so these are stored as version 0.
 
 - **Error rates**: failed prediction requests (``serving.failures``: counted per hour, model,
-  version, site and error code once the request reached a known model) over the requests, that is
+  version, site and error code once the request reached a known model, or a CDS Hooks call of a
+  model's service failed outside scoring, as version 0) over the requests, that is
   the online predictions logged (rows with a latency; batch rows are a job's, not requests) plus
   the failures. ``ops.error_rate`` counts the failures answered 5xx (the service's fault),
   ``ops.input_error_rate`` those answered 4xx (the request's). Per version: the failures while that

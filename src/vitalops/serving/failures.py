@@ -6,8 +6,10 @@ known model at a registered site, an error raised while scoring it adds one to t
 counter of its model, version, site and error code (``serving_error_counts``), in a transaction
 of its own after the failed one was rolled back. Requests refused before that (authentication,
 permission, a malformed body, an unregistered site, an unknown model) are not a model's failures
-and are not counted. A counter that cannot be written (the database is down) is logged without
-data and never hides the request's own error.
+and are not counted. A CDS Hooks call is a request to one model's service, at its EHR's site, so
+``cdshooks`` counts the calls it refuses or fails outside scoring too, by the model's name (version
+0), authentication and permission refusals excepted. A counter that cannot be written (the
+database is down) is logged without data and never hides the request's own error.
 
 The class of a failure is the HTTP status its error answers with: below 500 the request was at
 fault (a missing input, a value beyond the plan's tolerance, an unknown patient), 500 and over
@@ -22,9 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from vitalops.db.tables.registry import ModelRow
 from vitalops.db.tables.serving import ServingErrorCountRow
 from vitalops.errors import VitalOpsError
 
@@ -36,13 +40,15 @@ INTERNAL_ERROR = ("internal_error", 500)
 
 @dataclass
 class Attempt:
-    """What is known of a request as it goes: its model once resolved, the version being scored."""
+    """What is known of a request as it goes: its model once resolved (or only its name, resolved when
+    a failure is counted), the version being scored."""
 
     site: str
     at: datetime
     served: bool = True
     model_id: int | None = None
     version: int = 0
+    model: str | None = None
 
 
 def error_class(error: BaseException) -> tuple[str, int]:
@@ -58,10 +64,15 @@ def hour_start(moment: datetime) -> datetime:
 
 
 def count_failure(session: Session, attempt: Attempt, error: BaseException) -> None:
-    """Add one to the counter of ``attempt``'s hour and ``error``'s code, in the caller's transaction."""
-    assert attempt.model_id is not None
+    """Add one to the counter of ``attempt``'s hour and ``error``'s code, in the caller's transaction;
+    nothing when the model is known only by a name that no model has."""
+    model_id = attempt.model_id
+    if model_id is None:
+        model_id = session.scalar(select(ModelRow.id).where(ModelRow.name == attempt.model))
+        if model_id is None:
+            return
     code, status = error_class(error)
-    values = {"model_id": attempt.model_id, "version": attempt.version, "site": attempt.site,
+    values = {"model_id": model_id, "version": attempt.version, "site": attempt.site,
               "hour_start": hour_start(attempt.at), "served": attempt.served, "code": code, "http_status": status,
               "count": 1}
     dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
@@ -74,8 +85,9 @@ def count_failure(session: Session, attempt: Attempt, error: BaseException) -> N
 def record_failure(write: Callable[[Callable[[Session], None]], None], attempt: Attempt,
                    error: BaseException) -> None:
     """Count ``error`` against ``attempt``'s model through ``write`` (a committed transaction of its
-    own); nothing when the model was not resolved. Never raises: the caller re-raises ``error``."""
-    if attempt.model_id is None:
+    own); nothing when neither the model nor its name is known. Never raises: the caller re-raises
+    ``error``."""
+    if attempt.model_id is None and attempt.model is None:
         return
     try:
         write(lambda session: count_failure(session, attempt, error))

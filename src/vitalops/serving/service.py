@@ -256,7 +256,7 @@ def predict(
     try:
         return _predict(database, context, actor, name, request, at, started, attempt)
     except Exception as error:
-        record_failure(lambda job: _write_log(database, context, job), attempt, error)
+        record_failure(lambda job: write_log(database, context, job), attempt, error)
         raise
 
 
@@ -288,7 +288,7 @@ def _predict(database: Database, context: ServingContext, actor: Principal, name
         latency_ms=(time.perf_counter() - started) * 1000, request_id=request.request_id, input_kind=inputs.kind,
         out_of_range=out_of_range,
     )
-    _write_log(database, context, lambda session: _log(session, actor, deployments.model_id, served.version_id,
+    write_log(database, context, lambda session: _log(session, actor, deployments.model_id, served.version_id,
                                                        version, prediction))
     deferred = [
         _shadow_work(database, context, actor, name, deployments.model_id, assignment, versions[assignment.version_id],
@@ -326,7 +326,7 @@ def _shadow_work(
         try:
             score()
         except Exception as error:
-            record_failure(lambda job: _write_log(database, context, job), attempt, error)
+            record_failure(lambda job: write_log(database, context, job), attempt, error)
             raise
 
     def score() -> None:
@@ -344,15 +344,15 @@ def _shadow_work(
             latency_ms=(time.perf_counter() - started) * 1000, request_id=request.request_id, input_kind=inputs.kind,
             out_of_range=out_of_range,
         )
-        _write_log(database, context,
+        write_log(database, context,
                    lambda session: _log(session, actor, model_id, assignment.version_id, version, shadow))
 
     return work
 
 
-def _write_log(database: Database, context: ServingContext, work: Callable[[Any], None]) -> None:
-    """Commit ``work`` (the log row and its audit event) before returning: through the context's group
-    writer when it has one, else in a transaction of its own."""
+def write_log(database: Database, context: ServingContext, work: Callable[[Any], None]) -> None:
+    """Commit ``work`` (the log row and its audit event, or a failure's counter) before returning:
+    through the context's group writer when it has one, else in a transaction of its own."""
     if context.writer is not None:
         context.writer.write(work)
         return

@@ -3,8 +3,10 @@
 Thin: every call, discovery included, carries the EHR's signed JWT (``cdshooks.trust``), whose ``aud``
 must be the exact URL called (``VITALOPS_PUBLIC_URL`` plus the path, behind a proxy; else the URL this
 server saw). Refusals are 401 problem+json naming the check, audited as counts per check, route,
-source and minute (``auth.denials``). Bodies are read as JSON here so that a body that is not a CDS
-Hooks request is a 400 naming the field, as the specification expects, rather than a 422.
+source and minute (``auth.denials``), never as a model's failures. Bodies are read as JSON
+(``cdshooks.service.json_body``) so that a body that is not a CDS Hooks request is a 400 naming the
+field, as the specification expects, rather than a 422; a service call's body is decoded inside the
+call, where its refusal is counted against the service's model.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import time
 from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -22,9 +23,10 @@ from vitalops.api.deps import DatabaseDep, SettingsDep
 from vitalops.api.routes.predictions import serving_context
 from vitalops.auth.denials import DenialWindows
 from vitalops.cdshooks import CdsHooks, VerifiedCall, Verifier, record_jti
+from vitalops.cdshooks.service import json_body
 from vitalops.core.settings import Settings
 from vitalops.db import Database
-from vitalops.errors import BadRequest, Unauthenticated
+from vitalops.errors import Unauthenticated
 from vitalops.review import ReviewPolicy
 from vitalops.serving import ServingContext
 
@@ -109,11 +111,7 @@ CallerDep = Annotated[VerifiedCall, Depends(verified_call)]
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest("the body is not JSON", details={"field": "<body>"}) from None
+    return json_body(await request.body())
 
 
 def _card_url(request: Request, settings: Settings) -> Any:
@@ -136,8 +134,8 @@ async def post_service(service_id: str, request: Request, runtime: RuntimeDep, c
                        settings: SettingsDep) -> dict[str, Any]:
     """Call a service: cards for the patient in ``context`` (a shadow is scored by the worker's shadow
     thread, off the response path, as for REST predictions)."""
-    body = await _json_body(request)
-    result = await run_in_threadpool(runtime.hooks.call, caller, service_id, body,
+    raw = await request.body()
+    result = await run_in_threadpool(runtime.hooks.call, caller, service_id, raw,
                                      model_card_url=_card_url(request, settings))
     runtime.serving.shadows.submit(result.deferred)
     return result.body
