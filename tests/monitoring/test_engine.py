@@ -152,3 +152,42 @@ def test_reading_needs_a_known_metric_and_running_needs_the_operator_role(two_da
         parse_window("5h")
     with two_days.database.session() as session:
         assert session.scalar(select(func.count()).select_from(MonitoringReferenceRow)) == 1
+
+
+def test_measured_auroc_far_below_the_estimate_is_flagged_where_outcomes_stopped_following_the_scores(monitored):
+    # Known truth: at north the outcome follows the score (the reference's relation, or better); at
+    # south, over the same kind of inputs, it is unrelated to the score (a concept shift CBPE cannot
+    # see: the scores, and so the estimate, look as they always did).
+    for site in ("north", "south"):
+        made = monitored.predict_online(site, DAY0 + timedelta(hours=8), 160)
+        middle = sorted(score for _, score in made)[len(made) // 2]
+        for index, (prediction_id, score) in enumerate(made):
+            outcome = int(score > middle) if site == "north" else int(index % 5 == 0)
+            record_outcome(monitored.database, CLINICIAN, prediction_id, outcome=outcome,
+                           observed_at=DAY0 + timedelta(days=1), source="ehr")
+    _run(monitored, now=DAY0 + timedelta(days=3, hours=1))
+    with monitored.database.session() as session:
+        gaps = {r.site: r for r in read_results(session, model=MODEL, metric_id="performance.auroc_gap")}
+        estimated = {r.site: r.value for r in read_results(session, model=MODEL,
+                                                            metric_id="estimated_performance.auroc")}
+    north, south = gaps["north"], gaps["south"]
+    assert north.status == "ok" and north.value > 0 and north.details["measured"] == 1.0
+    assert south.status == "flagged" and south.value < -0.05
+    assert south.details["estimated"] == pytest.approx(estimated["south"])
+    assert south.details["measured_high"] < south.details["estimated"]
+    assert south.value == pytest.approx(south.details["measured"] - south.details["estimated"])
+    assert abs(south.details["measured"] - 0.5) < 0.2
+
+
+def test_the_auroc_gap_waits_for_matured_labels(monitored):
+    made = monitored.predict_online("north", DAY0 + timedelta(hours=8), 120)
+    for prediction_id, _ in made:
+        record_outcome(monitored.database, CLINICIAN, prediction_id, outcome=0, observed_at=DAY0 + timedelta(days=1),
+                       source="ehr")
+    _run(monitored, now=DAY0 + timedelta(days=1, hours=1))  # the horizon has not passed: nothing yet
+    with monitored.database.session() as session:
+        assert read_results(session, model=MODEL, metric_id="performance.auroc_gap") == []
+    _run(monitored, now=DAY0 + timedelta(days=3, hours=1))  # one outcome class only: no AUROC, so no gap
+    with monitored.database.session() as session:
+        (gap,) = read_results(session, model=MODEL, metric_id="performance.auroc_gap")
+    assert gap.status == "insufficient_data" and gap.value is None

@@ -1,6 +1,7 @@
 """Performance before the labels arrive: confidence-based performance estimation (CBPE).
 
-The version's scores are calibrated on its training reference, where outcomes are known, with
+The version's scores are calibrated where outcomes are known, on rows it was not trained on (its
+temporal test split; see ``monitoring.reference``), with
 isotonic regression (``sklearn.isotonic.IsotonicRegression``, increasing, clipped to [0, 1] and
 to the reference's score range). In a window without labels, each prediction's calibrated
 probability p is the expected value of its outcome, so the expected confusion matrix at the

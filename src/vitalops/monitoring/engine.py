@@ -34,7 +34,7 @@ from vitalops.features.definitions import DatasetSpec
 from vitalops.monitoring import aggregates as agg
 from vitalops.monitoring.fairness import FairnessCounts, fairness_counts, fairness_metrics, subgroup_plan
 from vitalops.monitoring.lake_labels import lake_outcomes
-from vitalops.monitoring.metrics import MIN_CLASS_ROWS, MIN_ROWS_DRIFT, get_metric
+from vitalops.monitoring.metrics import AUROC_GAP_MIN, MIN_CLASS_ROWS, MIN_ROWS_DRIFT, get_metric
 from vitalops.monitoring.operations import (
     OperationsCounts,
     error_rate_metrics,
@@ -255,8 +255,10 @@ def _window_results(context: _Context, aggregates: agg.WindowAggregates, labelle
     keys = sorted(key for key in aggregates.volume if key[2] == window_start)
     for version, site, _ in keys:
         key = (version, site, window_start)
+        mark = len(results)
         _prediction_metrics(add, context, aggregates, key)
         _performance_metrics(add, context, labelled.get(key), key, end)
+        _auroc_gap(add, results[mark:], version, site)
         items, overrides = feedback.get(key, (0, 0))
         add("workflow.override_rate", version, site, overrides / items if items else None, items, "ok",
             {"feedback": items, "overridden": overrides})
@@ -340,7 +342,8 @@ def _estimated_metrics(add: Any, reference: Reference, scores: Any, version: int
     expected = estimate(reference.calibration, scores, threshold)
     for name in _ESTIMATED:
         add(f"estimated_performance.{name}", version, site, expected[name], scores.n, "ok",
-            {"method": "CBPE (isotonic calibration on the training reference)", "assumption": ASSUMPTION,
+            {"method": f"CBPE (isotonic calibration on the version's {reference.calibration_source or 'reference'})",
+             "assumption": ASSUMPTION,
              "expected_events": expected["expected_events"], "threshold": threshold})
 
 
@@ -412,6 +415,29 @@ def _performance_metrics(add: Any, context: _Context, rows: agg.Labelled | None,
         add(family, version, site, interval.estimate, n, status,
             {**base, "low": interval.low, "high": interval.high,
              "resampled": f"{patients} patients with replacement, {BOOTSTRAP_RESAMPLES} resamples"})
+
+
+def _auroc_gap(add: Any, results: list[MetricResult], version: int, site: str) -> None:
+    """``performance.auroc_gap`` of a version at a site from its measured and estimated AUROC among
+    ``results`` (the key's results of this window; nothing when the labels have not matured: no
+    measured value is written then)."""
+    found = {r.metric_id: r for r in results if r.version == version and r.site == site
+             and r.metric_id in ("performance.auroc", "estimated_performance.auroc")}
+    measured, estimated = found.get("performance.auroc"), found.get("estimated_performance.auroc")
+    if measured is None:
+        return
+    if measured.value is None or estimated is None or estimated.value is None:
+        add("performance.auroc_gap", version, site, None, measured.n, "insufficient_data",
+            {"reason": "the measured or the estimated AUROC is not known for this window"})
+        return
+    gap = measured.value - estimated.value
+    high = measured.details.get("high")
+    below = high is not None and high < estimated.value
+    add("performance.auroc_gap", version, site, gap, measured.n,
+        "flagged" if gap <= -AUROC_GAP_MIN and below else "ok",
+        {"measured": measured.value, "measured_low": measured.details.get("low"), "measured_high": high,
+         "estimated": estimated.value, "positives": measured.details.get("positives"),
+         "threshold": AUROC_GAP_MIN, "assumption": "CBPE assumes no concept shift; this gap is where it fails"})
 
 
 def _labels_matured(context: _Context, version: int, window_end: datetime) -> bool:

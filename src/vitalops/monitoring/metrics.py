@@ -23,6 +23,8 @@ MIN_ROWS_PROPORTION = 30
 #: Labelled rows, and rows of each outcome class, a window needs for performance and calibration.
 MIN_ROWS_PERFORMANCE = 50
 MIN_CLASS_ROWS = 5
+#: How far measured AUROC must fall below CBPE's estimate (with its interval wholly below) to flag.
+AUROC_GAP_MIN = 0.05
 #: Facts per concept a window needs for data-quality rates.
 MIN_FACTS_QUALITY = 20
 #: Events (for sensitivity) or flagged labelled predictions (for PPV) a subgroup, and its reference
@@ -90,12 +92,14 @@ _OPERATIONS = (
        min_n=MIN_PATIENT_DAYS),
     _m("ops.error_rate", "share of prediction requests the service failed (answered 5xx)", "fraction",
        "predictions", "failures answered 5xx over requests: the online predictions logged plus the failures "
-       "counted once the request reached the model (per hour, code and site); per version those while it "
+       "counted once the request named the model (REST predictions, and CDS Hooks calls refused outside "
+       "scoring; not a refused JWT or permission), per hour, code and site; per version those while it "
        "scored, version 0 the model at the site including failures before a version was chosen",
        ">= 0.01 and the one-sided exact binomial test against 0.01 p < 0.01", min_n=MIN_ROWS_PROPORTION),
     _m("ops.input_error_rate", "share of prediction requests refused as the request's fault (answered 4xx)",
        "fraction", "predictions", "failures answered 4xx (a missing or out-of-tolerance input, an unknown "
-       "patient, no champion at the site) over requests, as ops.error_rate", "never (alert rules judge it)",
+       "patient, no champion at the site; a CDS Hooks body that is not a request, a prefetch missing and not "
+       "fetchable) over requests, as ops.error_rate", "never (alert rules judge it)",
        min_n=MIN_ROWS_PROPORTION),
     _m("workflow.card_to_action_minutes.p50", "median minutes from a card to the clinician's first action",
        "minutes", "feedback", "per card, its first CDS Hooks feedback time minus its prediction's time; "
@@ -162,7 +166,8 @@ METRICS: dict[str, MetricDefinition] = {m.family: m for m in (
        "facts", "window end minus the latest known_at at or before it", "> 24", min_n=0,
        version_specific=False),
     *(_m(f"estimated_performance.{name}", f"{title} expected before labels (CBPE)", unit, "predictions",
-         f"{title} of the window's scores under the isotonic calibration fitted on the training reference "
+         f"{title} of the window's scores under the isotonic calibration fitted on the version's temporal test "
+         "rows (on its training rows when the test rows hold one outcome class only) "
          "(expected confusion matrix at the version's threshold; the AUROC of the expected ROC curve); "
          "assumes no concept shift", "never (alert rules judge it against the measured value)",
          min_n=MIN_ROWS_DRIFT)
@@ -190,6 +195,12 @@ METRICS: dict[str, MetricDefinition] = {m.family: m for m in (
     _m("performance.ppv", "positive predictive value at the version's threshold", "fraction", "outcomes",
        "positives among flagged predictions; 95% interval over resampled patients",
        "never (alert rules judge it)", min_n=MIN_ROWS_PERFORMANCE),
+    _m("performance.auroc_gap", "measured AUROC minus the AUROC CBPE expected of the same window", "AUROC",
+       "outcomes", "performance.auroc of the window's labelled predictions minus estimated_performance.auroc of its "
+       "scores; what the estimate cannot see: outcomes that no longer follow the inputs as they did (concept "
+       "shift), or inputs so far from the reference that its calibration does not hold",
+       f"measured below the estimate by at least {AUROC_GAP_MIN} and the measured AUROC's 95% interval (resampled "
+       "patients) wholly below the estimate", min_n=MIN_ROWS_PERFORMANCE),
     *_FAIRNESS, *_OPERATIONS,
     _m(SITES_OUTLIER, "how far a site's value of a metric lies from the other sites' in the same window",
        "robust SDs of the other sites", "results",

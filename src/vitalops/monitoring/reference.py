@@ -5,7 +5,10 @@ frozen ``artifact:`` set), on the rows of its training split when its lineage re
 (else every labelled row): per feature, its value distribution (exact value counts, compressed to
 ``MAX_POINTS`` quantile points when it has more distinct values), its decile bin edges and counts,
 and its missing rate; the version's scores on those rows, their decile edges, its flag rate at
-its threshold, the isotonic calibration of its scores on those rows' outcomes (for CBPE), and
+its threshold, the isotonic calibration of its scores for CBPE (fitted on the rows it was not
+trained on, its temporal test split, when the lineage records the split and those rows hold both
+outcome classes: a calibration fitted on the training rows' own scores is as overconfident as the
+model is overfitted, and its estimates with it; else on the reference rows), and
 the number of distinct patients among the rows (for the drift tests' effective sizes). The
 document is stored content-addressed in the artifact store and its digest in
 ``monitoring_references``; ``fingerprint`` is that digest. It holds no patient keys.
@@ -63,6 +66,8 @@ class Reference:
     #: Distinct patients among the rows (None: a dataset without patient keys, or a reference
     #: stored before they were counted; the tests then treat every row as independent).
     patients: int | None = None
+    #: The rows the calibration was fitted on (``temporal test split``, or the reference's ``source``).
+    calibration_source: str | None = None
 
     @property
     def independent_share(self) -> float:
@@ -76,6 +81,7 @@ class Reference:
             "flag_rate": self.flag_rate, "bins": DEFAULT_BINS,
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             **({} if self.patients is None else {"patients": self.patients}),
+            **({} if self.calibration_source is None else {"calibration_source": self.calibration_source}),
             "scores": self.scores.to_dict(), "score_edges": self.score_edges.tolist(),
             "features": {name: {"distribution": f.distribution.compressed(MAX_POINTS).to_dict(),
                                 "edges": f.edges.tolist(), "categorical": f.categorical}
@@ -94,15 +100,18 @@ class Reference:
                    float(document["flag_rate"]), int(document["rows"]), document["dataset_fingerprint"],
                    document["source"],
                    None if document.get("calibration") is None else Calibration.from_dict(document["calibration"]),
-                   fingerprint, None if document.get("patients") is None else int(document["patients"]))
+                   fingerprint, None if document.get("patients") is None else int(document["patients"]),
+                   document.get("calibration_source"))
 
 
 def compute_reference(features: np.ndarray, feature_names: list[str], scores: np.ndarray, threshold: float, *,
                       dataset_fingerprint: str, source: str, outcomes: np.ndarray | None = None,
-                      patients: int | None = None) -> Reference:
+                      patients: int | None = None,
+                      calibrate_on: tuple[np.ndarray, np.ndarray, str] | None = None) -> Reference:
     """The reference of rows ``features`` (NaN = missing; columns ``feature_names``) scored ``scores``,
-    with the isotonic calibration of ``scores`` on ``outcomes`` when both classes occur; ``patients``
-    the distinct patients among the rows, when known."""
+    with the isotonic calibration of ``scores`` on ``outcomes`` when both classes occur, or of the
+    (scores, outcomes, source) of ``calibrate_on`` when given and both classes occur there;
+    ``patients`` the distinct patients among the rows, when known."""
     per_feature = {}
     for column, name in enumerate(feature_names):
         values = features[:, column]
@@ -111,27 +120,32 @@ def compute_reference(features: np.ndarray, feature_names: list[str], scores: np
         edges = quantile_bin_edges(finite, DEFAULT_BINS) if finite.shape[0] else np.empty(0)
         per_feature[name] = FeatureReference(name, distribution, edges, is_categorical(distribution))
     score_distribution = Distribution.from_values(scores)
+    fit_scores, fit_outcomes, fit_source = scores, outcomes, source
+    if calibrate_on is not None and 0 < calibrate_on[1].sum() < calibrate_on[1].shape[0]:
+        fit_scores, fit_outcomes, fit_source = calibrate_on
+    both = fit_outcomes is not None and 0 < fit_outcomes.sum() < fit_outcomes.shape[0]
     return Reference(
         per_feature, score_distribution, quantile_bin_edges(scores, DEFAULT_BINS), float(threshold),
         float(np.mean(scores >= threshold)) if scores.shape[0] else float("nan"), int(features.shape[0]),
         dataset_fingerprint, source,
-        Calibration.fit(scores, outcomes) if outcomes is not None and 0 < outcomes.sum() < outcomes.shape[0] else None,
-        patients=patients,
+        Calibration.fit(fit_scores, fit_outcomes) if both else None,
+        patients=patients, calibration_source=fit_source if both else None,
     )
 
 
-def _reference_rows(table: Any, names: list[str], lineage: dict[str, Any]) -> tuple[Any, str]:
+def _reference_rows(table: Any, names: list[str], lineage: dict[str, Any]) -> tuple[Any, str, Any]:
+    """(reference rows, their name, the temporal test rows or None)."""
     from vitalops.training.datasets import labelled_rows, split_rows
 
     rows = labelled_rows(table, names)
     split = lineage.get("split")
     if isinstance(split, dict):
-        training, _, _ = split_rows(rows, train_before=_date(split.get("train_before")),
-                                    train_fraction=split.get("train_fraction"),
-                                    external_sites=list(split.get("external_sites") or []))
+        training, test, _ = split_rows(rows, train_before=_date(split.get("train_before")),
+                                       train_fraction=split.get("train_fraction"),
+                                       external_sites=list(split.get("external_sites") or []))
         if len(training):
-            return training, "training split"
-    return rows, "labelled rows"
+            return training, "training split", test if len(test) else None
+    return rows, "labelled rows", None
 
 
 def _patients(keys: np.ndarray | None) -> int | None:
@@ -169,11 +183,14 @@ def ensure_reference(session: Session, store: ArtifactStore, version_id: int) ->
         return None
     table, fingerprint = read_dataset(store, version.dataset_uri)
     names = Signature.model_validate_json(version.signature_json).feature_names
-    rows, source = _reference_rows(table, list(names), orjson.loads(version.lineage_json or "{}"))
-    scores = load_predictor(version.artifact_sha256, store=store).predict_proba(rows.features)
+    rows, source, test = _reference_rows(table, list(names), orjson.loads(version.lineage_json or "{}"))
+    predictor = load_predictor(version.artifact_sha256, store=store)
+    scores = predictor.predict_proba(rows.features)
+    held_out = None if test is None else (np.asarray(predictor.predict_proba(test.features), dtype=np.float64),
+                                          np.asarray(test.labels), "temporal test split")
     reference = compute_reference(rows.features, list(names), np.asarray(scores, dtype=np.float64), version.threshold,
                                   dataset_fingerprint=fingerprint, source=source, outcomes=rows.labels,
-                                  patients=_patients(rows.patient_keys))
+                                  patients=_patients(rows.patient_keys), calibrate_on=held_out)
     digest = store.put(orjson.dumps(reference.to_document(), option=orjson.OPT_SORT_KEYS))
     session.add(MonitoringReferenceRow(version_id=version_id, reference_sha256=digest,
                                        dataset_fingerprint=fingerprint, rows=reference.rows, created_at=utcnow()))
