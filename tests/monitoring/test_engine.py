@@ -172,7 +172,7 @@ def test_measured_auroc_far_below_the_estimate_is_flagged_where_outcomes_stopped
                                                             metric_id="estimated_performance.auroc")}
     north, south = gaps["north"], gaps["south"]
     assert north.status == "ok" and north.value > 0 and north.details["measured"] == 1.0
-    assert south.status == "flagged" and south.value < -0.05
+    assert south.status == "flagged" and south.value < -0.05 and south.details["positive_patients"] >= 20
     assert south.details["estimated"] == pytest.approx(estimated["south"])
     assert south.details["measured_high"] < south.details["estimated"]
     assert south.value == pytest.approx(south.details["measured"] - south.details["estimated"])
@@ -191,3 +191,18 @@ def test_the_auroc_gap_waits_for_matured_labels(monitored):
     with monitored.database.session() as session:
         (gap,) = read_results(session, model=MODEL, metric_id="performance.auroc_gap")
     assert gap.status == "insufficient_data" and gap.value is None
+
+
+def test_the_auroc_gap_is_not_judged_on_a_handful_of_patients_with_the_outcome(monitored):
+    made = monitored.predict_online("north", DAY0 + timedelta(hours=8), 160)
+    patients = 160 // 2 + 1  # predict_online's patient of prediction i is i % 81
+    for index, (prediction_id, _) in enumerate(made):  # 8 patients with the outcome, unrelated to the score
+        record_outcome(monitored.database, CLINICIAN, prediction_id, outcome=int(index % patients < 8),
+                       observed_at=DAY0 + timedelta(days=1), source="ehr")
+    _run(monitored, now=DAY0 + timedelta(days=3, hours=1))
+    with monitored.database.session() as session:
+        (auroc,) = read_results(session, model=MODEL, metric_id="performance.auroc")
+        (gap,) = read_results(session, model=MODEL, metric_id="performance.auroc_gap")
+    assert auroc.value is not None and auroc.details["positive_patients"] == 8
+    assert gap.status == "insufficient_data" and gap.value is None
+    assert gap.details["min_positive_patients"] == 20

@@ -5,8 +5,9 @@ metric meant for it, at that site, and the control site raises nothing; the retr
 an alert asked for goes through the gate and is refused, never deployed.
 
 What the replay cannot show at this size is asserted as such: the protocol change at west moves no
-input or score distribution (lactate loses its signal, not its values), and the few deteriorations
-a site has in a week (5 to 15 patients) are too few to judge measured performance on."""
+input or score distribution (the warning signs before a deterioration are blunted, the population
+is not), and the few deteriorations a site has in a week (5 to 15 patients) are too few to judge
+measured performance on."""
 
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def check_replay(result: dict, database) -> None:
         assert east_weeks[second] > central_weeks[second], metric
     assert "input-drift-daily" in alerts["east"]
 
-    # west, lactate losing its signal: no input or score distribution moves, so nothing is raised
+    # west, the warning signs blunted: no input or score distribution moves, so nothing is raised
     west = _caught(result, "west")
     assert not any(metric.startswith(("input_drift.psi/lactate", "prediction_drift.")) for metric in west)
     assert not alerts["west"] & {"input-drift-daily", "input-drift-weekly", "score-drift-daily", "score-drift-weekly"}

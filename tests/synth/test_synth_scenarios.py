@@ -60,7 +60,7 @@ def test_population_shift_brings_older_sicker_admissions_after_the_change(tmp_pa
     assert np.mean([s["deterioration_risk"] for s in shifted]) > 1.3 * np.mean([s["deterioration_risk"] for s in base])
 
 
-def test_protocol_change_removes_lactate_signal_after_the_change(tmp_path: Path) -> None:
+def test_protocol_change_blunts_the_warning_signs_after_the_change(tmp_path: Path) -> None:
     generate_hospital(
         tmp_path,
         patients=300,
@@ -72,24 +72,44 @@ def test_protocol_change_removes_lactate_signal_after_the_change(tmp_path: Path)
     )
     stays = {s["encounter_id"]: s for s in _stays(tmp_path)}
     first_lactate: dict[str, float] = {}
+    heart_rates: dict[str, list[tuple[int, float]]] = {}
     for observation in read_ndjson(tmp_path / "Observation.ndjson"):
         encounter = observation["encounter"]["reference"].split("/")[1]
         if code_of(observation) == "2524-7" and encounter in stays and encounter not in first_lactate:
             first_lactate[encounter] = observation["valueQuantity"]["value"]
+        if code_of(observation) == "8867-4" and encounter in stays:
+            heart_rates.setdefault(encounter, []).append(
+                (moment(observation["effectiveDateTime"]), observation["valueQuantity"]["value"]))
     change_at = moment("2024-12-31T00:00:00+00:00")
 
-    def correlation(after: bool) -> float:
-        pairs = [
-            (stays[e]["severity"], np.log(v))
-            for e, v in first_lactate.items()
-            if (moment(stays[e]["admitted_at"]) >= change_at) == after
-        ]
+    def after(stay: dict[str, Any]) -> bool:
+        return moment(stay["admitted_at"]) >= change_at
+
+    def correlation(later: bool) -> float:
+        pairs = [(stays[e]["severity"], np.log(v)) for e, v in first_lactate.items() if after(stays[e]) == later]
         assert len(pairs) > 60
         return float(np.corrcoef(np.array(pairs).T)[0, 1])
 
-    assert correlation(after=False) > 0.25
-    assert abs(correlation(after=True)) < 0.15
-    assert {s["lactate_signal"] for s in stays.values() if moment(s["admitted_at"]) >= change_at} == {0.0}
+    def rise(later: bool) -> float:
+        """Mean heart rate in the 6 hours before a deterioration minus that 30 to 48 hours before."""
+        rises = []
+        for encounter, stay in stays.items():
+            if not stay["deteriorated"] or after(stay) != later or encounter not in heart_rates:
+                continue
+            event = moment(stay["event_at"])
+            near = [v for t, v in heart_rates[encounter] if event - 6 * 3600 <= t < event]
+            far = [v for t, v in heart_rates[encounter] if event - 48 * 3600 <= t < event - 30 * 3600]
+            if near and far:
+                rises.append(np.mean(near) - np.mean(far))
+        assert len(rises) >= 5
+        return float(np.mean(rises))
+
+    assert correlation(later=False) > 0.25
+    assert abs(correlation(later=True)) < 0.15
+    # the heart rate still climbs before a deterioration, but far less once the protocol treats it
+    assert rise(later=False) > 10 and rise(later=True) < 0.5 * rise(later=False)
+    assert {(s["lactate_signal"], s["warning_signs"]) for s in stays.values() if after(s)} == {(0.0, 0.25)}
+    assert {(s["lactate_signal"], s["warning_signs"]) for s in stays.values() if not after(s)} == {(1.0, 1.0)}
 
 
 def test_unit_mislabel_sends_umol_values_under_mg_dl_at_the_first_site_and_changes_nothing_else(

@@ -34,7 +34,7 @@ from vitalops.features.definitions import DatasetSpec
 from vitalops.monitoring import aggregates as agg
 from vitalops.monitoring.fairness import FairnessCounts, fairness_counts, fairness_metrics, subgroup_plan
 from vitalops.monitoring.lake_labels import lake_outcomes
-from vitalops.monitoring.metrics import AUROC_GAP_MIN, MIN_CLASS_ROWS, MIN_ROWS_DRIFT, get_metric
+from vitalops.monitoring.metrics import AUROC_GAP_MIN, MIN_CLASS_ROWS, MIN_GAP_PATIENTS, MIN_ROWS_DRIFT, get_metric
 from vitalops.monitoring.operations import (
     OperationsCounts,
     error_rate_metrics,
@@ -392,7 +392,9 @@ def _performance_metrics(add: Any, context: _Context, rows: agg.Labelled | None,
     families = _PERFORMANCE
     n = 0 if rows is None else int(rows.outcomes.shape[0])
     positives = 0 if rows is None else int(rows.outcomes.sum())
-    base = {"labelled": n, "positives": positives, "label_horizon_hours": horizon.total_seconds() / 3600}
+    positive_patients = 0 if rows is None else len(set(rows.patient_keys[rows.outcomes == 1].tolist()))
+    base = {"labelled": n, "positives": positives, "positive_patients": positive_patients,
+            "label_horizon_hours": horizon.total_seconds() / 3600}
     if rows is None or positives < MIN_CLASS_ROWS or n - positives < MIN_CLASS_ROWS:
         for family in families:
             add(family, version, site, None, n, "insufficient_data", {**base, "min_class_rows": MIN_CLASS_ROWS})
@@ -430,13 +432,18 @@ def _auroc_gap(add: Any, results: list[MetricResult], version: int, site: str) -
         add("performance.auroc_gap", version, site, None, measured.n, "insufficient_data",
             {"reason": "the measured or the estimated AUROC is not known for this window"})
         return
+    events = measured.details.get("positive_patients") or 0
+    if events < MIN_GAP_PATIENTS:  # a handful of patients with the outcome: the interval is not to be trusted
+        add("performance.auroc_gap", version, site, None, measured.n, "insufficient_data",
+            {"positive_patients": events, "min_positive_patients": MIN_GAP_PATIENTS})
+        return
     gap = measured.value - estimated.value
     high = measured.details.get("high")
     below = high is not None and high < estimated.value
     add("performance.auroc_gap", version, site, gap, measured.n,
         "flagged" if gap <= -AUROC_GAP_MIN and below else "ok",
         {"measured": measured.value, "measured_low": measured.details.get("low"), "measured_high": high,
-         "estimated": estimated.value, "positives": measured.details.get("positives"),
+         "estimated": estimated.value, "positives": measured.details.get("positives"), "positive_patients": events,
          "threshold": AUROC_GAP_MIN, "assumption": "CBPE assumes no concept shift; this gap is where it fails"})
 
 

@@ -23,8 +23,13 @@ MIN_ROWS_PROPORTION = 30
 #: Labelled rows, and rows of each outcome class, a window needs for performance and calibration.
 MIN_ROWS_PERFORMANCE = 50
 MIN_CLASS_ROWS = 5
-#: How far measured AUROC must fall below CBPE's estimate (with its interval wholly below) to flag.
+#: How far measured AUROC must fall below CBPE's estimate (with its interval wholly below) to flag,
+#: and the patients with the outcome a window needs before it is judged: with a handful of them a
+#: resampled interval is too narrow (the scenario replay's control site, roughly ten deteriorating
+#: patients in four weeks, measured 0.60 [0.41, 0.75] against an estimate of 0.82 and a validation
+#: of 0.83).
 AUROC_GAP_MIN = 0.05
+MIN_GAP_PATIENTS = 20
 #: Facts per concept a window needs for data-quality rates.
 MIN_FACTS_QUALITY = 20
 #: Events (for sensitivity) or flagged labelled predictions (for PPV) a subgroup, and its reference
@@ -200,7 +205,8 @@ METRICS: dict[str, MetricDefinition] = {m.family: m for m in (
        "scores; what the estimate cannot see: outcomes that no longer follow the inputs as they did (concept "
        "shift), or inputs so far from the reference that its calibration does not hold",
        f"measured below the estimate by at least {AUROC_GAP_MIN} and the measured AUROC's 95% interval (resampled "
-       "patients) wholly below the estimate", min_n=MIN_ROWS_PERFORMANCE),
+       f"patients) wholly below the estimate; judged once {MIN_GAP_PATIENTS} patients had the outcome",
+       min_n=MIN_ROWS_PERFORMANCE),
     *_FAIRNESS, *_OPERATIONS,
     _m(SITES_OUTLIER, "how far a site's value of a metric lies from the other sites' in the same window",
        "robust SDs of the other sites", "results",

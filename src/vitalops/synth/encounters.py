@@ -45,6 +45,7 @@ class Stay:
     deteriorated: bool
     shifted_population: bool
     lactate_signal: float
+    warning_signs: float
     event_type: str | None = None  # "icu" or "death"
     event_at: int | None = None
     ramp_seconds: int = 0
@@ -83,6 +84,7 @@ def plan_stay(
         deteriorated=deteriorated,
         shifted_population=shifted,
         lactate_signal=scenario.lactate_signal(patient.site.index, admitted_at),
+        warning_signs=scenario.warning_signs(patient.site.index, admitted_at),
     )
     if rng.random() < ADMITTED_VIA_ED_SHARE:
         stay.ed_id = ids.new()

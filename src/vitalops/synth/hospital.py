@@ -238,6 +238,7 @@ class _PatientSimulation:
             "died_at": _utc_text(stay.died_at),
             "population_shifted": stay.shifted_population,
             "lactate_signal": stay.lactate_signal,
+            "warning_signs": stay.warning_signs,
             "prior_admissions_365d": prior,
             "abnormal_discharge_labs": abnormal_labs,
             "readmission_risk": None,

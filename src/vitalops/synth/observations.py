@@ -194,7 +194,8 @@ class Baseline:
 
 
 def _latent(stay: Stay, times: np.ndarray, bump_at: float, bump_size: float) -> tuple[np.ndarray, np.ndarray]:
-    """Severity (fading with recovery) and the pre-event ramp at ``times``."""
+    """Severity (fading with recovery) and the pre-event ramp at ``times`` (scaled by the stay's
+    ``warning_signs``: what an early-treatment protocol leaves of it)."""
     elapsed = (times - stay.admitted_at).astype(float)
     severity = 0.8 * stay.severity * (0.35 + 0.65 * np.exp(-elapsed / RECOVERY_TIME))
     ramp = np.zeros(len(times))
@@ -203,6 +204,7 @@ def _latent(stay: Stay, times: np.ndarray, bump_at: float, bump_size: float) -> 
         to_event = (stay.event_at - times[before]).astype(float)
         ramp[before] = np.clip(1.0 - to_event / stay.ramp_seconds, 0.0, 1.0) ** 1.5
         ramp[~before] = np.exp(-(times[~before] - stay.event_at) / (36.0 * HOUR))
+        ramp *= stay.warning_signs
     if bump_size:
         ramp += bump_size * np.exp(-(((times - bump_at) / (8.0 * HOUR)) ** 2))
     return severity, ramp

@@ -11,8 +11,12 @@
     from the change date admissions come from older, sicker patients (admission rates rise with
     age and comorbidity, and acute severity shifts up).
 ``protocol-change``
-    from the change date an early-treatment protocol removes lactate's signal: lactate no longer
-    rises with severity or before deterioration, so a model that leaned on it degrades.
+    from the change date an early-treatment protocol (a rapid-response team treating the first
+    signs) blunts the warning signs: lactate no longer rises with severity or before deterioration,
+    and the vital-sign and laboratory changes that precede a deterioration shrink to a quarter,
+    while the deteriorations still happen as often. The population and most values are as before,
+    so the scores and their estimated performance hardly move; the model's measured performance
+    falls once the labels mature.
 
 The change date is the midpoint of the simulated period (a UTC midnight).
 
@@ -37,6 +41,8 @@ DEFAULT_SITE = {"unit-change": 0, "unit-mislabel": 0}
 
 #: Severity added to admissions after a population shift, in standard deviations.
 POPULATION_SHIFT_SEVERITY = 0.5
+#: What remains of the changes that precede a deterioration once the protocol treats them early.
+PROTOCOL_WARNING_SIGNS = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +121,8 @@ class Scenario:
     def lactate_signal(self, site_index: int, admitted_at: int) -> float:
         """How strongly lactate follows severity for a stay admitted at ``admitted_at`` (1 normal, 0 none)."""
         return 0.0 if self._after("protocol-change", site_index, admitted_at) else 1.0
+
+    def warning_signs(self, site_index: int, admitted_at: int) -> float:
+        """How much of the pre-deterioration change in vital signs and laboratory values a stay
+        admitted at ``admitted_at`` shows (1 all of it; ``PROTOCOL_WARNING_SIGNS`` under the protocol)."""
+        return PROTOCOL_WARNING_SIGNS if self._after("protocol-change", site_index, admitted_at) else 1.0
