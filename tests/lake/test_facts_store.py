@@ -88,3 +88,19 @@ def test_compaction_merges_small_files_and_changes_no_fact(tmp_path: Path, facts
 
     assert rows(None) == rows(before)  # same facts; the earlier version stays readable
     assert store.compact() == 0  # nothing left to merge
+
+
+def test_a_reread_dataset_follows_new_commits_and_a_table_created_again(tmp_path: Path, facts) -> None:
+    import shutil
+
+    store = FactsStore(str(tmp_path), commit_rows=2)
+    assert store.append(facts.slice(0, 2)) == 2
+    first = store.dataset()
+    assert store.dataset() is first  # the same version read again: its file listing is reused
+    assert store.append(facts.slice(2)) == facts.num_rows - 2
+    assert store.dataset().count_rows() == facts.num_rows  # a new version: listed again
+    assert store.dataset(0).count_rows() == 2
+    shutil.rmtree(tmp_path / "facts")  # deleted and created again: version 0 again, other files
+    again = FactsStore(str(tmp_path))
+    assert again.append(facts.slice(0, 1)) == 1 and again.version == 0
+    assert again.dataset().count_rows() == 1 and again.dataset(0).count_rows() == 1

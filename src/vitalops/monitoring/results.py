@@ -59,7 +59,7 @@ def _from_row(row: MonitoringResultRow) -> MetricResult:
 
 _NATURAL_KEY = ("metric_id", "model", "version", "site", "window_start", "window_end")
 _VALUES = ("value", "n", "status", "details_json", "computed_at", "run_id")
-#: Rows per INSERT statement (12 parameters each: well inside SQLite's limit of bound parameters).
+#: Rows per executemany batch.
 _UPSERT_ROWS = 500
 
 
@@ -82,10 +82,11 @@ def upsert(session: Session, results: list[MetricResult], *, run_id: str, comput
              "status": r.status, "details_json": orjson.dumps(r.details, option=orjson.OPT_SORT_KEYS).decode(),
              "computed_at": computed_at, "run_id": run_id} for r in results]
     dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    for chunk in range(0, len(rows), _UPSERT_ROWS):
-        statement = dialect.insert(MonitoringResultRow).values(rows[chunk:chunk + _UPSERT_ROWS])
-        session.execute(statement.on_conflict_do_update(
-            index_elements=list(_NATURAL_KEY), set_={c: statement.excluded[c] for c in _VALUES}))
+    statement = dialect.insert(MonitoringResultRow)
+    statement = statement.on_conflict_do_update(index_elements=list(_NATURAL_KEY),
+                                                set_={c: statement.excluded[c] for c in _VALUES})
+    for chunk in range(0, len(rows), _UPSERT_ROWS):  # one statement compiled once, its rows as parameters
+        session.execute(statement, rows[chunk:chunk + _UPSERT_ROWS])
     replaced = sum(r.key() in existing for r in results)
     return {"inserted": len(results) - replaced, "replaced": replaced}
 
