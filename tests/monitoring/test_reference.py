@@ -1,5 +1,6 @@
-"""CBPE's calibration is fitted on rows the version was not trained on (its temporal test split):
-fitted on the training rows' own scores it is as overconfident as the model is overfitted."""
+"""The reference a window is compared with. CBPE's calibration is fitted on rows the version was
+not trained on (its temporal test split): fitted on the training rows' own scores it is as
+overconfident as the model is overfitted."""
 
 from __future__ import annotations
 
@@ -72,3 +73,4 @@ def test_the_reference_rows_are_the_training_split_and_the_test_split_is_returne
     assert rows.index_times.max() < test.index_times.min()
     rows, source, test = _reference_rows(table, NAMES, {})
     assert source == "labelled rows" and len(rows) == 100 and test is None
+
