@@ -104,3 +104,13 @@ def test_a_reread_dataset_follows_new_commits_and_a_table_created_again(tmp_path
     again = FactsStore(str(tmp_path))
     assert again.append(facts.slice(0, 1)) == 1 and again.version == 0
     assert again.dataset().count_rows() == 1 and again.dataset(0).count_rows() == 1
+
+
+def test_the_latest_known_time_comes_from_the_log_and_equals_the_column(tmp_path: Path, facts) -> None:
+    import pyarrow.compute as pc
+
+    store = FactsStore(str(tmp_path), commit_rows=2)
+    assert store.latest_known_at() is None
+    store.append(facts)
+    expected = pc.max(store.dataset().to_table(columns=["known_at"])["known_at"]).as_py()
+    assert store.latest_known_at() == expected and store.latest_known_at().tzinfo is not None

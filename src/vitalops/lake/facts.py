@@ -118,6 +118,21 @@ class FactsStore:
                 del _DATASETS[next(iter(_DATASETS))]
         return dataset
 
+    def latest_known_at(self) -> datetime | None:
+        """The latest ``known_at`` of any fact (None for an empty or missing table), from the Delta
+        log's per-file statistics when every file has them (no fact is read), else from the column."""
+        if not self.exists():
+            return None
+        table = DeltaTable(self.uri)
+        actions = pa.table(table.get_add_actions(flatten=True))
+        if actions.num_rows == 0:
+            return None
+        if "max.known_at" in actions.column_names and actions["max.known_at"].null_count == 0:
+            latest = pc.max(actions["max.known_at"]).as_py()
+        else:
+            latest = pc.max(self.dataset().to_table(columns=["known_at"])["known_at"]).as_py()
+        return None if latest is None else as_utc(latest)
+
     def append(self, facts: pa.Table, *, unique: bool = False) -> int:
         """Add the facts whose ``fact_id`` is not in the table yet; return how many were added.
 

@@ -40,14 +40,7 @@ def _us(moment: datetime) -> int:
 
 def lake_known_until(lake_root: str) -> datetime | None:
     """The latest time anything in the lake's facts is known (None for an empty or missing lake)."""
-    store = FactsStore(lake_root)
-    return _known_until(store.dataset()) if store.exists() else None
-
-
-def _known_until(dataset: ds.Dataset) -> datetime | None:
-    times = dataset.to_table(columns=["known_at"])
-    latest = pc.max(times.column("known_at")).as_py() if times.num_rows else None
-    return latest.astimezone(UTC) if latest is not None else None
+    return FactsStore(lake_root).latest_known_at()
 
 
 def lake_outcomes(lake_root: str, specs: Mapping[int, DatasetSpec], predictions: pa.Table, *,
@@ -60,10 +53,10 @@ def lake_outcomes(lake_root: str, specs: Mapping[int, DatasetSpec], predictions:
     store = FactsStore(lake_root)
     if keyed.num_rows == 0 or not specs or not store.exists():
         return {}
-    dataset = store.dataset()  # opened once: a Delta table's file listing is not free
-    known_until = _known_until(dataset)
+    known_until = store.latest_known_at()
     if known_until is None:
         return {}
+    dataset = store.dataset()
     as_of_us = _us(min(now, known_until))
     outcomes: dict[str, tuple[datetime, int]] = {}
     for version, spec in specs.items():
