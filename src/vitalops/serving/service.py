@@ -289,7 +289,7 @@ def _predict(database: Database, context: ServingContext, actor: Principal, name
         out_of_range=out_of_range,
     )
     write_log(database, context, lambda session: _log(session, actor, deployments.model_id, served.version_id,
-                                                       version, prediction))
+                                                      version, prediction))
     deferred = [
         _shadow_work(database, context, actor, name, deployments.model_id, assignment, versions[assignment.version_id],
                      inputs, request, at, tolerance)
@@ -345,7 +345,7 @@ def _shadow_work(
             out_of_range=out_of_range,
         )
         write_log(database, context,
-                   lambda session: _log(session, actor, model_id, assignment.version_id, version, shadow))
+                  lambda session: _log(session, actor, model_id, assignment.version_id, version, shadow))
 
     return work
 
